@@ -1,0 +1,118 @@
+"""The audit log and the one state-transition routine every state machine goes through."""
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.utils import timezone
+
+from .exceptions import IllegalTransition
+from .models import AuditEvent, WorkerPing
+
+M = TypeVar("M", bound=models.Model)
+
+
+def actor_label(actor: Any) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return actor.get_username()
+
+
+def audit_log(
+    *,
+    actor: Any,
+    action: str,
+    obj: models.Model,
+    project_id: int | None = None,
+    from_state: str = "",
+    to_state: str = "",
+    reason: str = "",
+    data: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """Record an action. ``actor`` is a user, a system name ("reaper") or None."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    return AuditEvent.objects.create(
+        actor=user,
+        actor_label=actor_label(actor),
+        action=action,
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=False),
+        object_id=str(obj.pk),
+        object_repr=str(obj)[:200],
+        project_id=project_id,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        data=dict(data or {}),
+    )
+
+
+def state_transition(
+    *,
+    instance: M,
+    to: str,
+    table: Mapping[str, Iterable[str]],
+    actor: Any,
+    reason: str = "",
+    timestamps: Mapping[str, str] | None = None,
+    project_id: int | None = None,
+    update: Mapping[str, Any] | None = None,
+    on_commit: Callable[[M], None] | None = None,
+    field: str = "status",
+) -> M:
+    """Move ``instance`` to state ``to`` or raise :class:`IllegalTransition`.
+
+    Locks the row, re-reads its state (the caller's copy may be stale), checks ``table``
+    (state → allowed next states), stamps ``timestamps`` (state → datetime field set on entry),
+    applies ``update``, writes one audit row, and runs ``on_commit`` after the transaction
+    commits. Returns the locked, updated instance.
+    """
+    model = type(instance)
+    with transaction.atomic():
+        locked = model.objects.select_for_update().get(pk=instance.pk)
+        current = getattr(locked, field)
+        if to not in table.get(current, ()):
+            raise IllegalTransition(obj=locked, current=current, target=to)
+        setattr(locked, field, to)
+        changed = [field]
+        stamp = (timestamps or {}).get(to)
+        if stamp:
+            setattr(locked, stamp, timezone.now())
+            changed.append(stamp)
+        for name, value in (update or {}).items():
+            setattr(locked, name, value)
+            changed.append(name)
+        if any(f.name == "modified" for f in model._meta.concrete_fields):
+            changed.append("modified")
+        locked.save(update_fields=changed)
+        audit_log(
+            actor=actor,
+            action=f"{model._meta.model_name}.{to}",
+            obj=locked,
+            project_id=project_id,
+            from_state=current,
+            to_state=to,
+            reason=reason,
+        )
+        if on_commit is not None:
+            transaction.on_commit(lambda: on_commit(locked))
+    # Keep the caller's object in step with the row.
+    for name in changed:
+        setattr(instance, name, getattr(locked, name))
+    return locked
+
+
+def worker_ping_create(*, user: Any) -> WorkerPing:
+    from .tasks import worker_ping_task
+
+    ping = WorkerPing.objects.create(requested_by=user if user and user.is_authenticated else None)
+    transaction.on_commit(lambda: worker_ping_task.delay(ping.pk))
+    return ping
+
+
+def worker_ping_answer(*, ping_id: int, worker: str) -> None:
+    WorkerPing.objects.filter(pk=ping_id, answered_at__isnull=True).update(
+        answered_at=timezone.now(), worker=worker[:200]
+    )

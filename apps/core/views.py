@@ -1,0 +1,87 @@
+"""Health endpoints for load balancers and compose, the system page, error pages."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from .models import WorkerPing
+from .services import worker_ping_create
+
+logger = logging.getLogger(__name__)
+
+
+@never_cache
+def healthz(request: HttpRequest) -> HttpResponse:
+    """The process is up and serving. Touches nothing else."""
+    return JsonResponse({"status": "ok"})
+
+
+def _check_database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def _check_broker() -> str | None:
+    from controlplane.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+@never_cache
+def readyz(request: HttpRequest) -> HttpResponse:
+    """Ready to take traffic: the database and the broker answer."""
+    checks = {"database": _check_database(), "broker": _check_broker()}
+    failed = {name: err for name, err in checks.items() if err}
+    for name, err in failed.items():
+        logger.warning("readiness check %s failed: %s", name, err)
+    body = {
+        "status": "fail" if failed else "ok",
+        "checks": {name: ("fail" if err else "ok") for name, err in checks.items()},
+    }
+    return JsonResponse(body, status=503 if failed else 200)
+
+
+@login_required
+def system(request: HttpRequest) -> HttpResponse:
+    from django_celery_beat.models import PeriodicTask
+
+    pings = WorkerPing.objects.all()[:10]
+    context = {
+        "pings": pings,
+        "periodic_tasks": PeriodicTask.objects.order_by("name"),
+        "broker": settings.CELERY_BROKER_URL.split("://", 1)[0],
+        "database": connection.vendor,
+    }
+    if request.htmx:
+        return render(request, "core/system.html#pings", context)
+    return render(request, "core/system.html", context)
+
+
+@login_required
+@require_POST
+def system_ping(request: HttpRequest) -> HttpResponse:
+    worker_ping_create(user=request.user)
+    return redirect("system")
+
+
+def error_404(request, exception=None):
+    return render(request, "404.html", status=404)
+
+
+def error_500(request):
+    return render(request, "500.html", status=500)

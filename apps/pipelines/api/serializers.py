@@ -1,0 +1,65 @@
+from rest_framework import serializers
+
+from apps.projects.models import Project
+
+from ..choices import JobKind, Runner
+from ..models import Job, PipelineRun
+
+
+class JobSerializer(serializers.ModelSerializer):
+    run = serializers.PrimaryKeyRelatedField(read_only=True)
+    project = serializers.CharField(source="run.project.slug", read_only=True)
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "run", "project", "name", "kind", "status", "needs", "runner", "image",
+            "script", "timeout_seconds", "attempt", "max_attempts", "worker", "heartbeat_at",
+            "queued_at", "started_at", "finished_at", "duration_seconds", "exit_code",
+            "error_message", "log_size", "result",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, obj) -> float | None:
+        return obj.duration.total_seconds() if obj.duration else None
+
+
+class RunSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    jobs = JobSerializer(many=True, read_only=True)
+    created_by = serializers.StringRelatedField()
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id", "project", "number", "status", "trigger", "ref", "commit_sha",
+            "commit_message", "commit_author", "commit_url", "error_message", "created_by",
+            "created", "started_at", "finished_at", "duration_seconds", "jobs",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, obj) -> float | None:
+        return obj.duration.total_seconds() if obj.duration else None
+
+
+class InlineJobSerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.SCRIPT)
+    needs = serializers.ListField(child=serializers.CharField(), default=list)
+    runner = serializers.ChoiceField(choices=Runner.choices, default=Runner.LOCAL)
+    image = serializers.CharField(required=False, allow_blank=True, default="")
+    script = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    timeout = serializers.IntegerField(min_value=1, max_value=86400, default=3600)
+    retries = serializers.IntegerField(min_value=0, max_value=5, default=1)
+
+
+class RunCreateSerializer(serializers.Serializer):
+    """Trigger a run by hand. ``jobs`` is the pipeline to run."""
+
+    project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
+    ref = serializers.CharField(required=False, allow_blank=True, default="")
+    commit_sha = serializers.RegexField(r"^[0-9a-f]{7,64}$", required=False, allow_blank=True,
+                                        default="")
+    jobs = InlineJobSerializer(many=True)

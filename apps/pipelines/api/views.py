@@ -1,0 +1,79 @@
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.core.api.viewsets import ProjectScopedViewSet
+
+from .. import selectors, services
+from ..choices import Trigger
+from ..logs import log_path, read_range
+from .filters import JobFilter, RunFilter
+from .serializers import JobSerializer, RunCreateSerializer, RunSerializer
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    """Pipeline runs (build history) across the projects you can see."""
+
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+    ordering_fields = ["created", "number", "finished_at"]
+
+    def get_queryset(self):
+        qs = selectors.run_list(user=self.request.user)
+        if self.action == "retrieve":
+            qs = qs.prefetch_related("jobs")
+        return qs
+
+    def get_create_project_id(self, request):
+        serializer = RunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        request._validated_run = serializer.validated_data
+        return serializer.validated_data["project"].pk
+
+    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer})
+    def create(self, request, *args, **kwargs):
+        """Trigger a run by hand (needs the developer role)."""
+        data = request._validated_run
+        run = services.run_create(
+            project=data["project"], jobs=data["jobs"], actor=request.user, trigger=Trigger.API,
+            ref=data["ref"], commit_sha=data["commit_sha"],
+        )
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel the run and every unfinished job (running ones are killed)."""
+        run = services.run_cancel(run=self.get_object(), actor=request.user)
+        return Response(RunSerializer(run).data)
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+    ordering_fields = ["id", "started_at"]
+    project_path = "run__project"
+
+    def get_queryset(self):
+        return selectors.job_list(user=self.request.user)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int)],
+        responses={(200, "text/plain"): str},
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request, pk=None):
+        """The job's log from byte ``offset``; ``X-Log-Next-Offset`` says where to go on."""
+        job = self.get_object()
+        try:
+            offset = max(int(request.query_params.get("offset", 0)), 0)
+            limit = min(max(int(request.query_params.get("limit", 1 << 20)), 1), 8 << 20)
+        except ValueError:
+            return Response({"detail": "offset and limit must be integers."}, status=400)
+        data, next_offset = read_range(log_path(job.pk, job.run_id), offset, limit)
+        response = HttpResponse(data, content_type="text/plain; charset=utf-8")
+        response["X-Log-Next-Offset"] = str(next_offset)
+        response["X-Job-Status"] = job.status
+        return response

@@ -1,0 +1,109 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from apps.core.models import TimeStampedModel
+from apps.projects.models import Project
+
+from .choices import JOB_TERMINAL, RUN_TERMINAL, JobKind, JobStatus, Runner, RunStatus, Trigger
+
+
+class PipelineRun(TimeStampedModel):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField(help_text="Sequential per project.")
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    ref = models.CharField(max_length=255, blank=True, help_text="Branch or tag name.")
+    commit_sha = models.CharField(max_length=64, blank=True, db_index=True)
+    commit_message = models.TextField(blank=True)
+    commit_author = models.CharField(max_length=200, blank=True)
+    commit_author_email = models.EmailField(blank=True)
+    commit_url = models.URLField(max_length=500, blank=True)
+    spec = models.JSONField(default=dict, blank=True, help_text="The parsed pipeline spec.")
+    error_message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="run_unique_number"),
+        ]
+        indexes = [models.Index(fields=["project", "status"]), models.Index(fields=["ref"])]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} #{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pipelines:run", kwargs={"slug": self.project.slug, "number": self.number})
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in RUN_TERMINAL
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Job(TimeStampedModel):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="jobs")
+    name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=20, choices=JobKind.choices, default=JobKind.SCRIPT)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING, db_index=True
+    )
+    needs = models.JSONField(default=list, blank=True, help_text="Names of jobs that come first.")
+    runner = models.CharField(max_length=16, choices=Runner.choices, default=Runner.LOCAL)
+    image = models.CharField(max_length=300, blank=True)
+    script = models.JSONField(default=list, blank=True)
+    options = models.JSONField(default=dict, blank=True, help_text="Kind-specific settings.")
+    timeout_seconds = models.PositiveIntegerField(default=3600)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    max_attempts = models.PositiveSmallIntegerField(default=2)
+    # Who runs it now: set when a worker claims it under the row lock.
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # Last time a message for it was sent to the broker (the sweeper re-sends after a while).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    log_size = models.BigIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, help_text="Kind-specific outcome.")
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="job_unique_name_per_run"),
+        ]
+        indexes = [models.Index(fields=["status", "queued_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "pipelines:job",
+            kwargs={"slug": self.run.project.slug, "number": self.run.number, "job": self.name},
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None

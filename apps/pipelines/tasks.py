@@ -1,0 +1,25 @@
+"""Thin Celery tasks: take an id, call a service. The DB row decides what happens."""
+
+from celery import shared_task
+
+from . import services
+from .executor import execute_job, worker_name
+
+
+@shared_task(name="pipelines.run_job", ignore_result=True, acks_late=True,
+             reject_on_worker_lost=True)
+def run_job_task(job_id: int) -> None:
+    job = services.job_claim(job_id=job_id, worker=worker_name())
+    if job is None:
+        return  # already taken, finished or canceled: a duplicate message is harmless
+    execute_job(job)
+
+
+@shared_task(name="pipelines.sweep_unclaimed_jobs", ignore_result=True)
+def sweep_unclaimed_jobs_task() -> int:
+    return services.job_sweep_unclaimed()
+
+
+@shared_task(name="pipelines.reap_lost_jobs", ignore_result=True)
+def reap_lost_jobs_task() -> int:
+    return services.job_reap_lost()

@@ -1,0 +1,41 @@
+from rest_framework import serializers
+
+from ..models import Environment, FreezeWindow, Project
+
+
+class FreezeWindowSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FreezeWindow
+        fields = ["id", "cron", "duration", "reason"]
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
+    freeze_windows = FreezeWindowSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Environment
+        fields = [
+            "id", "project", "name", "order", "auto_deploy", "required_approvals",
+            "approver_role", "allow_self_approval", "approval_ttl", "deployer", "service_port",
+            "service_url", "health_check_path", "health_check_timeout", "target",
+            "freeze_windows", "created", "modified",
+        ]
+        read_only_fields = ["created", "modified"]
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    environments = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    # Write-only: secrets are never sent back.
+    webhook_secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    git_api_token = serializers.CharField(write_only=True, required=False, allow_blank=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "name", "slug", "description", "repository_url", "default_branch",
+            "git_provider", "git_api_url", "max_concurrent_runs", "webhook_secret",
+            "git_api_token", "environments", "created", "modified",
+        ]
+        read_only_fields = ["created", "modified"]
+        extra_kwargs = {"slug": {"required": False}}

@@ -1,0 +1,81 @@
+from rest_framework import mixins
+from rest_framework.exceptions import PermissionDenied
+
+from apps.accounts.choices import Role
+from apps.core.api.viewsets import ProjectScopedViewSet
+from apps.core.services import audit_log
+
+from .. import selectors, services
+from ..models import Project
+from .filters import EnvironmentFilter, ProjectFilter
+from .serializers import EnvironmentSerializer, ProjectSerializer
+
+
+class ProjectViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.UpdateModelMixin, ProjectScopedViewSet,
+):
+    """Projects you are a member of. Creating one needs the `projects.add_project` permission
+    (staff); you become its admin. Changing one needs the admin role."""
+
+    serializer_class = ProjectSerializer
+    filterset_class = ProjectFilter
+    ordering_fields = ["name", "created"]
+    lookup_field = "slug"
+    project_path = ""
+    write_role = Role.ADMIN
+
+    def get_queryset(self):
+        return selectors.project_list(user=self.request.user).prefetch_related("environments")
+
+    def get_permission_project_id(self, obj) -> int:
+        return obj.pk
+
+    def perform_create(self, serializer):
+        if not self.request.user.has_perm("projects.add_project"):
+            raise PermissionDenied("Creating projects needs the projects.add_project permission.")
+        data = dict(serializer.validated_data)
+        serializer.instance = services.project_create(actor=self.request.user, **data)
+
+    def perform_update(self, serializer):
+        project = serializer.save()
+        audit_log(actor=self.request.user, action="project.updated", obj=project,
+                  project_id=project.pk, data={"fields": sorted(serializer.validated_data)})
+
+
+class EnvironmentViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+    mixins.UpdateModelMixin, ProjectScopedViewSet,
+):
+    """A project's environments in promotion order. Writing needs the project's admin role."""
+
+    serializer_class = EnvironmentSerializer
+    filterset_class = EnvironmentFilter
+    ordering_fields = ["order", "name"]
+    write_role = Role.ADMIN
+
+    def get_queryset(self):
+        return selectors.environment_list(user=self.request.user).prefetch_related(
+            "freeze_windows"
+        )
+
+    def get_create_project_id(self, request):
+        slug = request.data.get("project") if hasattr(request.data, "get") else None
+        return Project.objects.filter(slug=slug).values_list("pk", flat=True).first()
+
+    def perform_create(self, serializer):
+        env = serializer.save()
+        audit_log(actor=self.request.user, action="environment.created", obj=env,
+                  project_id=env.project_id)
+
+    def perform_update(self, serializer):
+        if "project" in serializer.validated_data and (
+            serializer.validated_data["project"] != serializer.instance.project
+        ):
+            raise PermissionDenied("An environment cannot move to another project.")
+        env = serializer.save()
+        audit_log(actor=self.request.user, action="environment.updated", obj=env,
+                  project_id=env.project_id, data={"fields": sorted(serializer.validated_data)})
+
+
+

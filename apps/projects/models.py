@@ -1,0 +1,166 @@
+from datetime import datetime, timedelta
+
+from croniter import croniter
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, RegexValidator
+from django.db import models
+from django.urls import reverse
+
+from apps.accounts.choices import Role
+from apps.core.fields import EncryptedTextField
+from apps.core.models import TimeStampedModel
+
+from .choices import ApproverRole, Deployer, GitProvider
+
+env_var_name = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", "Use letters, digits and underscores; do not start with a digit."
+)
+
+
+class Project(TimeStampedModel):
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    repository_url = models.CharField(
+        max_length=500, blank=True, help_text="Clone URL (https://, ssh:// or file://)."
+    )
+    default_branch = models.CharField(max_length=200, default="main")
+    git_provider = models.CharField(
+        max_length=16, choices=GitProvider.choices, default=GitProvider.GENERIC
+    )
+    # Shared secret that signs incoming push webhooks.
+    webhook_secret = EncryptedTextField(blank=True)
+    # Commit statuses are reported back when both are set.
+    git_api_url = models.CharField(max_length=500, blank=True)
+    git_api_token = EncryptedTextField(blank=True)
+    max_concurrent_runs = models.PositiveSmallIntegerField(default=5)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("projects:detail", kwargs={"slug": self.slug})
+
+
+class Environment(TimeStampedModel):
+    """A deploy stage of a project (dev → staging → production), in ``order``."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environments")
+    name = models.SlugField(max_length=50)
+    order = models.PositiveSmallIntegerField(default=0)
+    auto_deploy = models.BooleanField(
+        default=False, help_text="Deploy every release that reaches this stage without approval."
+    )
+    required_approvals = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(10)]
+    )
+    approver_role = models.CharField(
+        max_length=16, choices=ApproverRole.choices, default=ApproverRole.APPROVER
+    )
+    allow_self_approval = models.BooleanField(
+        default=False,
+        help_text="Let the requester and the commit author approve their own release.",
+    )
+    approval_ttl = models.DurationField(default=timedelta(hours=72))
+    # Where and how it deploys.
+    deployer = models.CharField(max_length=16, choices=Deployer.choices, default=Deployer.PROCESS)
+    service_port = models.PositiveIntegerField(null=True, blank=True)
+    service_url = models.CharField(max_length=500, blank=True)
+    health_check_path = models.CharField(max_length=200, default="/healthz")
+    health_check_timeout = models.PositiveSmallIntegerField(default=60, help_text="Seconds.")
+    target = models.JSONField(
+        default=dict, blank=True,
+        help_text="Deployer settings: e.g. docker host, memory limit, Kubernetes namespace.",
+    )
+
+    class Meta:
+        ordering = ["project_id", "order", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="environment_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "projects:environment", kwargs={"slug": self.project.slug, "name": self.name}
+        )
+
+    @property
+    def approver_min_role(self) -> str:
+        return Role.ADMIN if self.approver_role == ApproverRole.ADMIN else Role.APPROVER
+
+    def active_freeze(self, at: datetime) -> "FreezeWindow | None":
+        for window in self.freeze_windows.all():
+            if window.is_active(at):
+                return window
+        return None
+
+
+class FreezeWindow(models.Model):
+    """Deploys are held while a window is open: it opens at each ``cron`` time for ``duration``."""
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="freeze_windows"
+    )
+    cron = models.CharField(max_length=100, help_text="When the freeze starts, e.g. '0 17 * * 5'.")
+    duration = models.DurationField(help_text="How long it lasts, e.g. 2 days 15:00:00.")
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["environment_id", "id"]
+
+    def __str__(self) -> str:
+        return f"freeze {self.cron} for {self.duration} on {self.environment}"
+
+    def clean(self) -> None:
+        if not croniter.is_valid(self.cron):
+            raise ValidationError({"cron": f"'{self.cron}' is not a valid cron expression."})
+        if self.duration <= timedelta(0):
+            raise ValidationError({"duration": "The duration must be positive."})
+
+    def is_active(self, at: datetime) -> bool:
+        last_start = croniter(self.cron, at).get_prev(datetime)
+        return last_start <= at < last_start + self.duration
+
+    def ends_at(self, at: datetime) -> datetime:
+        return croniter(self.cron, at).get_prev(datetime) + self.duration
+
+
+class Variable(TimeStampedModel):
+    """A variable handed to jobs and deployments. Values are encrypted at rest, always;
+    ``is_secret`` additionally hides the value in the UI and API and masks it in job logs."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="variables")
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="variables",
+        help_text="Empty: every environment and every pipeline job.",
+    )
+    key = models.CharField(max_length=100, validators=[env_var_name])
+    value = EncryptedTextField(blank=True)
+    is_secret = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["project_id", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "environment", "key"], name="variable_unique_scoped_key"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "key"], condition=models.Q(environment__isnull=True),
+                name="variable_unique_project_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.environment.name if self.environment_id else "*"
+        return f"{self.project.slug}:{scope}:{self.key}"

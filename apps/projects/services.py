@@ -1,0 +1,74 @@
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from apps.accounts.choices import Role
+from apps.accounts.models import Membership
+from apps.core.exceptions import ServiceError
+from apps.core.services import audit_log
+
+from .choices import DEFAULT_ENVIRONMENTS
+from .models import Environment, FreezeWindow, Project, Variable
+
+
+@transaction.atomic
+def project_create(
+    *, name: str, actor: Any, slug: str = "", with_default_environments: bool = True, **fields
+) -> Project:
+    """Create a project, make its creator admin and give it dev → staging → production."""
+    slug = slug or slugify(name)
+    if not slug:
+        raise ServiceError("A project needs a name made of letters or digits.")
+    if Project.objects.filter(slug=slug).exists():
+        raise ServiceError(f"A project with the slug '{slug}' exists already.", code="duplicate")
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    project = Project.objects.create(name=name, slug=slug, created_by=user, **fields)
+    if user is not None:
+        Membership.objects.create(user=user, project=project, role=Role.ADMIN)
+    if with_default_environments:
+        for order, (env_name, auto, approvals) in enumerate(DEFAULT_ENVIRONMENTS):
+            Environment.objects.create(
+                project=project, name=env_name, order=order, auto_deploy=auto,
+                required_approvals=approvals,
+            )
+    audit_log(actor=actor, action="project.created", obj=project, project_id=project.pk)
+    return project
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user, role: str, actor: Any) -> Membership:
+    membership, created = Membership.objects.update_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    audit_log(actor=actor, action="membership.set", obj=membership, project_id=project.pk,
+              data={"user": user.get_username(), "role": role, "created": created})
+    return membership
+
+
+@transaction.atomic
+def variable_set(
+    *, project: Project, key: str, value: str, actor: Any, environment: Environment | None = None,
+    is_secret: bool = False,
+) -> Variable:
+    variable, created = Variable.objects.update_or_create(
+        project=project, environment=environment, key=key,
+        defaults={"value": value, "is_secret": is_secret},
+    )
+    # The value itself never goes into the audit log.
+    audit_log(actor=actor, action="variable.set", obj=variable, project_id=project.pk,
+              data={"key": key, "secret": is_secret, "created": created})
+    return variable
+
+
+@transaction.atomic
+def freeze_window_add(
+    *, environment: Environment, cron: str, duration: timedelta, actor: Any, reason: str = ""
+) -> FreezeWindow:
+    window = FreezeWindow(environment=environment, cron=cron, duration=duration, reason=reason)
+    window.full_clean()
+    window.save()
+    audit_log(actor=actor, action="freeze_window.added", obj=window,
+              project_id=environment.project_id, data={"cron": cron, "reason": reason})
+    return window

@@ -1,0 +1,84 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.accounts.choices import Role
+from apps.core.api.viewsets import ProjectScopedViewSet
+
+from .. import selectors, services
+from ..choices import ApprovalChannel, ApprovalDecision
+from .filters import DeploymentFilter, PromotionFilter, ReleaseFilter
+from .serializers import (
+    BlockSerializer,
+    DecisionSerializer,
+    DeploymentSerializer,
+    PromotionSerializer,
+    ReleaseSerializer,
+)
+
+
+class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    """Immutable releases. Blocking one (approver role) stops it in every environment."""
+
+    serializer_class = ReleaseSerializer
+    filterset_class = ReleaseFilter
+    ordering_fields = ["created", "version"]
+    action_roles = {"block": Role.APPROVER}
+
+    def get_queryset(self):
+        return selectors.release_list(user=self.request.user)
+
+    @extend_schema(request=BlockSerializer, responses={200: ReleaseSerializer})
+    @action(detail=True, methods=["post"])
+    def block(self, request, pk=None):
+        body = BlockSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        release = services.release_block(release=self.get_object(), actor=request.user,
+                                          reason=body.validated_data["reason"])
+        return Response(ReleaseSerializer(release).data)
+
+
+class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    serializer_class = DeploymentSerializer
+    filterset_class = DeploymentFilter
+    ordering_fields = ["created", "finished_at"]
+    project_path = "environment__project"
+
+    def get_queryset(self):
+        return selectors.deployment_list(user=self.request.user)
+
+
+class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    """Promotion requests. Approve / reject need the environment's approver role; the rules
+    (N approvals, no self-approval, expiry) are checked by the same service as in the UI."""
+
+    serializer_class = PromotionSerializer
+    filterset_class = PromotionFilter
+    ordering_fields = ["created", "expires_at"]
+    project_path = "environment__project"
+    # The service checks the environment's own approver role (it may demand admin).
+    action_roles = {"approve": Role.APPROVER, "reject": Role.APPROVER}
+
+    def get_queryset(self):
+        return selectors.promotion_list(user=self.request.user)
+
+    def _decide(self, request, decision: str) -> Response:
+        body = DecisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        promotion = services.promotion_decide(
+            promotion=self.get_object(), user=request.user, decision=decision,
+            comment=body.validated_data["comment"], channel=ApprovalChannel.API,
+        )
+        promotion = selectors.promotion_list(user=request.user).get(pk=promotion.pk)
+        return Response(PromotionSerializer(promotion).data)
+
+    @extend_schema(request=DecisionSerializer, responses={200: PromotionSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(request, ApprovalDecision.APPROVE)
+
+    @extend_schema(request=DecisionSerializer, responses={200: PromotionSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(request, ApprovalDecision.REJECT)

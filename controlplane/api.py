@@ -1,0 +1,23 @@
+"""API v1: one router for every resource."""
+
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from apps.core.api.views import WorkerPingView
+from apps.pipelines.api.views import JobViewSet, RunViewSet
+from apps.projects.api.views import EnvironmentViewSet, ProjectViewSet
+from apps.releases.api.views import DeploymentViewSet, PromotionViewSet, ReleaseViewSet
+
+router = DefaultRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("runs", RunViewSet, basename="run")
+router.register("jobs", JobViewSet, basename="job")
+router.register("releases", ReleaseViewSet, basename="release")
+router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("promotions", PromotionViewSet, basename="promotion")
+
+urlpatterns = [
+    path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),
+    path("", include(router.urls)),
+]

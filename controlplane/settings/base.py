@@ -1,0 +1,277 @@
+"""Settings shared by every stack. Everything comes from the environment (django-environ).
+
+The embedded default (no server to install) is SQLite under ``var/`` and kombu's filesystem
+broker; set ``DATABASE_URL`` and ``REDIS_URL`` to run on PostgreSQL and Redis instead.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+env.smart_cast = False
+if (BASE_DIR / ".env").is_file():
+    env.read_env(str(BASE_DIR / ".env"))
+
+# Where the control plane keeps its own files: SQLite, broker folders, job logs, workspaces.
+VAR_DIR = Path(env.str("CONTROLPLANE_VAR_DIR", default=str(BASE_DIR / "var")))
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Public base URL, used in links sent out (commit statuses, Slack, email).
+SITE_URL = env.str("CONTROLPLANE_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "django_htmx",
+    "template_partials",
+    "apps.core",
+    "apps.accounts",
+    "apps.projects",
+    "apps.pipelines",
+    "apps.training",
+    "apps.releases",
+    "apps.monitoring",
+    "apps.notifications",
+    "apps.webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+ASGI_APPLICATION = "controlplane.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"),
+}
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # TRICKY: web, worker and beat share one SQLite file. IMMEDIATE transactions take the write
+    # lock up front (so select_for_update's serialisation still holds) and WAL lets readers run
+    # beside the one writer; the timeout makes writers queue instead of failing at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- I18N / time ----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Secrets at rest ------------------------------------------------------------------------
+# Fernet keys (urlsafe base64, 32 bytes). The first encrypts; all decrypt, so keys can rotate.
+FIELD_ENCRYPTION_KEYS = env.list("CONTROLPLANE_ENCRYPTION_KEYS", default=[])
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.StandardPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.api.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Control plane API",
+    "DESCRIPTION": "Projects, environments, pipeline runs, jobs, releases, deployments and "
+    "promotions. Authenticate with `Authorization: Bearer <token>` (tokens are created in the "
+    "UI under *API tokens* or with `manage.py create_api_token`).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI assets are served from our own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "apps.pipelines.choices.RunStatus",
+        "JobStatusEnum": "apps.pipelines.choices.JobStatus",
+        "DeploymentStatusEnum": "apps.releases.choices.DeploymentStatus",
+        "PromotionStatusEnum": "apps.releases.choices.PromotionStatus",
+        "RoleEnum": "apps.accounts.choices.Role",
+    },
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The embedded broker: queue files in a folder, no server. Polled every 20 ms so a task
+    # starts about as fast as on Redis (measured: ~22 ms round trip vs ~970 ms with the default).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.02,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600 * 6}
+# The database is the truth for every job; results are never read back from Celery.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3600 * 6)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600 * 6 + 300)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = [
+    Queue(name) for name in ("default", "test", "build", "deploy", "train", "monitor")
+]
+CELERY_TASK_ROUTES = {
+    "core.*": {"queue": "default"},
+    "pipelines.sweep_*": {"queue": "default"},
+    "pipelines.reap_*": {"queue": "default"},
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# The sweeper and the reaper (see docs/architecture.md, "Execution guarantees").
+SWEEPER_INTERVAL = env.int("CONTROLPLANE_SWEEPER_INTERVAL", default=15)
+REAPER_INTERVAL = env.int("CONTROLPLANE_REAPER_INTERVAL", default=15)
+# A queued job nobody claimed for this long is sent to the broker again.
+JOB_UNCLAIMED_AFTER = timedelta(seconds=env.int("CONTROLPLANE_JOB_UNCLAIMED_AFTER", default=30))
+# Running jobs write a heartbeat this often; one silent for JOB_HEARTBEAT_TIMEOUT is "worker lost".
+JOB_HEARTBEAT_INTERVAL = env.float("CONTROLPLANE_JOB_HEARTBEAT_INTERVAL", default=5.0)
+JOB_HEARTBEAT_TIMEOUT = timedelta(seconds=env.int("CONTROLPLANE_JOB_HEARTBEAT_TIMEOUT", default=45))
+CELERY_BEAT_SCHEDULE = {
+    "pipelines.sweep_unclaimed_jobs": {
+        "task": "pipelines.sweep_unclaimed_jobs",
+        "schedule": timedelta(seconds=SWEEPER_INTERVAL),
+        "options": {"expires": SWEEPER_INTERVAL},
+    },
+    "pipelines.reap_lost_jobs": {
+        "task": "pipelines.reap_lost_jobs",
+        "schedule": timedelta(seconds=REAPER_INTERVAL),
+        "options": {"expires": REAPER_INTERVAL},
+    },
+    "releases.expire_promotions": {
+        "task": "releases.expire_promotions",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
+}
+
+# --- Jobs -----------------------------------------------------------------------------------
+JOB_LOG_DIR = Path(env.str("CONTROLPLANE_JOB_LOG_DIR", default=str(VAR_DIR / "logs")))
+WORKSPACE_DIR = Path(env.str("CONTROLPLANE_WORKSPACE_DIR", default=str(VAR_DIR / "workspaces")))
+# Runners this worker accepts; a job asking for another fails with a clear message.
+RUNNERS_ALLOWED = env.list("CONTROLPLANE_RUNNERS", default=["local", "docker"])
+# Environment variable names that never reach a job, whatever the job or project says.
+JOB_ENV_PASSTHROUGH = env.list(
+    "CONTROLPLANE_JOB_ENV_PASSTHROUGH", default=["PATH", "LANG", "LC_ALL", "TZ", "HOME"]
+)
+
+# --- Cache ----------------------------------------------------------------------------------
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Email ----------------------------------------------------------------------------------
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="controlplane@localhost")
+
+# --- Logging: everything to stdout, one line per record -------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "plain",
+                            "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+        # The filesystem transport has no host; kombu warns about it on every connection.
+        "kombu.connection": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core import views as core_views
+from apps.pipelines.views import run_list
+from apps.releases.views import dashboard
+
+handler404 = "apps.core.views.error_404"
+handler500 = "apps.core.views.error_500"
+
+urlpatterns = [
+    path("healthz", core_views.healthz, name="healthz"),
+    path("readyz", core_views.readyz, name="readyz"),
+    path("", dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("system/", core_views.system, name="system"),
+    path("system/ping/", core_views.system_ping, name="system-ping"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("controlplane.api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("runs/", run_list, name="history"),
+    path("p/", include("apps.pipelines.urls")),
+    path("p/", include("apps.releases.urls")),
+    path("p/", include("apps.projects.urls")),
+]

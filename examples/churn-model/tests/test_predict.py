@@ -1,0 +1,54 @@
+import csv
+import math
+
+import numpy as np
+
+from model import predict
+
+
+def read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_predict_output_shape(tmp_path, root, trained):
+    out = tmp_path / "sub" / "pred.csv"
+    rc = predict.main([str(root / "tests/ref/input.csv"), str(out), "--model", str(trained[0])])
+    assert rc == 0
+    rows = read(out)
+    assert len(rows) == len(read(root / "tests/ref/input.csv")) == 50
+    assert list(rows[0].keys()) == ["id", "prediction", "probability"]
+    for r in rows:
+        p = float(r["probability"])
+        assert 0.0 <= p <= 1.0 and not math.isnan(p)
+        assert int(r["prediction"]) == int(p > 0.5)
+        assert float(repr(p)) == p  # full round-trip precision
+
+
+def test_predict_matches_committed_expected(tmp_path, root, trained):
+    """The same check the control plane's reproducibility job performs."""
+    out = tmp_path / "pred.csv"
+    assert predict.main([str(root / "tests/ref/input.csv"), str(out), "--model", str(trained[0])]) == 0
+    got, exp = read(out), read(root / "tests/ref/expected.csv")
+    assert [r["id"] for r in got] == [r["id"] for r in exp]
+    assert [r["prediction"] for r in got] == [r["prediction"] for r in exp]
+    np.testing.assert_allclose([float(r["probability"]) for r in got],
+                               [float(r["probability"]) for r in exp], rtol=0, atol=1e-6)
+
+
+def test_predict_without_id_column_and_with_extra_columns(tmp_path, trained):
+    src = tmp_path / "in.csv"
+    src.write_text("f5,f4,f3,f2,f1,f0,label\n0,0,0,0,0,0,1\n1,,1,1,1,1,0\n")
+    out = tmp_path / "out.csv"
+    assert predict.main([str(src), str(out), "--model", str(trained[0])]) == 0
+    assert [r["id"] for r in read(out)] == ["0", "1"]
+
+
+def test_predict_errors(tmp_path, root, trained, caplog):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,f0,f1\n1,0,0\n")
+    assert predict.main([str(bad), str(tmp_path / "o.csv"), "--model", str(trained[0])]) == 2
+    assert "missing feature columns" in caplog.text
+    assert predict.main([str(root / "tests/ref/input.csv"), str(tmp_path / "o.csv"),
+                         "--model", str(tmp_path / "missing.joblib")]) == 2
+    assert "not found" in caplog.text
