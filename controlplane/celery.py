@@ -34,6 +34,6 @@ def ensure_broker_folders() -> None:
     from django.conf import settings
 
     opts = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if key in opts:
             os.makedirs(opts[key], exist_ok=True)

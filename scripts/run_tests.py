@@ -44,8 +44,9 @@ def main() -> int:
     if problems:
         for p in problems:
             print(f"ERROR: {p}", file=sys.stderr)
-        print("The tests need these services; start them (see README) and try again.",
-              file=sys.stderr)
+        print(
+            "The tests need these services; start them (see README) and try again.", file=sys.stderr
+        )
         return 2
     db = urlparse(env.get("DATABASE_URL", "sqlite://")).scheme or "sqlite"
     broker = "redis" if env.get("REDIS_URL") else "filesystem (embedded)"

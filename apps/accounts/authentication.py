@@ -22,9 +22,7 @@ class BearerTokenAuthentication(authentication.TokenAuthentication):
         return self.authenticate_credentials(raw)
 
     def authenticate_credentials(self, key):
-        token = (
-            ApiToken.objects.select_related("user").filter(key_hash=hash_token(key)).first()
-        )
+        token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(key)).first()
         if token is None or not token.is_active or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         now = timezone.now()

@@ -17,7 +17,10 @@ class AuditEvent(models.Model):
 
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     # Kept when the user is deleted, and names system actors ("reaper", "webhook:github").
@@ -49,7 +52,10 @@ class WorkerPing(models.Model):
 
     created = models.DateTimeField(auto_now_add=True)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     answered_at = models.DateTimeField(null=True, blank=True)

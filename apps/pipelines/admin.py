@@ -25,5 +25,15 @@ class PipelineRunAdmin(admin.ModelAdmin):
 class JobAdmin(admin.ModelAdmin):
     list_display = ["__str__", "kind", "status", "attempt", "worker", "heartbeat_at"]
     list_filter = ["status", "kind", "runner"]
-    readonly_fields = ["status", "attempt", "worker", "heartbeat_at", "queued_at", "enqueued_at",
-                       "started_at", "finished_at", "exit_code", "log_size"]
+    readonly_fields = [
+        "status",
+        "attempt",
+        "worker",
+        "heartbeat_at",
+        "queued_at",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "log_size",
+    ]

@@ -78,9 +78,13 @@ def execute_job(job: Job) -> Job:
         else:
             outcome = get_runner(job.runner).run(
                 RunRequest(
-                    script=list(job.script), workspace=workspace,
-                    env=job_environment(job, variables), timeout=job.timeout_seconds, log=log,
-                    cancel=cancel, image=job.image,
+                    script=list(job.script),
+                    workspace=workspace,
+                    env=job_environment(job, variables),
+                    timeout=job.timeout_seconds,
+                    log=log,
+                    cancel=cancel,
+                    image=job.image,
                 )
             )
             if outcome.timed_out:
@@ -99,8 +103,11 @@ def execute_job(job: Job) -> Job:
     log.close()
     shutil.rmtree(workspace, ignore_errors=True)
     return services.job_finish(
-        job_id=job.pk, worker=worker, succeeded=not error,
-        exit_code=outcome.exit_code if outcome else None, error_message=error,
+        job_id=job.pk,
+        worker=worker,
+        succeeded=not error,
+        exit_code=outcome.exit_code if outcome else None,
+        error_message=error,
         log_size=log.bytes_written,
     )
 
@@ -109,8 +116,9 @@ def _heartbeat_loop(job_id, worker, log, cancel, stop) -> None:
     interval = settings.JOB_HEARTBEAT_INTERVAL
     while not stop.wait(interval):
         try:
-            status = services.job_heartbeat(job_id=job_id, worker=worker,
-                                            log_size=log.bytes_written)
+            status = services.job_heartbeat(
+                job_id=job_id, worker=worker, log_size=log.bytes_written
+            )
         except Exception:
             logger.exception("Heartbeat of job %s failed; will retry", job_id)
             continue

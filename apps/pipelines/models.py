@@ -24,7 +24,10 @@ class PipelineRun(TimeStampedModel):
     spec = models.JSONField(default=dict, blank=True, help_text="The parsed pipeline spec.")
     error_message = models.TextField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     started_at = models.DateTimeField(null=True, blank=True)

@@ -6,11 +6,10 @@ from .models import Job, PipelineRun
 
 
 def run_list(*, user) -> QuerySet[PipelineRun]:
-    return restrict_to_visible(
-        PipelineRun.objects.select_related("project", "created_by"), user
-    )
+    return restrict_to_visible(PipelineRun.objects.select_related("project", "created_by"), user)
 
 
 def job_list(*, user) -> QuerySet[Job]:
-    return restrict_to_visible(Job.objects.select_related("run", "run__project"), user,
-                               project_field="run__project")
+    return restrict_to_visible(
+        Job.objects.select_related("run", "run__project"), user, project_field="run__project"
+    )

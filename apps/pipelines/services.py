@@ -38,8 +38,14 @@ def run_transition(
     *, run: PipelineRun, to: str, actor: Any, reason: str = "", update: Mapping | None = None
 ) -> PipelineRun:
     return state_transition(
-        instance=run, to=to, table=RUN_TRANSITIONS, timestamps=RUN_TIMESTAMPS, actor=actor,
-        reason=reason, project_id=run.project_id, update=update,
+        instance=run,
+        to=to,
+        table=RUN_TRANSITIONS,
+        timestamps=RUN_TIMESTAMPS,
+        actor=actor,
+        reason=reason,
+        project_id=run.project_id,
+        update=update,
     )
 
 
@@ -48,8 +54,15 @@ def job_transition(
 ) -> Job:
     on_commit = _send_job if to == JobStatus.QUEUED else None
     return state_transition(
-        instance=job, to=to, table=JOB_TRANSITIONS, timestamps=JOB_TIMESTAMPS, actor=actor,
-        reason=reason, project_id=job.run.project_id, update=update, on_commit=on_commit,
+        instance=job,
+        to=to,
+        table=JOB_TRANSITIONS,
+        timestamps=JOB_TIMESTAMPS,
+        actor=actor,
+        reason=reason,
+        project_id=job.run.project_id,
+        update=update,
+        on_commit=on_commit,
     )
 
 
@@ -99,10 +112,17 @@ def run_create(
         Project.objects.select_for_update().filter(pk=project.pk).first()
         number = (project.runs.aggregate(n=Max("number"))["n"] or 0) + 1
         run = PipelineRun.objects.create(
-            project=project, number=number, trigger=trigger, ref=ref, commit_sha=commit_sha,
-            commit_message=commit_message, commit_author=commit_author,
-            commit_author_email=commit_author_email, commit_url=commit_url,
-            spec=dict(spec or {}), created_by=user,
+            project=project,
+            number=number,
+            trigger=trigger,
+            ref=ref,
+            commit_sha=commit_sha,
+            commit_message=commit_message,
+            commit_author=commit_author,
+            commit_author_email=commit_author_email,
+            commit_url=commit_url,
+            spec=dict(spec or {}),
+            created_by=user,
         )
         Job.objects.bulk_create(
             Job(
@@ -121,8 +141,14 @@ def run_create(
         )
         from apps.core.services import audit_log
 
-        audit_log(actor=actor, action="pipelinerun.created", obj=run, project_id=project.pk,
-                  to_state=run.status, data={"trigger": trigger, "ref": ref, "sha": commit_sha})
+        audit_log(
+            actor=actor,
+            action="pipelinerun.created",
+            obj=run,
+            project_id=project.pk,
+            to_state=run.status,
+            data={"trigger": trigger, "ref": ref, "sha": commit_sha},
+        )
         run_advance(run=run, actor=actor)
     return run
 
@@ -147,8 +173,12 @@ def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
                     job_transition(job=job, to=JobStatus.QUEUED, actor=actor)
                     progressed = True
                 elif any(n.status in JOB_TERMINAL - {JobStatus.SUCCEEDED} for n in needs):
-                    job_transition(job=job, to=JobStatus.SKIPPED, actor=actor,
-                                   reason="A job it needs did not succeed.")
+                    job_transition(
+                        job=job,
+                        to=JobStatus.SKIPPED,
+                        actor=actor,
+                        reason="A job it needs did not succeed.",
+                    )
                     progressed = True
         if all(j.status in JOB_TERMINAL for j in jobs):
             statuses = {j.status for j in jobs}
@@ -170,8 +200,13 @@ def run_cancel(*, run: PipelineRun, actor: Any, reason: str = "Canceled by user.
             raise ConflictError(f"Run {run} has already finished ({run.status}).")
         for job in run.jobs.select_related("run").exclude(status__in=JOB_TERMINAL):
             job_transition(job=job, to=JobStatus.CANCELED, actor=actor, reason=reason)
-        return run_transition(run=run, to=RunStatus.CANCELED, actor=actor, reason=reason,
-                              update={"error_message": reason})
+        return run_transition(
+            run=run,
+            to=RunStatus.CANCELED,
+            actor=actor,
+            reason=reason,
+            update={"error_message": reason},
+        )
 
 
 def run_fail(*, run: PipelineRun, actor: Any, message: str) -> PipelineRun:
@@ -180,8 +215,13 @@ def run_fail(*, run: PipelineRun, actor: Any, message: str) -> PipelineRun:
         run = PipelineRun.objects.select_for_update().get(pk=run.pk)
         for job in run.jobs.select_related("run").exclude(status__in=JOB_TERMINAL):
             job_transition(job=job, to=JobStatus.CANCELED, actor=actor, reason=message)
-        return run_transition(run=run, to=RunStatus.FAILED, actor=actor, reason=message,
-                              update={"error_message": message})
+        return run_transition(
+            run=run,
+            to=RunStatus.FAILED,
+            actor=actor,
+            reason=message,
+            update={"error_message": message},
+        )
 
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -193,13 +233,20 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
     The row lock makes two workers given the same message agree on one winner.
     """
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("run").filter(pk=job_id).first()
+        job = (
+            Job.objects.select_for_update(of=("self",))
+            .select_related("run")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is None or job.status != JobStatus.QUEUED:
             return None
         if job.run.status in RUN_TERMINAL:
             return None
         job = job_transition(
-            job=job, to=JobStatus.RUNNING, actor=f"worker:{worker}",
+            job=job,
+            to=JobStatus.RUNNING,
+            actor=f"worker:{worker}",
             update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
         )
         run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
@@ -230,14 +277,16 @@ def job_finish(
     """Record the outcome of a run attempt, unless the job was canceled or taken away from
     this worker meanwhile (then the outcome is kept only as data, the status stays)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("run").get(pk=job_id)
+        job = Job.objects.select_for_update(of=("self",)).select_related("run").get(pk=job_id)
         fields = {"exit_code": exit_code, "log_size": log_size, "result": dict(result or {})}
         if job.status != JobStatus.RUNNING or job.worker != worker:
             Job.objects.filter(pk=job.pk).update(**fields)
         else:
             job = job_transition(
-                job=job, to=JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED,
-                actor=f"worker:{worker}", reason=error_message,
+                job=job,
+                to=JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED,
+                actor=f"worker:{worker}",
+                reason=error_message,
                 update={**fields, "error_message": error_message},
             )
         run_advance(run=job.run, actor=f"worker:{worker}")
@@ -274,20 +323,24 @@ def job_reap_lost(*, now: datetime | None = None) -> int:
     reaped = 0
     for job_id in lost_ids:
         with transaction.atomic():
-            job = Job.objects.select_for_update().select_related("run").get(pk=job_id)
+            job = Job.objects.select_for_update(of=("self",)).select_related("run").get(pk=job_id)
             if job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
                 continue  # it moved on while we looked
             silent = int((now - job.heartbeat_at).total_seconds())
             if job.attempt < job.max_attempts:
                 job_transition(
-                    job=job, to=JobStatus.QUEUED, actor="reaper",
+                    job=job,
+                    to=JobStatus.QUEUED,
+                    actor="reaper",
                     reason=f"Worker lost ({job.worker}, silent {silent}s); "
                     f"retrying as attempt {job.attempt + 1} of {job.max_attempts}.",
                     update={"attempt": job.attempt + 1, "worker": "", "heartbeat_at": None},
                 )
             else:
                 job_transition(
-                    job=job, to=JobStatus.FAILED, actor="reaper",
+                    job=job,
+                    to=JobStatus.FAILED,
+                    actor="reaper",
                     reason=f"Worker lost ({job.worker}, silent {silent}s).",
                     update={"error_message": "worker lost", "heartbeat_at": None},
                 )

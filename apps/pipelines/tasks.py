@@ -6,8 +6,9 @@ from . import services
 from .executor import execute_job, worker_name
 
 
-@shared_task(name="pipelines.run_job", ignore_result=True, acks_late=True,
-             reject_on_worker_lost=True)
+@shared_task(
+    name="pipelines.run_job", ignore_result=True, acks_late=True, reject_on_worker_lost=True
+)
 def run_job_task(job_id: int) -> None:
     job = services.job_claim(job_id=job_id, worker=worker_name())
     if job is None:

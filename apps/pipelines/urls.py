@@ -7,8 +7,8 @@ urlpatterns = [
     path("<slug:slug>/runs/<int:number>/", views.run_detail, name="run"),
     path("<slug:slug>/runs/<int:number>/cancel/", views.run_cancel, name="run-cancel"),
     path("<slug:slug>/runs/<int:number>/jobs/<str:job>/", views.job_detail, name="job"),
-    path("<slug:slug>/runs/<int:number>/jobs/<str:job>/tail/", views.job_log_tail,
-         name="job-tail"),
-    path("<slug:slug>/runs/<int:number>/jobs/<str:job>/log/", views.job_log_download,
-         name="job-log"),
+    path("<slug:slug>/runs/<int:number>/jobs/<str:job>/tail/", views.job_log_tail, name="job-tail"),
+    path(
+        "<slug:slug>/runs/<int:number>/jobs/<str:job>/log/", views.job_log_download, name="job-log"
+    ),
 ]

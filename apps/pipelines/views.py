@@ -33,8 +33,11 @@ def _run_or_404(request, slug: str, number: int) -> PipelineRun:
 @login_required
 def run_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     run = _run_or_404(request, slug, number)
-    context = {"run": run, "jobs": run.jobs.all(),
-               "can_write": has_role(request.user, run.project_id, Role.DEVELOPER)}
+    context = {
+        "run": run,
+        "jobs": run.jobs.all(),
+        "can_write": has_role(request.user, run.project_id, Role.DEVELOPER),
+    }
     if request.htmx:
         return render(request, "pipelines/run_detail.html#jobs", context)
     return render(request, "pipelines/run_detail.html", context)
@@ -67,10 +70,17 @@ def job_detail(request: HttpRequest, slug: str, number: int, job: str) -> HttpRe
     size = path.stat().st_size if path.exists() else 0
     start = max(size - TAIL_BYTES, 0)
     data, offset = read_range(path, start, TAIL_BYTES)
-    return render(request, "pipelines/job_detail.html", {
-        "job": job, "run": job.run, "log": data.decode("utf-8", "replace"),
-        "offset": offset, "truncated": start > 0,
-    })
+    return render(
+        request,
+        "pipelines/job_detail.html",
+        {
+            "job": job,
+            "run": job.run,
+            "log": data.decode("utf-8", "replace"),
+            "offset": offset,
+            "truncated": start > 0,
+        },
+    )
 
 
 @login_required
@@ -82,10 +92,16 @@ def job_log_tail(request: HttpRequest, slug: str, number: int, job: str) -> Http
     except ValueError:
         offset = 0
     data, next_offset = read_range(log_path(job.pk, job.run_id), offset, TAIL_BYTES * 4)
-    return render(request, "pipelines/job_detail.html#tail", {
-        "job": job, "run": job.run, "chunk": data.decode("utf-8", "replace"),
-        "offset": next_offset,
-    })
+    return render(
+        request,
+        "pipelines/job_detail.html#tail",
+        {
+            "job": job,
+            "run": job.run,
+            "chunk": data.decode("utf-8", "replace"),
+            "offset": next_offset,
+        },
+    )
 
 
 @login_required
@@ -94,6 +110,9 @@ def job_log_download(request: HttpRequest, slug: str, number: int, job: str) -> 
     path = log_path(job.pk, job.run_id)
     if not path.exists():
         return HttpResponse(b"", content_type="text/plain")
-    return FileResponse(open(path, "rb"), as_attachment=True,  # noqa: SIM115
-                        filename=f"{job.run.project.slug}-{job.run.number}-{job.name}.log",
-                        content_type="text/plain")
+    return FileResponse(
+        open(path, "rb"),
+        as_attachment=True,  # noqa: SIM115
+        filename=f"{job.run.project.slug}-{job.run.number}-{job.name}.log",
+        content_type="text/plain",
+    )

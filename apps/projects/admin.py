@@ -7,8 +7,15 @@ from .models import Environment, FreezeWindow, Project, Variable
 class EnvironmentInline(admin.TabularInline):
     model = Environment
     extra = 0
-    fields = ["name", "order", "auto_deploy", "required_approvals", "approver_role", "deployer",
-              "service_port"]
+    fields = [
+        "name",
+        "order",
+        "auto_deploy",
+        "required_approvals",
+        "approver_role",
+        "deployer",
+        "service_port",
+    ]
 
 
 @admin.register(Project)
@@ -34,8 +41,11 @@ class EnvironmentAdmin(admin.ModelAdmin):
 
 class VariableForm(forms.ModelForm):
     # Never render a secret back into the page; leave empty to keep the stored value.
-    value = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False,
-                            help_text="Leave empty to keep the current value.")
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        help_text="Leave empty to keep the current value.",
+    )
 
     class Meta:
         model = Variable

@@ -36,7 +36,10 @@ class Project(TimeStampedModel):
     git_api_token = EncryptedTextField(blank=True)
     max_concurrent_runs = models.PositiveSmallIntegerField(default=5)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
 
@@ -77,7 +80,8 @@ class Environment(TimeStampedModel):
     health_check_path = models.CharField(max_length=200, default="/healthz")
     health_check_timeout = models.PositiveSmallIntegerField(default=60, help_text="Seconds.")
     target = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="Deployer settings: e.g. docker host, memory limit, Kubernetes namespace.",
     )
 
@@ -142,7 +146,11 @@ class Variable(TimeStampedModel):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="variables")
     environment = models.ForeignKey(
-        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="variables",
+        Environment,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="variables",
         help_text="Empty: every environment and every pipeline job.",
     )
     key = models.CharField(max_length=100, validators=[env_var_name])
@@ -156,7 +164,8 @@ class Variable(TimeStampedModel):
                 fields=["project", "environment", "key"], name="variable_unique_scoped_key"
             ),
             models.UniqueConstraint(
-                fields=["project", "key"], condition=models.Q(environment__isnull=True),
+                fields=["project", "key"],
+                condition=models.Q(environment__isnull=True),
                 name="variable_unique_project_key",
             ),
         ]

@@ -30,7 +30,10 @@ def project_create(
     if with_default_environments:
         for order, (env_name, auto, approvals) in enumerate(DEFAULT_ENVIRONMENTS):
             Environment.objects.create(
-                project=project, name=env_name, order=order, auto_deploy=auto,
+                project=project,
+                name=env_name,
+                order=order,
+                auto_deploy=auto,
                 required_approvals=approvals,
             )
     audit_log(actor=actor, action="project.created", obj=project, project_id=project.pk)
@@ -42,23 +45,40 @@ def membership_set(*, project: Project, user, role: str, actor: Any) -> Membersh
     membership, created = Membership.objects.update_or_create(
         project=project, user=user, defaults={"role": role}
     )
-    audit_log(actor=actor, action="membership.set", obj=membership, project_id=project.pk,
-              data={"user": user.get_username(), "role": role, "created": created})
+    audit_log(
+        actor=actor,
+        action="membership.set",
+        obj=membership,
+        project_id=project.pk,
+        data={"user": user.get_username(), "role": role, "created": created},
+    )
     return membership
 
 
 @transaction.atomic
 def variable_set(
-    *, project: Project, key: str, value: str, actor: Any, environment: Environment | None = None,
+    *,
+    project: Project,
+    key: str,
+    value: str,
+    actor: Any,
+    environment: Environment | None = None,
     is_secret: bool = False,
 ) -> Variable:
     variable, created = Variable.objects.update_or_create(
-        project=project, environment=environment, key=key,
+        project=project,
+        environment=environment,
+        key=key,
         defaults={"value": value, "is_secret": is_secret},
     )
     # The value itself never goes into the audit log.
-    audit_log(actor=actor, action="variable.set", obj=variable, project_id=project.pk,
-              data={"key": key, "secret": is_secret, "created": created})
+    audit_log(
+        actor=actor,
+        action="variable.set",
+        obj=variable,
+        project_id=project.pk,
+        data={"key": key, "secret": is_secret, "created": created},
+    )
     return variable
 
 
@@ -69,6 +89,11 @@ def freeze_window_add(
     window = FreezeWindow(environment=environment, cron=cron, duration=duration, reason=reason)
     window.full_clean()
     window.save()
-    audit_log(actor=actor, action="freeze_window.added", obj=window,
-              project_id=environment.project_id, data={"cron": cron, "reason": reason})
+    audit_log(
+        actor=actor,
+        action="freeze_window.added",
+        obj=window,
+        project_id=environment.project_id,
+        data={"cron": cron, "reason": reason},
+    )
     return window

@@ -14,25 +14,33 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
     project = get_object_or_404(project_list(user=request.user), slug=slug)
     row = environment_matrix(projects=[project])[0]
-    return render(request, "projects/project_detail.html", {
-        "project": project,
-        "environments": row["environments"],
-        "runs": project.runs.all()[:15],
-        "members": project.memberships.select_related("user").order_by("user__username"),
-        "role": project_role(request.user, project.pk),
-        "can_trigger": has_role(request.user, project.pk, Role.DEVELOPER),
-        "variables": project.variables.select_related("environment"),
-    })
+    return render(
+        request,
+        "projects/project_detail.html",
+        {
+            "project": project,
+            "environments": row["environments"],
+            "runs": project.runs.all()[:15],
+            "members": project.memberships.select_related("user").order_by("user__username"),
+            "role": project_role(request.user, project.pk),
+            "can_trigger": has_role(request.user, project.pk, Role.DEVELOPER),
+            "variables": project.variables.select_related("environment"),
+        },
+    )
 
 
 @login_required
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     project = get_object_or_404(project_list(user=request.user), slug=slug)
     environment = get_object_or_404(project.environments, name=name)
-    return render(request, "projects/environment_detail.html", {
-        "project": project,
-        "environment": environment,
-        "deployments": environment.deployments.select_related("release")[:50],
-        "promotions": environment.promotions.select_related("release")[:20],
-        "freeze_windows": environment.freeze_windows.all(),
-    })
+    return render(
+        request,
+        "projects/environment_detail.html",
+        {
+            "project": project,
+            "environment": environment,
+            "deployments": environment.deployments.select_related("release")[:50],
+            "promotions": environment.promotions.select_related("release")[:20],
+            "freeze_windows": environment.freeze_windows.all(),
+        },
+    )

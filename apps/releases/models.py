@@ -33,13 +33,19 @@ class Release(TimeStampedModel):
         default=dict, blank=True, help_text="Test and reproducibility results at build time."
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     blocked_at = models.DateTimeField(null=True, blank=True)
     blocked_reason = models.TextField(blank=True)
     blocked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
 
@@ -66,7 +72,9 @@ class Deployment(TimeStampedModel):
         Environment, on_delete=models.CASCADE, related_name="deployments"
     )
     status = models.CharField(
-        max_length=16, choices=DeploymentStatus.choices, default=DeploymentStatus.PENDING,
+        max_length=16,
+        choices=DeploymentStatus.choices,
+        default=DeploymentStatus.PENDING,
         db_index=True,
     )
     # What was serving before; a failed deployment rolls back to it.
@@ -76,7 +84,10 @@ class Deployment(TimeStampedModel):
     is_rollback = models.BooleanField(default=False)
     deployer = models.CharField(max_length=16, blank=True)
     triggered_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     started_at = models.DateTimeField(null=True, blank=True)
@@ -100,12 +111,17 @@ class Promotion(TimeStampedModel):
         Environment, on_delete=models.CASCADE, related_name="promotions"
     )
     status = models.CharField(
-        max_length=16, choices=PromotionStatus.choices, default=PromotionStatus.PENDING,
+        max_length=16,
+        choices=PromotionStatus.choices,
+        default=PromotionStatus.PENDING,
         db_index=True,
     )
     required_approvals = models.PositiveSmallIntegerField(default=1)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -122,7 +138,8 @@ class Promotion(TimeStampedModel):
         constraints = [
             # At most one open request per environment: a newer release supersedes it.
             models.UniqueConstraint(
-                fields=["environment"], condition=models.Q(status="pending"),
+                fields=["environment"],
+                condition=models.Q(status="pending"),
                 name="promotion_one_pending_per_environment",
             ),
         ]

@@ -12,15 +12,18 @@ def release_list(*, user) -> QuerySet[Release]:
 def deployment_list(*, user) -> QuerySet[Deployment]:
     return restrict_to_visible(
         Deployment.objects.select_related("release", "environment", "environment__project"),
-        user, project_field="environment__project",
+        user,
+        project_field="environment__project",
     )
 
 
 def promotion_list(*, user) -> QuerySet[Promotion]:
     return restrict_to_visible(
-        Promotion.objects.select_related("release", "environment", "environment__project")
-        .prefetch_related("approvals__user"),
-        user, project_field="environment__project",
+        Promotion.objects.select_related(
+            "release", "environment", "environment__project"
+        ).prefetch_related("approvals__user"),
+        user,
+        project_field="environment__project",
     )
 
 
@@ -45,14 +48,17 @@ def environment_matrix(*, projects) -> list[dict]:
     )
     pending = {
         p.environment_id: p
-        for p in Promotion.objects.filter(environment__in=envs, status="pending")
-        .select_related("release")
+        for p in Promotion.objects.filter(environment__in=envs, status="pending").select_related(
+            "release"
+        )
     }
     rows: dict[int, dict] = {p.pk: {"project": p, "environments": []} for p in projects}
     for env in envs:
-        rows[env.project_id]["environments"].append({
-            "environment": env,
-            "deployment": deployments.get(env.current_deployment_id),
-            "pending": pending.get(env.pk),
-        })
+        rows[env.project_id]["environments"].append(
+            {
+                "environment": env,
+                "deployment": deployments.get(env.current_deployment_id),
+                "pending": pending.get(env.pk),
+            }
+        )
     return list(rows.values())

@@ -24,23 +24,42 @@ from .models import Approval, Deployment, Promotion, Release
 
 
 def deployment_transition(
-    *, deployment: Deployment, to: str, actor: Any, reason: str = "",
+    *,
+    deployment: Deployment,
+    to: str,
+    actor: Any,
+    reason: str = "",
     update: Mapping | None = None,
 ) -> Deployment:
     return state_transition(
-        instance=deployment, to=to, table=DEPLOYMENT_TRANSITIONS,
-        timestamps=DEPLOYMENT_TIMESTAMPS, actor=actor, reason=reason,
-        project_id=deployment.environment.project_id, update=update,
+        instance=deployment,
+        to=to,
+        table=DEPLOYMENT_TRANSITIONS,
+        timestamps=DEPLOYMENT_TIMESTAMPS,
+        actor=actor,
+        reason=reason,
+        project_id=deployment.environment.project_id,
+        update=update,
     )
 
 
 def promotion_transition(
-    *, promotion: Promotion, to: str, actor: Any, reason: str = "",
+    *,
+    promotion: Promotion,
+    to: str,
+    actor: Any,
+    reason: str = "",
     update: Mapping | None = None,
 ) -> Promotion:
     return state_transition(
-        instance=promotion, to=to, table=PROMOTION_TRANSITIONS, timestamps=PROMOTION_TIMESTAMPS,
-        actor=actor, reason=reason, project_id=promotion.environment.project_id, update=update,
+        instance=promotion,
+        to=to,
+        table=PROMOTION_TRANSITIONS,
+        timestamps=PROMOTION_TIMESTAMPS,
+        actor=actor,
+        reason=reason,
+        project_id=promotion.environment.project_id,
+        update=update,
     )
 
 
@@ -52,8 +71,13 @@ def release_create(*, project, version: str, commit_sha: str, actor: Any, **fiel
     release = Release.objects.create(
         project=project, version=version, commit_sha=commit_sha, created_by=user, **fields
     )
-    audit_log(actor=actor, action="release.created", obj=release, project_id=project.pk,
-              data={"commit": commit_sha})
+    audit_log(
+        actor=actor,
+        action="release.created",
+        obj=release,
+        project_id=project.pk,
+        data={"commit": commit_sha},
+    )
     return release
 
 
@@ -70,20 +94,27 @@ def release_block(*, release: Release, actor: Any, reason: str) -> Release:
     release.blocked_reason = reason
     release.blocked_by = user
     release.save(update_fields=["blocked_at", "blocked_reason", "blocked_by", "modified"])
-    audit_log(actor=actor, action="release.blocked", obj=release, project_id=release.project_id,
-              reason=reason)
+    audit_log(
+        actor=actor,
+        action="release.blocked",
+        obj=release,
+        project_id=release.project_id,
+        reason=reason,
+    )
     for promotion in release.promotions.select_related("environment").filter(
         status=PromotionStatus.PENDING
     ):
-        promotion_transition(promotion=promotion, to=PromotionStatus.REJECTED, actor=actor,
-                             reason=f"Release blocked: {reason}")
+        promotion_transition(
+            promotion=promotion,
+            to=PromotionStatus.REJECTED,
+            actor=actor,
+            reason=f"Release blocked: {reason}",
+        )
     return release
 
 
 @transaction.atomic
-def promotion_request(
-    *, release: Release, environment: Environment, actor: Any
-) -> Promotion:
+def promotion_request(*, release: Release, environment: Environment, actor: Any) -> Promotion:
     """Ask for approval to deploy ``release`` to ``environment``; supersedes older requests."""
     if release.project_id != environment.project_id:
         raise ServiceError("The release and the environment belong to different projects.")
@@ -92,16 +123,27 @@ def promotion_request(
     for older in Promotion.objects.select_related("environment").filter(
         environment=environment, status=PromotionStatus.PENDING
     ):
-        promotion_transition(promotion=older, to=PromotionStatus.SUPERSEDED, actor=actor,
-                             reason=f"Superseded by release {release.version}.")
+        promotion_transition(
+            promotion=older,
+            to=PromotionStatus.SUPERSEDED,
+            actor=actor,
+            reason=f"Superseded by release {release.version}.",
+        )
     user = actor if getattr(actor, "is_authenticated", False) else None
     promotion = Promotion.objects.create(
-        release=release, environment=environment, requested_by=user,
+        release=release,
+        environment=environment,
+        requested_by=user,
         required_approvals=max(environment.required_approvals, 1),
         expires_at=timezone.now() + environment.approval_ttl,
     )
-    audit_log(actor=actor, action="promotion.requested", obj=promotion,
-              project_id=environment.project_id, to_state=promotion.status)
+    audit_log(
+        actor=actor,
+        action="promotion.requested",
+        obj=promotion,
+        project_id=environment.project_id,
+        to_state=promotion.status,
+    )
     return promotion
 
 
@@ -109,28 +151,34 @@ def _check_may_decide(*, promotion: Promotion, user) -> None:
     env = promotion.environment
     if not has_role(user, env.project_id, env.approver_min_role):
         raise PermissionDeniedError(
-            f"Only members with the {env.approver_min_role} role may approve deploys to "
-            f"{env.name}."
+            f"Only members with the {env.approver_min_role} role may approve deploys to {env.name}."
         )
     if env.allow_self_approval:
         return
     if promotion.requested_by_id == user.pk:
         raise PermissionDeniedError("You requested this promotion; someone else must approve it.")
-    author_email = (promotion.release.pipeline_run.commit_author_email
-                    if promotion.release.pipeline_run_id else "")
+    author_email = (
+        promotion.release.pipeline_run.commit_author_email
+        if promotion.release.pipeline_run_id
+        else ""
+    )
     if author_email and user.email and author_email.lower() == user.email.lower():
         raise PermissionDeniedError("You wrote this commit; someone else must approve it.")
 
 
 def promotion_decide(
-    *, promotion: Promotion, user, decision: str, comment: str = "",
+    *,
+    promotion: Promotion,
+    user,
+    decision: str,
+    comment: str = "",
     channel: str = ApprovalChannel.WEB,
 ) -> Promotion:
     """Record one approver's decision. A rejection ends the request; the N-th approval
     approves it."""
     with transaction.atomic():
         promotion = (
-            Promotion.objects.select_for_update()
+            Promotion.objects.select_for_update(of=("self",))
             .select_related("environment", "release", "release__pipeline_run")
             .get(pk=promotion.pk)
         )
@@ -143,20 +191,33 @@ def promotion_decide(
             raise ConflictError(f"Release {promotion.release.version} is blocked.")
         try:
             with transaction.atomic():
-                Approval.objects.create(promotion=promotion, user=user, decision=decision,
-                                        comment=comment, channel=channel)
+                Approval.objects.create(
+                    promotion=promotion,
+                    user=user,
+                    decision=decision,
+                    comment=comment,
+                    channel=channel,
+                )
         except IntegrityError:
             raise ConflictError("You have already decided on this promotion.") from None
-        audit_log(actor=user, action=f"promotion.{decision}", obj=promotion,
-                  project_id=promotion.environment.project_id, reason=comment,
-                  data={"channel": channel})
+        audit_log(
+            actor=user,
+            action=f"promotion.{decision}",
+            obj=promotion,
+            project_id=promotion.environment.project_id,
+            reason=comment,
+            data={"channel": channel},
+        )
         if decision == ApprovalDecision.REJECT:
-            return promotion_transition(promotion=promotion, to=PromotionStatus.REJECTED,
-                                        actor=user, reason=comment)
+            return promotion_transition(
+                promotion=promotion, to=PromotionStatus.REJECTED, actor=user, reason=comment
+            )
         approvals = promotion.approvals.filter(decision=ApprovalDecision.APPROVE).count()
         if approvals >= promotion.required_approvals:
             return promotion_transition(
-                promotion=promotion, to=PromotionStatus.APPROVED, actor=user,
+                promotion=promotion,
+                to=PromotionStatus.APPROVED,
+                actor=user,
                 reason=f"{approvals} of {promotion.required_approvals} approvals.",
             )
         return promotion
@@ -168,7 +229,11 @@ def promotion_expire_due() -> int:
     for promotion in Promotion.objects.select_related("environment").filter(
         status=PromotionStatus.PENDING, expires_at__lte=timezone.now()
     ):
-        promotion_transition(promotion=promotion, to=PromotionStatus.EXPIRED, actor="expiry",
-                             reason="No decision before the approval deadline.")
+        promotion_transition(
+            promotion=promotion,
+            to=PromotionStatus.EXPIRED,
+            actor="expiry",
+            reason="No decision before the approval deadline.",
+        )
         expired += 1
     return expired

@@ -18,6 +18,8 @@ LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405
 _TMP = Path(env.str("CONTROLPLANE_TEST_TMP", default=tempfile.mkdtemp(prefix="cp-test-")))
 JOB_LOG_DIR = _TMP / "logs"
 WORKSPACE_DIR = _TMP / "workspaces"
+STATIC_ROOT = _TMP / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["TEST"] = {
         "NAME": env.str("TEST_DATABASE_NAME", default="test_controlplane")
@@ -33,6 +35,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
         "data_folder_in": str(_TMP / "broker" / "queue"),
         "data_folder_out": str(_TMP / "broker" / "queue"),
         "processed_folder": str(_TMP / "broker" / "processed"),
+        "control_folder": str(_TMP / "broker" / "control"),
     }
 # Short enough that the reaper test does not wait long.
 JOB_HEARTBEAT_INTERVAL = 0.5

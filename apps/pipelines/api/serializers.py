@@ -14,10 +14,29 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "run", "project", "name", "kind", "status", "needs", "runner", "image",
-            "script", "timeout_seconds", "attempt", "max_attempts", "worker", "heartbeat_at",
-            "queued_at", "started_at", "finished_at", "duration_seconds", "exit_code",
-            "error_message", "log_size", "result",
+            "id",
+            "run",
+            "project",
+            "name",
+            "kind",
+            "status",
+            "needs",
+            "runner",
+            "image",
+            "script",
+            "timeout_seconds",
+            "attempt",
+            "max_attempts",
+            "worker",
+            "heartbeat_at",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "exit_code",
+            "error_message",
+            "log_size",
+            "result",
         ]
         read_only_fields = fields
 
@@ -34,9 +53,23 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineRun
         fields = [
-            "id", "project", "number", "status", "trigger", "ref", "commit_sha",
-            "commit_message", "commit_author", "commit_url", "error_message", "created_by",
-            "created", "started_at", "finished_at", "duration_seconds", "jobs",
+            "id",
+            "project",
+            "number",
+            "status",
+            "trigger",
+            "ref",
+            "commit_sha",
+            "commit_message",
+            "commit_author",
+            "commit_url",
+            "error_message",
+            "created_by",
+            "created",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "jobs",
         ]
         read_only_fields = fields
 
@@ -60,6 +93,7 @@ class RunCreateSerializer(serializers.Serializer):
 
     project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
     ref = serializers.CharField(required=False, allow_blank=True, default="")
-    commit_sha = serializers.RegexField(r"^[0-9a-f]{7,64}$", required=False, allow_blank=True,
-                                        default="")
+    commit_sha = serializers.RegexField(
+        r"^([0-9a-f]{7,64})?$", required=False, allow_blank=True, default=""
+    )
     jobs = InlineJobSerializer(many=True)

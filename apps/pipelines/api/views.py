@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.core.api.viewsets import ProjectScopedViewSet
+from apps.projects.models import Project
 
 from .. import selectors, services
 from ..choices import Trigger
@@ -27,18 +28,22 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         return qs
 
     def get_create_project_id(self, request):
-        serializer = RunCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        request._validated_run = serializer.validated_data
-        return serializer.validated_data["project"].pk
+        slug = request.data.get("project") if hasattr(request.data, "get") else None
+        return Project.objects.filter(slug=str(slug)).values_list("pk", flat=True).first()
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer})
     def create(self, request, *args, **kwargs):
         """Trigger a run by hand (needs the developer role)."""
-        data = request._validated_run
+        serializer = RunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
         run = services.run_create(
-            project=data["project"], jobs=data["jobs"], actor=request.user, trigger=Trigger.API,
-            ref=data["ref"], commit_sha=data["commit_sha"],
+            project=data["project"],
+            jobs=data["jobs"],
+            actor=request.user,
+            trigger=Trigger.API,
+            ref=data["ref"],
+            commit_sha=data["commit_sha"],
         )
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 

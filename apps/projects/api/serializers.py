@@ -16,10 +16,24 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = [
-            "id", "project", "name", "order", "auto_deploy", "required_approvals",
-            "approver_role", "allow_self_approval", "approval_ttl", "deployer", "service_port",
-            "service_url", "health_check_path", "health_check_timeout", "target",
-            "freeze_windows", "created", "modified",
+            "id",
+            "project",
+            "name",
+            "order",
+            "auto_deploy",
+            "required_approvals",
+            "approver_role",
+            "allow_self_approval",
+            "approval_ttl",
+            "deployer",
+            "service_port",
+            "service_url",
+            "health_check_path",
+            "health_check_timeout",
+            "target",
+            "freeze_windows",
+            "created",
+            "modified",
         ]
         read_only_fields = ["created", "modified"]
 
@@ -33,9 +47,20 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id", "name", "slug", "description", "repository_url", "default_branch",
-            "git_provider", "git_api_url", "max_concurrent_runs", "webhook_secret",
-            "git_api_token", "environments", "created", "modified",
+            "id",
+            "name",
+            "slug",
+            "description",
+            "repository_url",
+            "default_branch",
+            "git_provider",
+            "git_api_url",
+            "max_concurrent_runs",
+            "webhook_secret",
+            "git_api_token",
+            "environments",
+            "created",
+            "modified",
         ]
         read_only_fields = ["created", "modified"]
         extra_kwargs = {"slug": {"required": False}}

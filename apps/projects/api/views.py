@@ -12,8 +12,11 @@ from .serializers import EnvironmentSerializer, ProjectSerializer
 
 
 class ProjectViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-    mixins.UpdateModelMixin, ProjectScopedViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    ProjectScopedViewSet,
 ):
     """Projects you are a member of. Creating one needs the `projects.add_project` permission
     (staff); you become its admin. Changing one needs the admin role."""
@@ -39,13 +42,21 @@ class ProjectViewSet(
 
     def perform_update(self, serializer):
         project = serializer.save()
-        audit_log(actor=self.request.user, action="project.updated", obj=project,
-                  project_id=project.pk, data={"fields": sorted(serializer.validated_data)})
+        audit_log(
+            actor=self.request.user,
+            action="project.updated",
+            obj=project,
+            project_id=project.pk,
+            data={"fields": sorted(serializer.validated_data)},
+        )
 
 
 class EnvironmentViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-    mixins.UpdateModelMixin, ProjectScopedViewSet,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    ProjectScopedViewSet,
 ):
     """A project's environments in promotion order. Writing needs the project's admin role."""
 
@@ -55,9 +66,7 @@ class EnvironmentViewSet(
     write_role = Role.ADMIN
 
     def get_queryset(self):
-        return selectors.environment_list(user=self.request.user).prefetch_related(
-            "freeze_windows"
-        )
+        return selectors.environment_list(user=self.request.user).prefetch_related("freeze_windows")
 
     def get_create_project_id(self, request):
         slug = request.data.get("project") if hasattr(request.data, "get") else None
@@ -65,8 +74,12 @@ class EnvironmentViewSet(
 
     def perform_create(self, serializer):
         env = serializer.save()
-        audit_log(actor=self.request.user, action="environment.created", obj=env,
-                  project_id=env.project_id)
+        audit_log(
+            actor=self.request.user,
+            action="environment.created",
+            obj=env,
+            project_id=env.project_id,
+        )
 
     def perform_update(self, serializer):
         if "project" in serializer.validated_data and (
@@ -74,8 +87,10 @@ class EnvironmentViewSet(
         ):
             raise PermissionDenied("An environment cannot move to another project.")
         env = serializer.save()
-        audit_log(actor=self.request.user, action="environment.updated", obj=env,
-                  project_id=env.project_id, data={"fields": sorted(serializer.validated_data)})
-
-
-
+        audit_log(
+            actor=self.request.user,
+            action="environment.updated",
+            obj=env,
+            project_id=env.project_id,
+            data={"fields": sorted(serializer.validated_data)},
+        )

@@ -5,8 +5,9 @@ from ..models import Deployment, Promotion, Release
 
 class ReleaseFilter(django_filters.FilterSet):
     project = django_filters.CharFilter(field_name="project__slug")
-    blocked = django_filters.BooleanFilter(field_name="blocked_at", lookup_expr="isnull",
-                                           exclude=True)
+    blocked = django_filters.BooleanFilter(
+        field_name="blocked_at", lookup_expr="isnull", exclude=True
+    )
 
     class Meta:
         model = Release

@@ -11,9 +11,21 @@ class ReleaseSerializer(serializers.ModelSerializer):
     class Meta:
         model = Release
         fields = [
-            "id", "project", "version", "pipeline_run", "commit_sha", "ref", "bundle_digest",
-            "image_ref", "image_digest", "model_version", "evidence", "created",
-            "is_blocked", "blocked_at", "blocked_reason",
+            "id",
+            "project",
+            "version",
+            "pipeline_run",
+            "commit_sha",
+            "ref",
+            "bundle_digest",
+            "image_ref",
+            "image_digest",
+            "model_version",
+            "evidence",
+            "created",
+            "is_blocked",
+            "blocked_at",
+            "blocked_reason",
         ]
         read_only_fields = fields
 
@@ -26,8 +38,19 @@ class DeploymentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Deployment
         fields = [
-            "id", "project", "release", "environment", "status", "deployer", "is_rollback",
-            "previous", "created", "started_at", "finished_at", "error_message", "details",
+            "id",
+            "project",
+            "release",
+            "environment",
+            "status",
+            "deployer",
+            "is_rollback",
+            "previous",
+            "created",
+            "started_at",
+            "finished_at",
+            "error_message",
+            "details",
         ]
         read_only_fields = fields
 
@@ -51,16 +74,25 @@ class PromotionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Promotion
         fields = [
-            "id", "project", "release", "environment", "status", "required_approvals",
-            "approvals", "requested_by", "created", "expires_at", "decided_at", "finished_at",
+            "id",
+            "project",
+            "release",
+            "environment",
+            "status",
+            "required_approvals",
+            "approvals",
+            "requested_by",
+            "created",
+            "expires_at",
+            "decided_at",
+            "finished_at",
             "reason",
         ]
         read_only_fields = fields
 
 
 class DecisionSerializer(serializers.Serializer):
-    comment = serializers.CharField(required=False, allow_blank=True, default="",
-                                    max_length=4000)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
 
 
 class BlockSerializer(serializers.Serializer):

@@ -34,8 +34,9 @@ class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
     def block(self, request, pk=None):
         body = BlockSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        release = services.release_block(release=self.get_object(), actor=request.user,
-                                          reason=body.validated_data["reason"])
+        release = services.release_block(
+            release=self.get_object(), actor=request.user, reason=body.validated_data["reason"]
+        )
         return Response(ReleaseSerializer(release).data)
 
 
@@ -67,8 +68,11 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
         body = DecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         promotion = services.promotion_decide(
-            promotion=self.get_object(), user=request.user, decision=decision,
-            comment=body.validated_data["comment"], channel=ApprovalChannel.API,
+            promotion=self.get_object(),
+            user=request.user,
+            decision=decision,
+            comment=body.validated_data["comment"],
+            channel=ApprovalChannel.API,
         )
         promotion = selectors.promotion_list(user=request.user).get(pk=promotion.pk)
         return Response(PromotionSerializer(promotion).data)

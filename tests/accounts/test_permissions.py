@@ -1,0 +1,196 @@
+"""Who may do what: unauthenticated → 401, viewers write nothing, roles gate actions."""
+
+import re
+
+import pytest
+from django.apps import apps
+from django.urls import reverse
+
+from apps.core.models import AuditEvent
+from apps.pipelines.services import run_create
+from apps.releases.services import promotion_request, release_create
+from controlplane.api import router
+
+pytestmark = pytest.mark.django_db
+
+JOBS = [{"name": "unit", "kind": "test", "script": ["true"]}]
+
+
+@pytest.fixture
+def world(project, admin_user, django_capture_on_commit_callbacks):
+    """One object of every kind in ``project``."""
+    with django_capture_on_commit_callbacks(execute=False):
+        run = run_create(project=project, jobs=JOBS, actor=admin_user)
+    release = release_create(project=project, version="v1", commit_sha="abc1234", actor=admin_user)
+    production = project.environments.get(name="production")
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    from apps.releases.models import Deployment
+
+    deployment = Deployment.objects.create(release=release, environment=production)
+    return {
+        "project": project.slug,
+        "environment": production.pk,
+        "run": run.pk,
+        "job": run.jobs.get().pk,
+        "release": release.pk,
+        "deployment": deployment.pk,
+        "promotion": promotion.pk,
+    }
+
+
+def _snapshot():
+    """Row counts and statuses of everything a write could touch."""
+    counts = {
+        m._meta.label: m.objects.count()
+        for m in apps.get_models()
+        if m._meta.app_label in {"projects", "pipelines", "releases", "accounts", "core"}
+    }
+    statuses = {
+        m._meta.label: sorted(m.objects.values_list("pk", "status"))
+        for m in apps.get_models()
+        if any(f.name == "status" for f in m._meta.fields)
+    }
+    return counts, statuses
+
+
+def _write_requests(world):
+    """Every (method, url) the API offers for writing, filled in with real ids."""
+    for _prefix, viewset, basename in router.registry:
+        key = basename
+        list_url = reverse(f"{basename}-list")
+        yield "post", list_url
+        lookup = world["project"] if basename == "project" else world[key]
+        detail_url = reverse(f"{basename}-detail", args=[lookup])
+        for method in ("put", "patch", "delete"):
+            yield method, detail_url
+        for action in viewset.get_extra_actions():
+            if "post" in action.mapping:
+                yield "post", reverse(f"{basename}-{action.url_name}", args=[lookup])
+    yield "post", reverse("worker-ping")  # allowed for any user: asserted separately
+
+
+BODIES = {
+    "project": {"name": "Another"},
+    "environment": {"project": "churn-model", "name": "qa"},
+    "run": {"project": "churn-model", "jobs": JOBS},
+}
+
+
+def test_viewer_cannot_write_anything(world, member, api):
+    client = api(member("viewer"))
+    before = _snapshot()
+    tried = 0
+    for method, url in _write_requests(world):
+        if url == reverse("worker-ping"):
+            continue
+        basename = next((b for _p, _v, b in router.registry if f"/{_p}/" in url), "")
+        body = BODIES.get(basename, {"comment": "x", "reason": "x", "name": "x"})
+        response = getattr(client, method)(url, body, format="json")
+        tried += 1
+        assert response.status_code in (403, 405), (method, url, response.status_code)
+    assert tried >= 20
+    assert _snapshot() == before
+
+
+def test_viewer_cannot_write_through_the_ui(world, member, client):
+    client.force_login(member("viewer"))
+    before = _snapshot()
+    from apps.pipelines.models import PipelineRun
+    from apps.releases.models import Promotion
+
+    run = PipelineRun.objects.get(pk=world["run"])
+    promotion = Promotion.objects.get(pk=world["promotion"])
+    client.post(reverse("pipelines:run-cancel", args=[run.project.slug, run.number]))
+    client.post(
+        reverse("releases:decide", args=[world["project"], promotion.pk]), {"decision": "approve"}
+    )
+    assert _snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "name", ["project", "environment", "run", "job", "release", "deployment", "promotion"]
+)
+def test_unauthenticated_api_gets_401(world, api, name):
+    client = api()
+    assert client.get(reverse(f"{name}-list")).status_code == 401
+    response = client.post(reverse(f"{name}-list"), {}, format="json")
+    assert response.status_code in (401, 405)
+    assert response.status_code == 401 or name not in BODIES
+
+
+def test_bad_or_revoked_token_gets_401(world, admin_user, api):
+    from django.utils import timezone
+
+    from apps.accounts.models import ApiToken
+
+    client = api(admin_user)
+    assert client.get(reverse("project-list")).status_code == 200
+    ApiToken.objects.update(revoked_at=timezone.now())
+    assert client.get(reverse("project-list")).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION="Bearer cpt_not-a-token")
+    assert client.get(reverse("project-list")).status_code == 401
+
+
+def test_tokens_are_stored_hashed(admin_user):
+    from apps.accounts.models import ApiToken
+    from apps.accounts.services import api_token_create
+
+    _token, raw = api_token_create(user=admin_user, name="ci")
+    stored = ApiToken.objects.get()
+    assert raw not in {stored.key_hash, stored.prefix}
+    assert re.fullmatch(r"[0-9a-f]{64}", stored.key_hash)
+
+
+def test_lists_show_only_member_projects(world, api, admin_user):
+    from apps.projects.services import project_create
+    from tests.factories import UserFactory
+
+    outsider = UserFactory(username="outsider")
+    project_create(name="Theirs", actor=outsider)
+    client = api(outsider)
+    slugs = [p["slug"] for p in client.get(reverse("project-list")).json()["results"]]
+    assert slugs == ["theirs"]
+    assert client.get(reverse("run-list")).json()["count"] == 0
+    assert client.get(reverse("run-detail", args=[world["run"]])).status_code == 404
+
+
+def test_developer_can_trigger_and_cancel_but_not_approve(world, member, api):
+    client = api(member("developer"))
+    response = client.post(reverse("run-list"), BODIES["run"], format="json")
+    assert response.status_code == 201, response.content
+    run_id = response.json()["id"]
+    assert client.post(reverse("run-cancel", args=[run_id])).status_code == 200
+    assert client.post(reverse("run-cancel", args=[run_id])).status_code == 409
+    response = client.post(reverse("promotion-approve", args=[world["promotion"]]), {})
+    assert response.status_code == 403
+
+
+def test_approver_approves_once_and_not_own_request(world, member, api, admin_user):
+    lead = member("approver", "lead")
+    client = api(lead)
+    url = reverse("promotion-approve", args=[world["promotion"]])
+    response = client.post(url, {"comment": "looks good"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "approved"
+    assert client.post(url, {}, format="json").status_code == 409
+    assert AuditEvent.objects.filter(action="promotion.approve", actor=lead).count() == 1
+
+
+def test_requester_cannot_approve_own_promotion(world, api, admin_user):
+    response = api(admin_user).post(reverse("promotion-approve", args=[world["promotion"]]), {})
+    assert response.status_code == 403
+    assert "someone else" in response.json()["detail"]
+
+
+def test_project_creation_needs_permission(db, api, member):
+    viewer = member("viewer")
+    assert (
+        api(viewer).post(reverse("project-list"), {"name": "X"}, format="json").status_code == 403
+    )
+
+
+def test_admin_creates_project_with_default_environments(admin_user, api):
+    response = api(admin_user).post(reverse("project-list"), {"name": "Fraud model"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["environments"] == ["dev", "staging", "production"]
+    assert "webhook_secret" not in response.json()
