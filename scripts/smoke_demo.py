@@ -28,8 +28,13 @@ def main() -> int:
     env["CONTROLPLANE_VAR_DIR"] = os.path.join(ROOT, "var", "smoke")
     subprocess.run(["rm", "-rf", env["CONTROLPLANE_VAR_DIR"]], check=True)
     proc = subprocess.Popen(
-        ["make", "demo"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        ["make", "demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     output: list[str] = []
     password = None
@@ -51,10 +56,12 @@ def main() -> int:
         _drain(proc, output)
         page = opener.open(f"{BASE}/login/").read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        data = urlencode({"username": "admin", "password": password,
-                          "csrfmiddlewaretoken": token, "next": "/"}).encode()
-        req = urllib.request.Request(f"{BASE}/login/", data=data,
-                                     headers={"Referer": f"{BASE}/login/"})
+        data = urlencode(
+            {"username": "admin", "password": password, "csrfmiddlewaretoken": token, "next": "/"}
+        ).encode()
+        req = urllib.request.Request(
+            f"{BASE}/login/", data=data, headers={"Referer": f"{BASE}/login/"}
+        )
         dashboard = opener.open(req).read().decode()
         assert "Demo churn model" in dashboard, "dashboard does not show the demo project"
         print("logged in; dashboard shows the demo project", flush=True)

@@ -118,6 +118,8 @@ def promotion_request(*, release: Release, environment: Environment, actor: Any)
     """Ask for approval to deploy ``release`` to ``environment``; supersedes older requests."""
     if release.project_id != environment.project_id:
         raise ServiceError("The release and the environment belong to different projects.")
+    # Read the row, not the caller's copy: it may have been blocked meanwhile.
+    release = Release.objects.select_for_update().get(pk=release.pk)
     if release.is_blocked:
         raise ConflictError(f"Release {release.version} is blocked: {release.blocked_reason}")
     for older in Promotion.objects.select_related("environment").filter(

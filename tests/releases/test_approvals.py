@@ -1,0 +1,150 @@
+"""The approval rules, through the same service the browser, the API and Slack use."""
+
+from datetime import UTC, timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.core.exceptions import ConflictError, PermissionDeniedError, ServiceError
+from apps.releases.choices import PromotionStatus
+from apps.releases.services import (
+    promotion_decide,
+    promotion_expire_due,
+    promotion_request,
+    release_block,
+    release_create,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def production(project):
+    return project.environments.get(name="production")
+
+
+@pytest.fixture
+def release(project, admin_user):
+    return release_create(project=project, version="v1", commit_sha="abc1234", actor=admin_user)
+
+
+def test_two_approvals_needed_one_is_not_enough(production, release, member, admin_user):
+    production.required_approvals = 2
+    production.save()
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    promotion = promotion_decide(
+        promotion=promotion, user=member("approver", "a1"), decision="approve"
+    )
+    assert promotion.status == PromotionStatus.PENDING
+    promotion = promotion_decide(
+        promotion=promotion, user=member("admin", "a2"), decision="approve"
+    )
+    assert promotion.status == PromotionStatus.APPROVED
+
+
+def test_developer_and_viewer_cannot_approve(production, release, member, admin_user):
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    for role in ("viewer", "developer"):
+        with pytest.raises(PermissionDeniedError):
+            promotion_decide(promotion=promotion, user=member(role), decision="approve")
+    assert promotion.approvals.count() == 0
+
+
+def test_admin_only_environment(production, release, member, admin_user):
+    production.approver_role = "admin"
+    production.save()
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    with pytest.raises(PermissionDeniedError):
+        promotion_decide(promotion=promotion, user=member("approver"), decision="approve")
+
+
+def test_commit_author_cannot_approve_unless_allowed(
+    project, production, member, admin_user, django_capture_on_commit_callbacks
+):
+    from apps.pipelines.services import run_create
+
+    author = member("approver", "author")
+    with django_capture_on_commit_callbacks(execute=False):
+        run = run_create(
+            project=project,
+            actor=admin_user,
+            commit_author_email=author.email,
+            jobs=[{"name": "t", "script": ["true"]}],
+        )
+    release = release_create(
+        project=project, version="v9", commit_sha="abc1234", actor=admin_user, pipeline_run=run
+    )
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    with pytest.raises(PermissionDeniedError, match="wrote this commit"):
+        promotion_decide(promotion=promotion, user=author, decision="approve")
+    production.allow_self_approval = True
+    production.save()
+    promotion = promotion_decide(promotion=promotion, user=author, decision="approve")
+    assert promotion.status == PromotionStatus.APPROVED
+
+
+def test_newer_release_supersedes_and_superseded_cannot_be_approved(
+    project, production, release, member, admin_user
+):
+    old = promotion_request(release=release, environment=production, actor=admin_user)
+    newer = release_create(project=project, version="v2", commit_sha="def5678", actor=admin_user)
+    promotion_request(release=newer, environment=production, actor=admin_user)
+    old.refresh_from_db()
+    assert old.status == PromotionStatus.SUPERSEDED
+    with pytest.raises(ConflictError):
+        promotion_decide(promotion=old, user=member("approver"), decision="approve")
+
+
+def test_expired_promotion_cannot_be_approved(production, release, member, admin_user):
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    type(promotion).objects.filter(pk=promotion.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    with pytest.raises(ConflictError, match="expired"):
+        promotion_decide(promotion=promotion, user=member("approver"), decision="approve")
+    assert promotion_expire_due() == 1
+    promotion.refresh_from_db()
+    assert promotion.status == PromotionStatus.EXPIRED
+
+
+def test_blocked_release_rejects_pending_and_cannot_be_promoted(
+    production, release, member, admin_user
+):
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    with pytest.raises(ServiceError):
+        release_block(release=release, actor=admin_user, reason="  ")
+    release_block(release=release, actor=admin_user, reason="data leak in v1")
+    promotion.refresh_from_db()
+    assert promotion.status == PromotionStatus.REJECTED
+    with pytest.raises(ConflictError, match="blocked"):
+        promotion_request(release=release, environment=production, actor=admin_user)
+
+
+def test_rejection_ends_the_request(production, release, member, admin_user):
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    promotion = promotion_decide(
+        promotion=promotion, user=member("approver"), decision="reject", comment="metrics worse"
+    )
+    assert promotion.status == PromotionStatus.REJECTED
+
+
+def test_freeze_window_is_active_inside_its_duration(production, admin_user):
+    from datetime import datetime
+
+    from apps.projects.services import freeze_window_add
+
+    freeze_window_add(
+        environment=production,
+        cron="0 17 * * 5",
+        duration=timedelta(hours=63),
+        actor=admin_user,
+        reason="weekend",
+    )
+    friday_evening = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)  # a Friday
+    tuesday = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert production.active_freeze(friday_evening) is not None
+    assert production.active_freeze(tuesday) is None
+    with pytest.raises(Exception, match="cron"):
+        freeze_window_add(
+            environment=production, cron="not cron", duration=timedelta(hours=1), actor=admin_user
+        )
