@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.accounts import views as account_views
 from apps.core import views as core_views
 from apps.pipelines.views import run_list
 from apps.releases.views import dashboard
@@ -16,6 +17,8 @@ urlpatterns = [
     path("", dashboard, name="dashboard"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("tokens/", account_views.token_list, name="tokens"),
+    path("tokens/<int:pk>/revoke/", account_views.token_revoke, name="token-revoke"),
     path("system/", core_views.system, name="system"),
     path("system/ping/", core_views.system_ping, name="system-ping"),
     path("admin/", admin.site.urls),

@@ -194,3 +194,22 @@ def test_admin_creates_project_with_default_environments(admin_user, api):
     assert response.status_code == 201, response.content
     assert response.json()["environments"] == ["dev", "staging", "production"]
     assert "webhook_secret" not in response.json()
+
+
+def test_token_page_creates_a_working_token_and_revokes_it(db, client, admin_user, api):
+    import re as _re
+
+    from rest_framework.test import APIClient
+
+    client.force_login(admin_user)
+    page = client.post(reverse("tokens"), {"name": "script"}).content.decode()
+    raw = _re.search(r'id="new-token">(cpt_[^<]+)<', page).group(1)
+    api_client = APIClient()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api_client.get(reverse("project-list")).status_code == 200
+    from apps.accounts.models import ApiToken
+
+    token = ApiToken.objects.get()
+    assert raw not in client.get(reverse("tokens")).content.decode()
+    client.post(reverse("token-revoke", args=[token.pk]))
+    assert api_client.get(reverse("project-list")).status_code == 401
