@@ -62,3 +62,18 @@ def test_key_rotation_keeps_old_values_readable(project, admin_user, settings):
         *settings.FIELD_ENCRYPTION_KEYS,
     ]
     assert Variable.objects.get(pk=variable.pk).value == VALUE
+
+
+def test_rotate_encryption_keys_command(project, admin_user, settings):
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    variable = variable_set(project=project, key="K", value=VALUE, actor=admin_user)
+    old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, *old_keys]
+    call_command("rotate_encryption_keys", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone now
+    assert Variable.objects.get(pk=variable.pk).value == VALUE
+    raw = _raw("projects_variable", "value", variable.pk)
+    assert Fernet(new_key).decrypt(raw.removeprefix("fernet:").encode()).decode() == VALUE
