@@ -26,6 +26,15 @@ def main() -> int:
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CI")}
     env["CONTROLPLANE_VAR_DIR"] = os.path.join(ROOT, "var", "smoke")
+    if "--production-stack" in sys.argv:
+        # The same command on PostgreSQL and Redis: a fresh database, a Redis db of its own.
+        db = "controlplane_smoke"
+        for sql in (f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True)
+        env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/14"
+        subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, capture_output=True)
+    print(f"stack: {env.get('DATABASE_URL', 'sqlite')} / {env.get('REDIS_URL', 'filesystem')}")
     subprocess.run(["rm", "-rf", env["CONTROLPLANE_VAR_DIR"]], check=True)
     proc = subprocess.Popen(
         ["make", "demo"],
