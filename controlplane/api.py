@@ -7,6 +7,7 @@ from apps.core.api.views import WorkerPingView
 from apps.pipelines.api.views import JobViewSet, RunViewSet
 from apps.projects.api.views import EnvironmentViewSet, ProjectViewSet
 from apps.releases.api.views import DeploymentViewSet, PromotionViewSet, ReleaseViewSet
+from apps.webhooks.api.views import WebhookDeliveryViewSet
 
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="project")
@@ -16,6 +17,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("releases", ReleaseViewSet, basename="release")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
+router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 
 urlpatterns = [
     path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),

@@ -6,7 +6,10 @@ from enum import StrEnum
 from celery import Celery
 from celery.signals import worker_init
 
+from .broker import install as install_embedded_broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.local")
+install_embedded_broker()
 
 app = Celery("controlplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -26,6 +26,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("runs/", run_list, name="history"),
+    path("hooks/", include("apps.webhooks.urls")),
+    path("", include("apps.webhooks.urls_ui")),
     path("p/", include("apps.pipelines.urls")),
     path("p/", include("apps.releases.urls")),
     path("p/", include("apps.projects.urls")),

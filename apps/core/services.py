@@ -97,6 +97,7 @@ def state_transition(
             reason=reason,
         )
         if on_commit is not None:
+            locked._previous_state = current
             transaction.on_commit(lambda: on_commit(locked))
     # Keep the caller's object in step with the row.
     for name in changed:

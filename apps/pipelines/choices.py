@@ -16,9 +16,10 @@ class RunStatus(models.TextChoices):
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELED}),
     RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}),
-    RunStatus.SUCCEEDED: frozenset(),
-    RunStatus.FAILED: frozenset(),
-    RunStatus.CANCELED: frozenset(),
+    # A job of a finished run is retried: the run runs again.
+    RunStatus.SUCCEEDED: frozenset({RunStatus.RUNNING}),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+    RunStatus.CANCELED: frozenset({RunStatus.RUNNING}),
 }
 RUN_ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED})
@@ -43,10 +44,11 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
     ),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
-    JobStatus.SKIPPED: frozenset(),
+    # Retry: a finished job runs again as a new attempt; the jobs after it go back to pending.
+    JobStatus.SUCCEEDED: frozenset({JobStatus.QUEUED}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED, JobStatus.PENDING}),
+    JobStatus.SKIPPED: frozenset({JobStatus.QUEUED, JobStatus.PENDING}),
 }
 JOB_ACTIVE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING})
 JOB_TERMINAL = frozenset(

@@ -1,27 +1,38 @@
-"""Run one claimed job on this worker: workspace, scrubbed environment, log, heartbeats.
+"""Run one claimed job on this worker: checkout, cache, scrubbed environment, log, heartbeats,
+then what the job's kind adds (reproducibility check, bundle) and its reports and artifacts.
 
 Called by the ``pipelines.run_job`` task after :func:`services.job_claim` succeeded.
 """
 
+import hashlib
 import logging
 import os
 import shutil
 import socket
+import tarfile
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from apps.projects.selectors import job_variables
 
-from . import services
-from .choices import JobStatus
+from . import git, services
+from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
-from .models import Job
-from .runners import RunRequest, get_runner
+from .models import Artifact, Job
+from .runners import RunOutcome, RunRequest, get_runner
 
 logger = logging.getLogger(__name__)
+
+OUTPUT_DIR = ".controlplane"  # inside the workspace: what the control plane itself writes
+
+
+class JobSetupError(Exception):
+    """The job could not be prepared (checkout, paths); the message goes on the job."""
 
 
 def worker_name() -> str:
@@ -44,6 +55,7 @@ def job_environment(job: Job, variables: dict[str, str]) -> dict[str, str]:
             "CONTROLPLANE_PROJECT": run.project.slug,
             "CONTROLPLANE_RUN_NUMBER": str(run.number),
             "CONTROLPLANE_JOB_NAME": job.name,
+            "CONTROLPLANE_JOB_KIND": job.kind,
             "CONTROLPLANE_JOB_ATTEMPT": str(job.attempt),
             "CONTROLPLANE_COMMIT_SHA": run.commit_sha,
             "CONTROLPLANE_REF": run.ref,
@@ -54,47 +66,214 @@ def job_environment(job: Job, variables: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _inside(workspace: Path, relative: str) -> Path:
+    path = (workspace / relative).resolve()
+    if not path.is_relative_to(workspace.resolve()):
+        raise JobSetupError(f"'{relative}' points outside the workspace.")
+    return path
+
+
+def cache_root(job: Job) -> Path:
+    return Path(settings.WORKSPACE_DIR) / "cache" / str(job.run.project_id)
+
+
+def _cache_restore(job: Job, workspace: Path, log: LogWriter) -> None:
+    """Move the project's cached folders into the workspace (a rename: instant). Two jobs of
+    one project running at once: the second starts cold, like a cache miss."""
+    for rel in job.options.get("cache", []):
+        src, dst = cache_root(job) / rel, _inside(workspace, rel)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(src, dst)
+            log.line(f"cache {rel}: restored")
+        except FileNotFoundError:
+            log.line(f"cache {rel}: empty, starting cold")
+        except OSError as exc:
+            log.line(f"cache {rel}: not restored ({exc.strerror})")
+
+
+def _cache_save(job: Job, workspace: Path) -> None:
+    for rel in job.options.get("cache", []):
+        src, dst = _inside(workspace, rel), cache_root(job) / rel
+        if not src.is_dir():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(dst, ignore_errors=True)
+        try:
+            os.rename(src, dst)
+        except OSError:
+            logger.warning("Could not keep cache %s of job %s", rel, job.pk, exc_info=True)
+
+
+def _script(job: Job, workspace: Path) -> list[str]:
+    """The commands the runner executes: the job's script plus what its kind adds."""
+    script = list(job.script)
+    if job.kind == JobKind.REPRODUCIBILITY:
+        (workspace / OUTPUT_DIR).mkdir(exist_ok=True)
+        command = job.options["command"].format(
+            input=job.options["input"], output=f"{OUTPUT_DIR}/predictions.csv"
+        )
+        script.append(command)
+    return script
+
+
+def _check_reproducibility(job: Job, workspace: Path, log: LogWriter) -> tuple[dict, str]:
+    from .reproducibility import compare_predictions, format_report
+
+    opts = job.options
+    actual = workspace / OUTPUT_DIR / "predictions.csv"
+    if not actual.is_file():
+        return {}, "The predict command wrote no output file."
+    result = compare_predictions(
+        _inside(workspace, opts["expected"]),
+        actual,
+        tolerance=float(opts.get("tolerance", 1e-6)),
+        key=opts.get("key"),
+    )
+    log.line(result.reason)
+    if not result.passed and result.examples:
+        log.write((format_report(result) + "\n").encode())
+    return {"reproducibility": result.to_dict()}, "" if result.passed else result.reason
+
+
+def _build_bundle(job: Job, workspace: Path, log: LogWriter) -> dict:
+    """A content-addressed bundle of the code at the commit: the same commit always gives the
+    same digest (sorted members, fixed times and owners)."""
+    out = workspace / OUTPUT_DIR / "bundle.tar.gz"
+    out.parent.mkdir(exist_ok=True)
+    files = sorted(
+        p
+        for p in workspace.rglob("*")
+        if p.is_file()
+        and ".git" not in p.relative_to(workspace).parts[:1]
+        and OUTPUT_DIR not in p.relative_to(workspace).parts[:1]
+    )
+    import gzip
+
+    with (
+        open(out, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        for path in files:
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(workspace)))
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+    digest = "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
+    log.line(f"bundle {digest} ({out.stat().st_size} bytes, {len(files)} files)")
+    return {"bundle_digest": digest, "bundle_files": len(files)}
+
+
+def _reports(job: Job, workspace: Path, log: LogWriter) -> dict:
+    junit = job.options.get("reports", {}).get("junit")
+    if not junit:
+        return {}
+    from .reports import parse_junit
+
+    path = _inside(workspace, junit)
+    if not path.is_file():
+        log.line(f"JUnit report {junit} was not written")
+        return {}
+    try:
+        summary = parse_junit(path)
+    except Exception as exc:  # a broken report must not hide the job's own outcome
+        log.line(f"JUnit report {junit} could not be read: {exc}")
+        return {}
+    return {"junit": summary.to_dict()}
+
+
+def _collect_artifacts(job: Job, workspace: Path, log: LogWriter) -> list[Artifact]:
+    patterns = list(job.options.get("artifacts", []))
+    if job.kind == JobKind.BUILD:
+        patterns.append(f"{OUTPUT_DIR}/bundle.tar.gz")
+    if not patterns:
+        return []
+    dest_root = Path(settings.ARTIFACT_DIR) / str(job.run_id) / str(job.pk)
+    artifacts = []
+    for pattern in patterns:
+        matches = sorted(p for p in workspace.glob(pattern) if p.is_file())
+        if not matches:
+            log.line(f"artifact {pattern}: no file matched")
+        for path in matches:
+            rel = str(path.relative_to(workspace))
+            target = dest_root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sha = hashlib.sha256()
+            with open(path, "rb") as src, open(target, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    sha.update(chunk)
+                    dst.write(chunk)
+            artifacts.append(
+                Artifact(job=job, path=rel, size=target.stat().st_size, sha256=sha.hexdigest())
+            )
+    log.line(f"{len(artifacts)} artifact(s) kept")
+    return artifacts
+
+
 def execute_job(job: Job) -> Job:
     worker = job.worker
-    variables, secrets = job_variables(project=job.run.project)
-    workspace = Path(settings.WORKSPACE_DIR) / str(job.run.project_id) / f"job-{job.pk}"
+    run, project = job.run, job.run.project
+    variables, secrets = job_variables(project=project)
+    workspace = Path(settings.WORKSPACE_DIR) / "jobs" / f"job-{job.pk}"
     shutil.rmtree(workspace, ignore_errors=True)
-    workspace.mkdir(parents=True, exist_ok=True)
+    workspace.parent.mkdir(parents=True, exist_ok=True)
     log = LogWriter(log_path(job.pk, job.run_id), secrets=secrets)
     if job.attempt > 1:
         log.line(f"attempt {job.attempt} of {job.max_attempts}")
     log.line(f"job {job.name} ({job.kind}) on {worker}, runner {job.runner}")
-    cancel = threading.Event()
-    stop = threading.Event()
+    cancel, stop = threading.Event(), threading.Event()
     heartbeat = threading.Thread(
         target=_heartbeat_loop, args=(job.pk, worker, log, cancel, stop), daemon=True
     )
     heartbeat.start()
-    outcome = None
+    outcome: RunOutcome | None = None
     error = ""
+    result: dict[str, Any] = {}
+    artifacts: list[Artifact] = []
     try:
         if job.runner not in settings.RUNNERS_ALLOWED:
-            error = f"Runner '{job.runner}' is not allowed on this worker."
+            raise JobSetupError(f"Runner '{job.runner}' is not allowed on this worker.")
+        started = time.monotonic()
+        if run.commit_sha and project.repository_url:
+            git.mirror_update(project, want=run.commit_sha)
+            git.checkout(project, run.commit_sha, workspace)
+            log.line(f"checked out {run.commit_sha[:12]} in {time.monotonic() - started:.2f}s")
         else:
-            outcome = get_runner(job.runner).run(
-                RunRequest(
-                    script=list(job.script),
-                    workspace=workspace,
-                    env=job_environment(job, variables),
-                    timeout=job.timeout_seconds,
-                    log=log,
-                    cancel=cancel,
-                    image=job.image,
-                )
+            workspace.mkdir(parents=True)
+        _cache_restore(job, workspace, log)
+        outcome = get_runner(job.runner).run(
+            RunRequest(
+                script=_script(job, workspace),
+                workspace=workspace,
+                env=job_environment(job, variables),
+                timeout=job.timeout_seconds,
+                log=log,
+                cancel=cancel,
+                image=job.image,
             )
-            if outcome.timed_out:
-                error = f"Timed out after {job.timeout_seconds}s."
-            elif outcome.canceled:
-                error = "Canceled."
-            elif outcome.exit_code != 0:
-                error = f"Exited with code {outcome.exit_code}."
+        )
+        if outcome.error:
+            error = outcome.error
+        elif outcome.timed_out:
+            error = f"Timed out after {job.timeout_seconds}s."
+        elif outcome.canceled:
+            error = "Canceled."
+        elif outcome.exit_code != 0:
+            error = f"Exited with code {outcome.exit_code}."
+        if not outcome.canceled:
+            result.update(_reports(job, workspace, log))
+            if not error and job.kind == JobKind.REPRODUCIBILITY:
+                extra, error = _check_reproducibility(job, workspace, log)
+                result.update(extra)
+            if not error and job.kind == JobKind.BUILD:
+                result.update(_build_bundle(job, workspace, log))
+            artifacts = _collect_artifacts(job, workspace, log)
+            _cache_save(job, workspace)
+    except (JobSetupError, git.GitError) as exc:
+        error = str(exc)
     except Exception as exc:
-        logger.exception("Job %s crashed in the runner", job.pk)
+        logger.exception("Job %s crashed in the executor", job.pk)
         error = f"Runner error: {exc}"
     finally:
         stop.set()
@@ -109,6 +288,8 @@ def execute_job(job: Job) -> Job:
         exit_code=outcome.exit_code if outcome else None,
         error_message=error,
         log_size=log.bytes_written,
+        result=result,
+        artifacts=artifacts,
     )
 
 

@@ -110,3 +110,30 @@ class Job(TimeStampedModel):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class Artifact(models.Model):
+    """A file a job declared in its spec, kept after the workspace is gone."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    path = models.CharField(max_length=500, help_text="Relative to the workspace.")
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job_id", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "path"], name="artifact_unique_path"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.path}"
+
+    @property
+    def file_path(self):
+        from pathlib import Path
+
+        from django.conf import settings
+
+        return Path(settings.ARTIFACT_DIR) / str(self.job.run_id) / str(self.job_id) / self.path

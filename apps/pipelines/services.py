@@ -1,6 +1,7 @@
 """Every write to runs and jobs. Tasks and views call these; nothing else changes a status."""
 
 import logging
+import subprocess
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -11,14 +12,17 @@ from django.db.models import Max
 from django.utils import timezone
 
 from apps.core.exceptions import ConflictError, ServiceError
-from apps.core.services import state_transition
+from apps.core.services import audit_log, state_transition
 from apps.projects.models import Project
+from apps.projects.spec import SPEC_FILENAME, PipelineSpec, SpecError, parse_spec, ref_matches
 
+from . import git
 from .choices import (
     JOB_KIND_QUEUE,
     JOB_TERMINAL,
     JOB_TIMESTAMPS,
     JOB_TRANSITIONS,
+    RUN_ACTIVE,
     RUN_TERMINAL,
     RUN_TIMESTAMPS,
     RUN_TRANSITIONS,
@@ -26,7 +30,8 @@ from .choices import (
     RunStatus,
     Trigger,
 )
-from .models import Job, PipelineRun
+from .models import Artifact, Job, PipelineRun
+from .signals import run_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,18 @@ def run_transition(
         reason=reason,
         project_id=run.project_id,
         update=update,
+        on_commit=_run_changed,
     )
+
+
+def _run_changed(run: PipelineRun) -> None:
+    """After commit: tell listeners (commit statuses, notifications) and, when a run ends,
+    start runs that waited for a free slot."""
+    run_status_changed.send(
+        sender=PipelineRun, run=run, from_status=run._previous_state, to_status=run.status
+    )
+    if run.status in RUN_TERMINAL:
+        run_start_waiting(project=run.project)
 
 
 def job_transition(
@@ -81,6 +97,80 @@ def _send_job(job: Job) -> None:
 # --- runs -----------------------------------------------------------------------------------
 
 
+def _run_insert(*, project: Project, actor: Any, trigger: str, **fields: Any) -> PipelineRun:
+    """A new queued run with the project's next number (the project row lock serialises)."""
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    Project.objects.select_for_update().filter(pk=project.pk).first()
+    number = (project.runs.aggregate(n=Max("number"))["n"] or 0) + 1
+    run = PipelineRun.objects.create(
+        project=project, number=number, trigger=trigger, created_by=user, **fields
+    )
+    audit_log(
+        actor=actor,
+        action="pipelinerun.created",
+        obj=run,
+        project_id=project.pk,
+        to_state=run.status,
+        data={"trigger": trigger, "ref": run.ref, "sha": run.commit_sha},
+    )
+    return run
+
+
+def _jobs_create(run: PipelineRun, job_specs: list[Mapping[str, Any]]) -> None:
+    names = [j["name"] for j in job_specs]
+    if not names:
+        raise ServiceError("A pipeline needs at least one job.")
+    if len(set(names)) != len(names):
+        raise ServiceError("Job names must be unique within a pipeline.")
+    for j in job_specs:
+        unknown = set(j.get("needs", [])) - set(names)
+        if unknown:
+            raise ServiceError(f"Job '{j['name']}' needs unknown job(s): {sorted(unknown)}.")
+    Job.objects.bulk_create(
+        Job(
+            run=run,
+            name=j["name"],
+            kind=j.get("kind", "script"),
+            needs=list(j.get("needs", [])),
+            runner=j.get("runner", "local"),
+            image=j.get("image") or "",
+            script=list(j.get("script", [])),
+            options=dict(j.get("options", {})),
+            timeout_seconds=int(j.get("timeout", 3600)),
+            max_attempts=1 + int(j.get("retries", 1)),
+        )
+        for j in job_specs
+    )
+
+
+def jobs_from_spec(spec: PipelineSpec) -> list[dict[str, Any]]:
+    """Job rows for a parsed `.controlplane.yml`, in dependency order."""
+    jobs = []
+    for name in spec.topological_order():
+        job = spec.jobs[name]
+        jobs.append(
+            {
+                "name": name,
+                "kind": job.kind,
+                "needs": list(job.needs),
+                "runner": job.runner,
+                "image": job.image or "",
+                "script": list(job.script),
+                "timeout": job.timeout,
+                "retries": job.retries,
+                "options": {
+                    **job.options,
+                    "artifacts": list(job.artifacts),
+                    "reports": dict(job.reports),
+                    "cache": list(job.cache),
+                    "variables": spec.job_variables(name),
+                    "when": job.when,
+                },
+            }
+        )
+    return jobs
+
+
 def run_create(
     *,
     project: Project,
@@ -95,25 +185,11 @@ def run_create(
     commit_url: str = "",
     spec: Mapping[str, Any] | None = None,
 ) -> PipelineRun:
-    """Create a run and its jobs, and queue the jobs that need nothing."""
-    job_specs = list(jobs)
-    names = [j["name"] for j in job_specs]
-    if not names:
-        raise ServiceError("A pipeline needs at least one job.")
-    if len(set(names)) != len(names):
-        raise ServiceError("Job names must be unique within a pipeline.")
-    for j in job_specs:
-        unknown = set(j.get("needs", [])) - set(names)
-        if unknown:
-            raise ServiceError(f"Job '{j['name']}' needs unknown job(s): {sorted(unknown)}.")
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    """Create a run with the given jobs (no Git involved) and start it when there is room."""
     with transaction.atomic():
-        # Lock the project row so run numbers are handed out one at a time.
-        Project.objects.select_for_update().filter(pk=project.pk).first()
-        number = (project.runs.aggregate(n=Max("number"))["n"] or 0) + 1
-        run = PipelineRun.objects.create(
+        run = _run_insert(
             project=project,
-            number=number,
+            actor=actor,
             trigger=trigger,
             ref=ref,
             commit_sha=commit_sha,
@@ -122,35 +198,156 @@ def run_create(
             commit_author_email=commit_author_email,
             commit_url=commit_url,
             spec=dict(spec or {}),
-            created_by=user,
         )
-        Job.objects.bulk_create(
-            Job(
-                run=run,
-                name=j["name"],
-                kind=j.get("kind", "script"),
-                needs=list(j.get("needs", [])),
-                runner=j.get("runner", "local"),
-                image=j.get("image", ""),
-                script=list(j.get("script", [])),
-                options=dict(j.get("options", {})),
-                timeout_seconds=int(j.get("timeout", 3600)),
-                max_attempts=1 + int(j.get("retries", 1)),
-            )
-            for j in job_specs
-        )
-        from apps.core.services import audit_log
-
-        audit_log(
-            actor=actor,
-            action="pipelinerun.created",
-            obj=run,
-            project_id=project.pk,
-            to_state=run.status,
-            data={"trigger": trigger, "ref": ref, "sha": commit_sha},
-        )
-        run_advance(run=run, actor=actor)
+        _jobs_create(run, list(jobs))
+        run_start_waiting(project=project, actor=actor)
+    run.refresh_from_db()
     return run
+
+
+def run_request(
+    *,
+    project: Project,
+    actor: Any,
+    commit_sha: str = "",
+    trigger: str = Trigger.PUSH,
+    ref: str = "",
+    commit_message: str = "",
+    commit_author: str = "",
+    commit_author_email: str = "",
+    commit_url: str = "",
+) -> PipelineRun:
+    """Start a run of the pipeline spec found at ``commit_sha`` (or at the head of ``ref``).
+
+    Fast on purpose (it runs inside webhook requests): it only records a queued run with no
+    jobs yet. A worker then fetches the commit, reads `.controlplane.yml` there and creates the
+    jobs, or fails the run with the spec's errors (:func:`run_prepare`).
+    """
+    if not commit_sha and not ref:
+        raise ServiceError("Say which branch, tag or commit to run.")
+    with transaction.atomic():
+        run = _run_insert(
+            project=project,
+            actor=actor,
+            trigger=trigger,
+            ref=ref,
+            commit_sha=commit_sha,
+            commit_message=commit_message,
+            commit_author=commit_author,
+            commit_author_email=commit_author_email,
+            commit_url=commit_url,
+        )
+        transaction.on_commit(lambda: _send_prepare(run))
+    return run
+
+
+def _send_prepare(run: PipelineRun) -> None:
+    from .tasks import prepare_run_task
+
+    try:
+        prepare_run_task.delay(run.pk)
+    except Exception:
+        logger.exception("Could not send run %s to the broker; the sweeper will retry", run.pk)
+
+
+def run_prepare(*, run_id: int) -> PipelineRun | None:
+    """Fetch the run's commit, read and validate its `.controlplane.yml`, create the jobs.
+
+    Idempotent: a run that has jobs or is no longer queued is left alone. An invalid or missing
+    spec fails the run at once with the validation errors as its message.
+    """
+    run = PipelineRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.QUEUED or run.jobs.exists():
+        return run
+    project = run.project
+    try:
+        git.mirror_update(project, want=run.commit_sha)
+        sha = run.commit_sha or git.resolve(project, run.ref or project.default_branch)
+        info = git.commit_info(project, sha)
+        text = git.read_file(project, sha, SPEC_FILENAME)
+    except (git.GitError, subprocess.TimeoutExpired) as exc:
+        return run_fail(run=run, actor="scheduler", message=f"Could not get the commit: {exc}")
+    if text is None:
+        return run_fail(
+            run=run, actor="scheduler", message=f"No {SPEC_FILENAME} in commit {sha[:12]}."
+        )
+    try:
+        spec = parse_spec(text)
+    except SpecError as exc:
+        details = "\n".join(str(issue) for issue in exc.issues)
+        return run_fail(run=run, actor="scheduler", message=f"Invalid {SPEC_FILENAME}:\n{details}")
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        if run.status != RunStatus.QUEUED or run.jobs.exists():
+            return run
+        ref_type = "tag" if run.trigger == Trigger.TAG else "branch"
+        if (
+            run.ref
+            and run.trigger in (Trigger.PUSH, Trigger.TAG)
+            and not ref_matches(spec, ref_type, run.ref)
+        ):
+            return run_cancel(
+                run=run,
+                actor="scheduler",
+                reason=f"The {ref_type} '{run.ref}' is not in the spec's {ref_type} filter.",
+            )
+        run.commit_sha = info["sha"]
+        run.commit_message = run.commit_message or info["message"]
+        run.commit_author = run.commit_author or info["author"]
+        run.commit_author_email = run.commit_author_email or info["author_email"]
+        run.spec = spec.to_dict()
+        run.save(
+            update_fields=[
+                "commit_sha",
+                "commit_message",
+                "commit_author",
+                "commit_author_email",
+                "spec",
+                "modified",
+            ]
+        )
+        _jobs_create(run, jobs_from_spec(spec))
+        if spec.cancel_previous and run.trigger == Trigger.PUSH and run.ref:
+            older = PipelineRun.objects.filter(
+                project=project, ref=run.ref, number__lt=run.number, status__in=RUN_ACTIVE
+            )
+            for old in older:
+                run_cancel(
+                    run=old,
+                    actor="scheduler",
+                    reason=f"Superseded by run #{run.number} on {run.ref}.",
+                )
+        run_start_waiting(project=project)
+    run.refresh_from_db()
+    return run
+
+
+def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
+    """Start prepared runs that wait for a slot under the project's concurrency limit."""
+    started = 0
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        busy = (
+            PipelineRun.objects.filter(project=project, status=RunStatus.RUNNING).count()
+            + PipelineRun.objects.filter(
+                project=project,
+                status=RunStatus.QUEUED,
+                jobs__status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+            )
+            .distinct()
+            .count()
+        )
+        room = max(project.max_concurrent_runs - busy, 0)
+        waiting = (
+            PipelineRun.objects.filter(project=project, status=RunStatus.QUEUED, jobs__isnull=False)
+            .exclude(jobs__status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+            .distinct()
+            .order_by("number")[:room]
+        )
+        for run in waiting:
+            run_advance(run=run, actor=actor)
+            started += 1
+    return started
 
 
 def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
@@ -169,17 +366,30 @@ def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
                 if job.status != JobStatus.PENDING:
                     continue
                 needs = [by_name[n] for n in job.needs if n in by_name]
-                if all(n.status == JobStatus.SUCCEEDED for n in needs):
+                when = job.options.get("when", "on_success")
+                if when == "manual":
+                    job_transition(
+                        job=job,
+                        to=JobStatus.SKIPPED,
+                        actor=actor,
+                        reason="Manual jobs are started by hand: use Retry.",
+                    )
+                elif all(n.status == JobStatus.SUCCEEDED for n in needs) or (
+                    when == "always" and all(n.status in JOB_TERMINAL for n in needs)
+                ):
                     job_transition(job=job, to=JobStatus.QUEUED, actor=actor)
-                    progressed = True
-                elif any(n.status in JOB_TERMINAL - {JobStatus.SUCCEEDED} for n in needs):
+                elif when != "always" and any(
+                    n.status in JOB_TERMINAL - {JobStatus.SUCCEEDED} for n in needs
+                ):
                     job_transition(
                         job=job,
                         to=JobStatus.SKIPPED,
                         actor=actor,
                         reason="A job it needs did not succeed.",
                     )
-                    progressed = True
+                else:
+                    continue
+                progressed = True
         if all(j.status in JOB_TERMINAL for j in jobs):
             statuses = {j.status for j in jobs}
             if JobStatus.FAILED in statuses:
@@ -225,6 +435,74 @@ def run_fail(*, run: PipelineRun, actor: Any, message: str) -> PipelineRun:
 
 
 # --- jobs -----------------------------------------------------------------------------------
+
+
+def job_retry(*, job: Job, actor: Any) -> Job:
+    """Run a finished job again (a new attempt), reopening its run; the jobs after it that
+    were skipped or canceled because of it go back to pending."""
+    with transaction.atomic():
+        run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
+        job = Job.objects.select_for_update(of=("self",)).select_related("run").get(pk=job.pk)
+        if job.status not in (
+            JobStatus.FAILED,
+            JobStatus.CANCELED,
+            JobStatus.SKIPPED,
+            JobStatus.SUCCEEDED,
+        ):
+            raise ConflictError(f"Job {job.name} is {job.status}; only finished jobs are retried.")
+        if run.status in RUN_TERMINAL:
+            run_transition(
+                run=run,
+                to=RunStatus.RUNNING,
+                actor=actor,
+                reason=f"Job {job.name} retried.",
+                update={"error_message": ""},
+            )
+        job_transition(
+            job=job,
+            to=JobStatus.QUEUED,
+            actor=actor,
+            reason="Retried.",
+            update={
+                "attempt": job.attempt + 1,
+                "max_attempts": job.max_attempts + 1,
+                "worker": "",
+                "exit_code": None,
+                "error_message": "",
+            },
+        )
+        for later in _jobs_after(run, job.name):
+            if later.status in (JobStatus.SKIPPED, JobStatus.CANCELED):
+                job_transition(
+                    job=later, to=JobStatus.PENDING, actor=actor, reason=f"{job.name} retried."
+                )
+    return job
+
+
+def _jobs_after(run: PipelineRun, name: str) -> list[Job]:
+    jobs = list(run.jobs.select_related("run"))
+    after, frontier = set(), {name}
+    while frontier:
+        frontier = {j.name for j in jobs if set(j.needs) & frontier} - after
+        after |= frontier
+    return [j for j in jobs if j.name in after]
+
+
+def run_rerun(*, run: PipelineRun, actor: Any) -> PipelineRun:
+    """A new run of the same commit and ref, reading the spec afresh."""
+    if not run.commit_sha or not run.project.repository_url:
+        raise ConflictError("Only runs of a Git commit can be re-run; trigger a new run instead.")
+    return run_request(
+        project=run.project,
+        actor=actor,
+        commit_sha=run.commit_sha,
+        ref=run.ref,
+        trigger=Trigger.RERUN,
+        commit_message=run.commit_message,
+        commit_author=run.commit_author,
+        commit_author_email=run.commit_author_email,
+        commit_url=run.commit_url,
+    )
 
 
 def job_claim(*, job_id: int, worker: str) -> Job | None:
@@ -273,12 +551,16 @@ def job_finish(
     error_message: str = "",
     log_size: int = 0,
     result: Mapping[str, Any] | None = None,
+    artifacts: Iterable["Artifact"] = (),
 ) -> Job:
     """Record the outcome of a run attempt, unless the job was canceled or taken away from
     this worker meanwhile (then the outcome is kept only as data, the status stays)."""
     with transaction.atomic():
         job = Job.objects.select_for_update(of=("self",)).select_related("run").get(pk=job_id)
         fields = {"exit_code": exit_code, "log_size": log_size, "result": dict(result or {})}
+        if job.attempt > 1:
+            Artifact.objects.filter(job=job).delete()  # a retried job keeps its latest only
+        Artifact.objects.bulk_create(artifacts)
         if job.status != JobStatus.RUNNING or job.worker != worker:
             Job.objects.filter(pk=job.pk).update(**fields)
         else:
@@ -307,7 +589,24 @@ def job_sweep_unclaimed(*, now: datetime | None = None) -> int:
     for job in stale:
         logger.warning("Re-sending unclaimed job %s (%s)", job.pk, job)
         _send_job(job)
-    return len(stale)
+    # Runs whose "prepare" message was lost: queued, no jobs, no spec, not touched for a while.
+    unprepared = PipelineRun.objects.filter(
+        status=RunStatus.QUEUED, jobs__isnull=True, modified__lt=cutoff
+    ).select_related("project")
+    for run in unprepared:
+        logger.warning("Re-sending unprepared run %s", run)
+        _send_prepare(run)
+    # Runs waiting for a free slot, in case the run that freed it could not start them.
+    waiting = (
+        PipelineRun.objects.filter(
+            status=RunStatus.QUEUED, jobs__status=JobStatus.PENDING, modified__lt=cutoff
+        )
+        .values_list("project_id", flat=True)
+        .distinct()
+    )
+    for project in Project.objects.filter(pk__in=list(waiting)):
+        run_start_waiting(project=project)
+    return len(stale) + len(unprepared)
 
 
 def job_reap_lost(*, now: datetime | None = None) -> int:

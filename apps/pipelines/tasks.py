@@ -24,3 +24,8 @@ def sweep_unclaimed_jobs_task() -> int:
 @shared_task(name="pipelines.reap_lost_jobs", ignore_result=True)
 def reap_lost_jobs_task() -> int:
     return services.job_reap_lost()
+
+
+@shared_task(name="pipelines.prepare_run", ignore_result=True, acks_late=True)
+def prepare_run_task(run_id: int) -> None:
+    services.run_prepare(run_id=run_id)

@@ -1,6 +1,9 @@
+from pathlib import Path
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -8,8 +11,9 @@ from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.core.exceptions import PermissionDeniedError, ServiceError
 
-from . import selectors, services
+from . import git, selectors, services
 from .api.filters import RunFilter
+from .choices import Trigger
 from .logs import log_path, read_range
 from .models import Job, PipelineRun
 
@@ -33,9 +37,11 @@ def _run_or_404(request, slug: str, number: int) -> PipelineRun:
 @login_required
 def run_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     run = _run_or_404(request, slug, number)
+    jobs = list(run.jobs.prefetch_related("artifacts"))
     context = {
         "run": run,
-        "jobs": run.jobs.all(),
+        "jobs": jobs,
+        "stages": selectors.job_stages(jobs),
         "can_write": has_role(request.user, run.project_id, Role.DEVELOPER),
     }
     if request.htmx:
@@ -43,19 +49,87 @@ def run_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     return render(request, "pipelines/run_detail.html", context)
 
 
+def _as_developer(request, project_id: int, what: str) -> None:
+    if not has_role(request.user, project_id, Role.DEVELOPER):
+        raise PermissionDeniedError(f"{what} needs the developer role in this project.")
+
+
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    from django.contrib import messages
-
     run = _run_or_404(request, slug, number)
     try:
-        if not has_role(request.user, run.project_id, Role.DEVELOPER):
-            raise PermissionDeniedError("Canceling needs the developer role.")
+        _as_developer(request, run.project_id, "Canceling a run")
         services.run_cancel(run=run, actor=request.user)
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect(run)
+
+
+@login_required
+@require_POST
+def run_rerun(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    run = _run_or_404(request, slug, number)
+    try:
+        _as_developer(request, run.project_id, "Re-running a pipeline")
+        new = services.run_rerun(run=run, actor=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect(run)
+    return redirect(new)
+
+
+@login_required
+@require_POST
+def run_trigger(request: HttpRequest, slug: str) -> HttpResponse:
+    """Run the pipeline of a branch, tag or commit by hand."""
+    from apps.projects.selectors import project_list
+
+    project = get_object_or_404(project_list(user=request.user), slug=slug)
+    ref = request.POST.get("ref", "").strip()[:255]
+    sha = request.POST.get("commit_sha", "").strip().lower()[:64]
+    try:
+        _as_developer(request, project.pk, "Starting a pipeline")
+        if sha and not git.SHA_RE.match(sha):
+            raise ServiceError("A commit is 7 to 64 hexadecimal characters.")
+        run = services.run_request(
+            project=project,
+            actor=request.user,
+            trigger=Trigger.MANUAL,
+            ref=ref or ("" if sha else project.default_branch),
+            commit_sha=sha,
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect(project)
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, slug: str, number: int, job: str) -> HttpResponse:
+    job = _job_or_404(request, slug, number, job)
+    try:
+        _as_developer(request, job.run.project_id, "Retrying a job")
+        services.job_retry(job=job, actor=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect(job.run)
+
+
+@login_required
+def artifact_download(
+    request: HttpRequest, slug: str, number: int, job: str, path: str
+) -> HttpResponse:
+    job = _job_or_404(request, slug, number, job)
+    artifact = get_object_or_404(job.artifacts, path=path)
+    if not artifact.file_path.is_file():
+        raise Http404("The artifact's file is gone.")
+    return FileResponse(
+        open(artifact.file_path, "rb"),
+        as_attachment=True,  # noqa: SIM115
+        filename=Path(artifact.path).name,
+    )
 
 
 def _job_or_404(request, slug: str, number: int, job: str) -> Job:
@@ -70,17 +144,38 @@ def job_detail(request: HttpRequest, slug: str, number: int, job: str) -> HttpRe
     size = path.stat().st_size if path.exists() else 0
     start = max(size - TAIL_BYTES, 0)
     data, offset = read_range(path, start, TAIL_BYTES)
+    text, offset = _complete_text(data, offset)
     return render(
         request,
         "pipelines/job_detail.html",
         {
             "job": job,
             "run": job.run,
-            "log": data.decode("utf-8", "replace"),
+            "log": _html(text),
             "offset": offset,
             "truncated": start > 0,
+            "artifacts": job.artifacts.all(),
         },
     )
+
+
+def _complete_text(data: bytes, next_offset: int) -> tuple[str, int]:
+    """Decode a byte range without cutting a UTF-8 character in two: an incomplete tail is
+    left for the next poll (the offset moves back by its length)."""
+    for cut in range(0, min(4, len(data)) + 1):
+        try:
+            return data[: len(data) - cut].decode("utf-8"), next_offset - cut
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", "replace"), next_offset
+
+
+def _html(text: str) -> str:
+    from django.utils.safestring import mark_safe
+
+    from .ansi import ansi_to_html
+
+    return mark_safe(ansi_to_html(text))  # noqa: S308 - ansi_to_html escapes all input
 
 
 @login_required
@@ -92,14 +187,17 @@ def job_log_tail(request: HttpRequest, slug: str, number: int, job: str) -> Http
     except ValueError:
         offset = 0
     data, next_offset = read_range(log_path(job.pk, job.run_id), offset, TAIL_BYTES * 4)
+    text, next_offset = _complete_text(data, next_offset)
     return render(
         request,
         "pipelines/job_detail.html#tail",
         {
             "job": job,
             "run": job.run,
-            "chunk": data.decode("utf-8", "replace"),
+            "chunk": _html(text),
             "offset": next_offset,
+            # Keep polling while the job runs, and until a finished job's log is all shown.
+            "more": not job.is_terminal or len(data) == TAIL_BYTES * 4,
         },
     )
 

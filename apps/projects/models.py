@@ -1,3 +1,4 @@
+import fnmatch
 from datetime import datetime, timedelta
 
 from croniter import croniter
@@ -31,8 +32,23 @@ class Project(TimeStampedModel):
     )
     # Shared secret that signs incoming push webhooks.
     webhook_secret = EncryptedTextField(blank=True)
-    # Commit statuses are reported back when both are set.
-    git_api_url = models.CharField(max_length=500, blank=True)
+    # Which pushes start a pipeline: space-separated glob patterns, empty = all.
+    branch_filter = models.CharField(
+        max_length=500, blank=True, help_text="e.g. 'main release/*'. Empty: every branch."
+    )
+    tag_filter = models.CharField(
+        max_length=500, blank=True, help_text="e.g. 'v*'. Empty: every tag."
+    )
+    # Commit statuses are reported back when the API URL and token are set.
+    git_api_url = models.CharField(
+        max_length=500, blank=True, help_text="e.g. https://api.github.com"
+    )
+    git_repository = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Repository on the Git server: owner/name (GitHub, Gitea) or the project "
+        "path or id (GitLab).",
+    )
     git_api_token = EncryptedTextField(blank=True)
     max_concurrent_runs = models.PositiveSmallIntegerField(default=5)
     created_by = models.ForeignKey(
@@ -51,6 +67,11 @@ class Project(TimeStampedModel):
 
     def get_absolute_url(self) -> str:
         return reverse("projects:detail", kwargs={"slug": self.slug})
+
+    def ref_allowed(self, ref_type: str, name: str) -> bool:
+        """Whether a push to this branch (``ref_type="branch"``) or tag starts a pipeline."""
+        patterns = (self.branch_filter if ref_type == "branch" else self.tag_filter).split()
+        return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 class Environment(TimeStampedModel):

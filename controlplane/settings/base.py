@@ -90,7 +90,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+# Persistent connections: Celery closes "old" connections around every task, so with 0 each
+# job step would pay for a new PostgreSQL connection. Health checks drop dead ones.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # TRICKY: web, worker and beat share one SQLite file. IMMEDIATE transactions take the write
     # lock up front (so select_for_update's serialisation still holds) and WAL lets readers run
@@ -168,6 +171,8 @@ SPECTACULAR_SETTINGS = {
         "DeploymentStatusEnum": "apps.releases.choices.DeploymentStatus",
         "PromotionStatusEnum": "apps.releases.choices.PromotionStatus",
         "RoleEnum": "apps.accounts.choices.Role",
+        "GitProviderEnum": "apps.projects.choices.GitProvider",
+        "WebhookDeliveryStatusEnum": "apps.webhooks.choices.DeliveryStatus",
     },
 }
 
@@ -235,11 +240,30 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
     },
+    "webhooks.prune_deliveries": {
+        "task": "webhooks.prune_deliveries",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
+    },
 }
+
+# --- Webhooks -------------------------------------------------------------------------------
+# Largest body a receiver reads (413 above it). The receivers read the request stream themselves,
+# capped at this, so DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) does not apply to them.
+WEBHOOK_MAX_BODY_BYTES = env.int("CONTROLPLANE_WEBHOOK_MAX_BODY_BYTES", default=5 * 1024 * 1024)
+# How far a signed timestamp (GitLab signing tokens) may be from this clock, in seconds.
+WEBHOOK_TIMESTAMP_TOLERANCE = env.int("CONTROLPLANE_WEBHOOK_TIMESTAMP_TOLERANCE", default=300)
+# Rejected and invalid deliveries are deleted, and older payloads dropped, after this long.
+WEBHOOK_DELIVERY_RETENTION = timedelta(
+    days=env.int("CONTROLPLANE_WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+)
+# Seconds to wait for the Git server when reporting a commit status.
+COMMIT_STATUS_TIMEOUT = env.float("CONTROLPLANE_COMMIT_STATUS_TIMEOUT", default=10.0)
 
 # --- Jobs -----------------------------------------------------------------------------------
 JOB_LOG_DIR = Path(env.str("CONTROLPLANE_JOB_LOG_DIR", default=str(VAR_DIR / "logs")))
 WORKSPACE_DIR = Path(env.str("CONTROLPLANE_WORKSPACE_DIR", default=str(VAR_DIR / "workspaces")))
+ARTIFACT_DIR = Path(env.str("CONTROLPLANE_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
 # Runners this worker accepts; a job asking for another fails with a clear message.
 RUNNERS_ALLOWED = env.list("CONTROLPLANE_RUNNERS", default=["local", "docker"])
 # Environment variable names that never reach a job, whatever the job or project says.

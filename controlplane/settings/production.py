@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import DATABASES, FIELD_ENCRYPTION_KEYS, env
+from .base import FIELD_ENCRYPTION_KEYS, env
 
 
 def _secret(name: str) -> str:
@@ -23,8 +23,6 @@ SECRET_KEY = _secret("DJANGO_SECRET_KEY")
 if not FIELD_ENCRYPTION_KEYS:
     FIELD_ENCRYPTION_KEYS = [k.strip() for k in _secret("CONTROLPLANE_ENCRYPTION_KEYS").split(",")]
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

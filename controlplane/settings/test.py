@@ -18,6 +18,7 @@ LOGGING["root"]["level"] = env.str("LOG_LEVEL", default="WARNING")  # noqa: F405
 _TMP = Path(env.str("CONTROLPLANE_TEST_TMP", default=tempfile.mkdtemp(prefix="cp-test-")))
 JOB_LOG_DIR = _TMP / "logs"
 WORKSPACE_DIR = _TMP / "workspaces"
+ARTIFACT_DIR = _TMP / "artifacts"
 STATIC_ROOT = _TMP / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

@@ -27,6 +27,17 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
     from apps.releases.models import Deployment
 
     deployment = Deployment.objects.create(release=release, environment=production)
+    from apps.webhooks.models import WebhookDelivery
+
+    delivery = WebhookDelivery.objects.create(
+        provider="generic",
+        project=project,
+        delivery_id="d-1",
+        event="push",
+        status="accepted",
+        http_status=202,
+        payload={"ref": "refs/heads/main", "commit": "a" * 40},
+    )
     return {
         "project": project.slug,
         "environment": production.pk,
@@ -35,6 +46,7 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         "release": release.pk,
         "deployment": deployment.pk,
         "promotion": promotion.pk,
+        "webhook-delivery": delivery.pk,
     }
 
 
@@ -43,7 +55,8 @@ def _snapshot():
     counts = {
         m._meta.label: m.objects.count()
         for m in apps.get_models()
-        if m._meta.app_label in {"projects", "pipelines", "releases", "accounts", "core"}
+        if m._meta.app_label
+        in {"projects", "pipelines", "releases", "accounts", "core", "webhooks"}
     }
     statuses = {
         m._meta.label: sorted(m.objects.values_list("pk", "status"))

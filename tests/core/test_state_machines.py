@@ -120,6 +120,6 @@ def test_transition_uses_the_row_not_a_stale_copy(django_capture_on_commit_callb
     stale = type(run).objects.get(pk=run.pk)
     run_transition(run=run, to=RunStatus.RUNNING, actor="t")
     run_transition(run=run, to=RunStatus.SUCCEEDED, actor="t")
-    # The stale copy still says "queued"; the service must look at the row and refuse.
+    # The stale copy still says "queued" (→ failed would be legal); the row says succeeded.
     with pytest.raises(IllegalTransition):
-        run_transition(run=stale, to=RunStatus.RUNNING, actor="t")
+        run_transition(run=stale, to=RunStatus.FAILED, actor="t")

@@ -67,18 +67,28 @@ def test_outsider_gets_404_on_project_pages(client, demo):
 
 def test_run_and_job_pages_and_log_tail(client, demo, settings):
     from apps.pipelines.logs import log_path
+    from apps.pipelines.services import run_create
 
     client.force_login(demo.created_by)
-    run = PipelineRun.objects.get()
+    run = run_create(
+        project=demo,
+        actor=demo.created_by,
+        jobs=[
+            {"name": "lint", "script": ["true"]},
+            {"name": "unit-tests", "needs": ["lint"], "script": ["true"]},
+        ],
+    )
     assert client.get(reverse("history")).status_code == 200
     page = client.get(run.get_absolute_url()).content.decode()
     assert "unit-tests" in page and 'hx-trigger="every 1s"' in page
+    assert "needs lint" in page  # the graph: unit-tests sits in the column after lint
     job = Job.objects.get(name="lint")
     path = log_path(job.pk, job.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"line one\n\x1b[1;32mgreen\x1b[0m\n")
+    path.write_bytes(b"line one <b>\n\x1b[1;32mgreen\x1b[0m\n")
     page = client.get(job.get_absolute_url()).content.decode()
-    assert "line one" in page
+    assert "line one &lt;b&gt;" in page  # escaped, never markup
+    assert '<span class="ansi-bold ansi-fg-2">green</span>' in page or "ansi-fg-2" in page
     tail = client.get(
         reverse("pipelines:job-tail", args=[demo.slug, run.number, job.name]), {"offset": 9}
     ).content.decode()

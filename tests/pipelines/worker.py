@@ -24,8 +24,11 @@ def database_url() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, *, concurrency: int = 2, extra_env: dict | None = None) -> None:
+    def __init__(
+        self, *, concurrency: int = 2, extra_env: dict | None = None, beat: bool = False
+    ) -> None:
         self.concurrency = concurrency
+        self.beat = beat
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
         self.log = Path(settings.JOB_LOG_DIR).parent / f"worker-{time.monotonic_ns()}.log"
@@ -58,6 +61,12 @@ class WorkerProcess:
                 "--without-heartbeat",
                 "-n",
                 f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+                # -B: the worker runs beat too (the sweeper and the reaper on their schedule).
+                *(
+                    ["-B", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+                    if self.beat
+                    else []
+                ),
             ],
             cwd=ROOT,
             env=env,

@@ -3,11 +3,28 @@ from rest_framework import serializers
 from apps.projects.models import Project
 
 from ..choices import JobKind, Runner
-from ..models import Job, PipelineRun
+from ..models import Artifact, Job, PipelineRun
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = ["path", "size", "sha256", "created", "download_url"]
+
+    def get_download_url(self, obj) -> str:
+        from django.urls import reverse
+
+        run = obj.job.run
+        return reverse(
+            "pipelines:artifact", args=[run.project.slug, run.number, obj.job.name, obj.path]
+        )
 
 
 class JobSerializer(serializers.ModelSerializer):
     run = serializers.PrimaryKeyRelatedField(read_only=True)
+    artifacts = ArtifactSerializer(many=True, read_only=True)
     project = serializers.CharField(source="run.project.slug", read_only=True)
     duration_seconds = serializers.SerializerMethodField()
 
@@ -37,6 +54,7 @@ class JobSerializer(serializers.ModelSerializer):
             "error_message",
             "log_size",
             "result",
+            "artifacts",
         ]
         read_only_fields = fields
 
@@ -89,11 +107,22 @@ class InlineJobSerializer(serializers.Serializer):
 
 
 class RunCreateSerializer(serializers.Serializer):
-    """Trigger a run by hand. ``jobs`` is the pipeline to run."""
+    """Trigger a run by hand: of a branch, tag or commit of the project's repository (its
+    `.controlplane.yml` is read at that commit), or of an inline pipeline given as ``jobs``."""
 
     project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
     ref = serializers.CharField(required=False, allow_blank=True, default="")
     commit_sha = serializers.RegexField(
         r"^([0-9a-f]{7,64})?$", required=False, allow_blank=True, default=""
     )
-    jobs = InlineJobSerializer(many=True)
+    jobs = InlineJobSerializer(many=True, required=False)
+
+    def validate(self, attrs):
+        if not attrs.get("jobs"):
+            if not attrs["project"].repository_url:
+                raise serializers.ValidationError(
+                    {"jobs": "The project has no repository: give the pipeline as `jobs`."}
+                )
+            if not attrs.get("ref") and not attrs.get("commit_sha"):
+                attrs["ref"] = attrs["project"].default_branch
+        return attrs

@@ -37,14 +37,30 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         serializer = RunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        run = services.run_create(
-            project=data["project"],
-            jobs=data["jobs"],
-            actor=request.user,
-            trigger=Trigger.API,
-            ref=data["ref"],
-            commit_sha=data["commit_sha"],
-        )
+        if data.get("jobs"):
+            run = services.run_create(
+                project=data["project"],
+                jobs=data["jobs"],
+                actor=request.user,
+                trigger=Trigger.API,
+                ref=data["ref"],
+                commit_sha=data["commit_sha"],
+            )
+        else:
+            run = services.run_request(
+                project=data["project"],
+                actor=request.user,
+                trigger=Trigger.API,
+                ref=data["ref"],
+                commit_sha=data["commit_sha"],
+            )
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={201: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, pk=None):
+        """A new run of the same commit (the spec is read again)."""
+        run = services.run_rerun(run=self.get_object(), actor=request.user)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: RunSerializer})
@@ -62,7 +78,25 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
     project_path = "run__project"
 
     def get_queryset(self):
-        return selectors.job_list(user=self.request.user)
+        return selectors.job_list(user=self.request.user).prefetch_related("artifacts")
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<path>.+)")
+    def artifact(self, request, pk=None, path=""):
+        """Download one of the job's artifacts by its path."""
+        from django.http import FileResponse, Http404
+
+        artifact = self.get_object().artifacts.filter(path=path).first()
+        if artifact is None or not artifact.file_path.is_file():
+            raise Http404("No such artifact.")
+        return FileResponse(open(artifact.file_path, "rb"), as_attachment=True)  # noqa: SIM115
+
+    @extend_schema(request=None, responses={200: JobSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        """Run a finished job again as a new attempt (its run reopens if it had finished)."""
+        job = services.job_retry(job=self.get_object(), actor=request.user)
+        return Response(JobSerializer(job).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int)],

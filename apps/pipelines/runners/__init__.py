@@ -32,9 +32,10 @@ class RunOutcome:
 
 
 def get_runner(name: str):
+    from .docker import DockerRunner
     from .local import LocalRunner
 
-    runners = {"local": LocalRunner}
+    runners = {"local": LocalRunner, "docker": DockerRunner}
     try:
         return runners[name]()
     except KeyError:

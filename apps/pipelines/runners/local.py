@@ -1,6 +1,7 @@
 """The local runner: the job's script in bash, in its own process group, on the worker host."""
 
 import os
+import selectors
 import signal
 import subprocess
 import time
@@ -8,13 +9,14 @@ import time
 from . import RunOutcome, RunRequest
 
 KILL_GRACE_SECONDS = 5
+CHUNK = 256 * 1024
 
 
 class LocalRunner:
     name = "local"
 
     def run(self, req: RunRequest) -> RunOutcome:
-        # `set -e` stops at the first failing command; `-x` echoes each command into the log.
+        # `set -e` stops at the first failing command; each command is echoed before it runs.
         script = "set -eo pipefail\n" + "\n".join(
             f"printf '\\033[1;32m$ %s\\033[0m\\n' {_sh_quote(line)}\n{line}" for line in req.script
         )
@@ -31,38 +33,37 @@ class LocalRunner:
         )
         deadline = time.monotonic() + req.timeout
         outcome = RunOutcome(exit_code=None)
-        os.set_blocking(proc.stdout.fileno(), False)
+        fd = proc.stdout.fileno()
+        reaped = False
         try:
-            while True:
-                chunk = _read_available(proc)
-                if chunk:
-                    req.log.write(chunk)
-                if proc.poll() is not None:
-                    rest = proc.stdout.read() or b""
-                    if rest:
-                        req.log.write(rest)
-                    break
-                if req.cancel.is_set():
-                    outcome.canceled = True
-                    _kill_group(proc)
-                elif time.monotonic() > deadline:
-                    outcome.timed_out = True
-                    _kill_group(proc)
-                if not chunk:
-                    time.sleep(0.01)
+            with selectors.DefaultSelector() as selector:
+                selector.register(fd, selectors.EVENT_READ)
+                while True:
+                    # Wake up for output at once; otherwise a few times a second to notice a
+                    # cancel or the deadline.
+                    if selector.select(timeout=0.2):
+                        chunk = os.read(fd, CHUNK)
+                        if not chunk:  # EOF: the script and everything it started closed it
+                            break
+                        req.log.write(chunk)
+                    if req.cancel.is_set() and not outcome.canceled:
+                        outcome.canceled = True
+                        _kill_group(proc)
+                    elif time.monotonic() > deadline and not outcome.timed_out:
+                        outcome.timed_out = True
+                        _kill_group(proc)
+                    elif proc.poll() is not None and not reaped:
+                        # The script is done but something it left running holds the output
+                        # open: the job is over, so is its process group.
+                        reaped = True
+                        _kill_group(proc, grace=0)
+            proc.wait()
         finally:
             if proc.poll() is None:
                 _kill_group(proc, grace=0)
             proc.stdout.close()
         outcome.exit_code = proc.returncode
         return outcome
-
-
-def _read_available(proc: subprocess.Popen) -> bytes:
-    try:
-        return proc.stdout.read(64 * 1024) or b""
-    except BlockingIOError:
-        return b""
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:

@@ -1,6 +1,9 @@
 """Create the demo admin (password printed, kept in var/) and a demo project with history."""
 
+import os
 import secrets
+import shutil
+import subprocess
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,28 +22,14 @@ from apps.releases.choices import DeploymentStatus
 from apps.releases.models import Deployment
 
 DEMO_SLUG = "demo-churn-model"
-DEMO_JOBS = [
-    {
-        "name": "lint",
-        "kind": "test",
-        "script": ["echo 'checking style…'", "sleep 1", "echo 'ruff: all checks passed'"],
-    },
-    {
-        "name": "unit-tests",
-        "kind": "test",
-        "script": [
-            "python3 -c \"import sys; print('python', sys.version.split()[0])\"",
-            'for i in 1 2 3 4 5; do echo "test_$i ... ok"; sleep 0.3; done',
-            'echo "5 passed; API key is $DEMO_API_KEY"',
-        ],
-    },
-    {
-        "name": "reproducibility",
-        "kind": "reproducibility",
-        "needs": ["unit-tests", "lint"],
-        "script": ["echo 'max abs diff 0.0 (tolerance 1e-6): 0 rows outside'"],
-    },
-]
+EXAMPLE = settings.BASE_DIR / "examples" / "churn-model"
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Demo Developer",
+    "GIT_AUTHOR_EMAIL": "dev@example.com",
+    "GIT_COMMITTER_NAME": "Demo Developer",
+    "GIT_COMMITTER_EMAIL": "dev@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 class Command(BaseCommand):
@@ -73,6 +62,38 @@ class Command(BaseCommand):
         cred_file.write_text(password + "\n")
         cred_file.chmod(0o600)
         return admin, password
+
+    def _push_example(self) -> tuple[str, str]:
+        root = settings.VAR_DIR / "git"
+        work, bare = root / "churn-model", root / "churn-model.git"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(
+            EXAMPLE,
+            work,
+            ignore=shutil.ignore_patterns(
+                ".venv", "artifacts", "reports", ".cache", "__pycache__", ".pytest_cache"
+            ),
+        )
+        env = {**os.environ, **GIT_ENV}
+
+        def git(*args, cwd=work):
+            return subprocess.run(  # noqa: S603 - fixed arguments
+                ["git", *args],  # noqa: S607
+                cwd=cwd,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+
+        git("init", "-q", "--bare", str(bare), cwd=root)
+        git("init", "-q", "-b", "main")
+        git("add", "-A")
+        git("commit", "-q", "-m", "Churn model: data prep, training, predict, serve")
+        git("remote", "add", "origin", str(bare))
+        git("push", "-q", "origin", "main")
+        self.stdout.write(f"Pushed examples/churn-model to {bare} (a local Git server).")
+        return f"file://{bare}", git("rev-parse", "HEAD")
 
     @transaction.atomic
     def _project(self, admin):
@@ -139,7 +160,11 @@ class Command(BaseCommand):
         release_services.promotion_request(
             release=release, environment=envs["production"], actor=admin
         )
-        # A first pipeline run, executed by the worker once it starts.
-        pipeline_services.run_create(
-            project=project, jobs=DEMO_JOBS, actor=admin, trigger=Trigger.MANUAL, ref="main"
+        # The example ML project as a Git repository the demo pushes to: the push starts the
+        # first pipeline run (tests, bundle, reproducibility), executed once the worker is up.
+        url, sha = self._push_example()
+        project.repository_url = url
+        project.save(update_fields=["repository_url"])
+        pipeline_services.run_request(
+            project=project, actor=admin, trigger=Trigger.PUSH, ref="main", commit_sha=sha
         )

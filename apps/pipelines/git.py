@@ -1,0 +1,140 @@
+"""Git workspaces: one bare mirror per project, fetched incrementally; each job gets a clean
+checkout of the exact commit (a shared clone of the mirror: no objects copied)."""
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+from apps.projects.models import Project
+
+SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
+MAX_SPEC_FILE = 256 * 1024
+
+
+class GitError(Exception):
+    """A git command failed; the message is shown on the run."""
+
+
+def _env() -> dict[str, str]:
+    # Never prompt (a worker has no terminal) and never read the worker's own git config.
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(Path(settings.WORKSPACE_DIR)),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "LANG": "C.UTF-8",
+    }
+
+
+def git(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    input: bytes | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    # git from PATH; arguments are a list, never through a shell.
+    result = subprocess.run(  # noqa: S603
+        ["git", *args],  # noqa: S607
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        timeout=timeout,
+        input=input,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git {args[0]} failed: {' '.join(message[-3:]) or result.returncode}")
+    return result
+
+
+def mirror_path(project: Project) -> Path:
+    return Path(settings.WORKSPACE_DIR) / "mirrors" / f"{project.pk}.git"
+
+
+@contextmanager
+def _mirror_lock(project: Project) -> Iterator[None]:
+    """One fetch at a time per project on this host (workers share the mirror)."""
+    lock = mirror_path(project).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def has_commit(project: Project, sha: str) -> bool:
+    path = mirror_path(project)
+    if not path.exists():
+        return False
+    return git("cat-file", "-e", f"{sha}^{{commit}}", cwd=path, check=False).returncode == 0
+
+
+def mirror_update(project: Project, *, want: str = "") -> Path:
+    """Make sure the mirror exists and holds ``want`` (a sha); fetch only when needed."""
+    if not project.repository_url:
+        raise GitError("The project has no repository URL.")
+    path = mirror_path(project)
+    if want and SHA_RE.match(want) and has_commit(project, want):
+        return path  # commits are immutable: what the mirror has is right, whatever the URL
+    with _mirror_lock(project):
+        if not (path / "HEAD").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            git("clone", "--mirror", "--quiet", "--", project.repository_url, str(path))
+            # No automatic gc: job checkouts borrow objects from the mirror.
+            git("config", "gc.auto", "0", cwd=path)
+        else:
+            # The project's URL may have changed since the mirror was made.
+            current = git("config", "--get", "remote.origin.url", cwd=path, check=False)
+            if current.stdout.decode().strip() != project.repository_url:
+                git("remote", "set-url", "origin", project.repository_url, cwd=path)
+            if want and SHA_RE.match(want) and has_commit(project, want):
+                return path  # another worker fetched it while we waited for the lock
+            git("fetch", "--prune", "--quiet", "origin", cwd=path)
+    return path
+
+
+def resolve(project: Project, ref: str) -> str:
+    """The commit sha a branch, tag or sha names in the mirror."""
+    path = mirror_path(project)
+    for candidate in (f"refs/heads/{ref}", f"refs/tags/{ref}", ref):
+        result = git(
+            "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", cwd=path, check=False
+        )
+        if result.returncode == 0:
+            return result.stdout.decode().strip()
+    raise GitError(f"'{ref}' is not a branch, tag or commit of {project.repository_url}.")
+
+
+def commit_info(project: Project, sha: str) -> dict[str, str]:
+    out = git("show", "-s", "--format=%H%x00%an%x00%ae%x00%B", sha, cwd=mirror_path(project))
+    full, name, email, message = out.stdout.decode(errors="replace").split("\x00", 3)
+    return {"sha": full, "author": name, "author_email": email, "message": message.strip()}
+
+
+def read_file(project: Project, sha: str, name: str) -> bytes | None:
+    """The file ``name`` at commit ``sha``, or None if it is not there."""
+    path = mirror_path(project)
+    size = git("cat-file", "-s", f"{sha}:{name}", cwd=path, check=False)
+    if size.returncode != 0:
+        return None
+    if int(size.stdout.strip() or 0) > MAX_SPEC_FILE:
+        raise GitError(f"{name} is larger than {MAX_SPEC_FILE // 1024} KB.")
+    return git("cat-file", "blob", f"{sha}:{name}", cwd=path).stdout
+
+
+def checkout(project: Project, sha: str, dest: Path) -> None:
+    """A clean working tree of exactly ``sha`` at ``dest`` (which must not exist)."""
+    mirror = mirror_path(project)
+    git("clone", "--quiet", "--shared", "--no-checkout", "--", str(mirror), str(dest))
+    git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", sha, cwd=dest)

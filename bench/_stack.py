@@ -1,0 +1,132 @@
+"""Shared set-up for the benchmarks: a throw-away database, var folder and worker.
+
+Default stack: PostgreSQL + Redis on 127.0.0.1 (what production runs); ``--embedded`` uses
+SQLite and the filesystem broker instead. Nothing here touches the demo's ``var/``.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(description: str, **extra) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="SQLite + filesystem broker instead of PostgreSQL + Redis",
+    )
+    for name, kwargs in extra.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", **kwargs)
+    return parser.parse_args()
+
+
+def setup(args: argparse.Namespace, name: str) -> Path:
+    """Point Django at a fresh database and var folder, migrate, and return the var folder."""
+    var = Path(tempfile.mkdtemp(prefix=f"cp-bench-{name}-"))
+    os.environ["CONTROLPLANE_VAR_DIR"] = str(var)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "controlplane.settings.local"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ["DJANGO_DEBUG"] = "false"
+    if args.embedded:
+        os.environ.pop("DATABASE_URL", None)
+        os.environ.pop("REDIS_URL", None)
+    else:
+        db = f"cp_bench_{name}"
+        for sql in (f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}"):
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql],
+                check=True,
+                capture_output=True,
+            )
+        os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/13"
+        subprocess.run(["redis-cli", "-n", "13", "flushdb"], check=True, capture_output=True)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return var
+
+
+def start_worker(concurrency: int = 4, queues: str = "default,test,build,deploy,train,monitor"):
+    """A real Celery worker process on the same settings (threads pool, like the demo)."""
+    log = open(Path(os.environ["CONTROLPLANE_VAR_DIR"]) / "worker.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "controlplane",
+            "worker",
+            "-Q",
+            queues,
+            "--pool=threads",
+            f"--concurrency={concurrency}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    from apps.core.models import WorkerPing
+    from apps.core.tasks import worker_ping_task
+
+    ping = WorkerPing.objects.create()
+    worker_ping_task.delay(ping.pk)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ping.refresh_from_db()
+        if ping.answered_at:
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(
+        "the worker did not start; see worker.log in " + os.environ["CONTROLPLANE_VAR_DIR"]
+    )
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def cleanup(var: Path) -> None:
+    shutil.rmtree(var, ignore_errors=True)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "p95": p95,
+        "min": ordered[0],
+        "max": ordered[-1],
+    }
+
+
+def stack_name(args) -> str:
+    return "SQLite + filesystem broker" if args.embedded else "PostgreSQL + Redis"

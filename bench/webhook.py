@@ -1,0 +1,266 @@
+"""Push webhooks: ingest rate under load, and push → first job command started.
+
+    .venv/bin/python bench/webhook.py [--seconds 10] [--connections 16] [--pushes 30]
+
+1. Ingest: wrk (Debian package) sends GitHub-signed push deliveries, each with its own
+   X-GitHub-Delivery, to the control plane under gunicorn; then the same load against a bare
+   Django JSON endpoint served the same way. Afterwards every accepted delivery must have made
+   exactly one run (nothing lost, nothing duplicated). No worker runs during this part.
+2. Latency: with a worker up, one signed push at a time; the job's first command writes
+   bash's $EPOCHREALTIME, compared with the moment the request was sent.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import _stack
+
+SECRET = "bench-webhook-secret"
+WORKERS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gunicorn(app: str, port: int, cwd: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            app,
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(WORKERS),
+            "--access-logfile",
+            "/dev/null",
+            "--error-logfile",
+            "-",
+            "--log-level",
+            "warning",
+        ],
+        cwd=cwd,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"gunicorn {app} did not start")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+WRK_LUA = """
+local counter = 0
+local tid = 0
+local threads = {}
+function setup(thread) tid = tid + 1; thread:set("tid", tid) end
+function request()
+  counter = counter + 1
+  wrk.headers["X-GitHub-Delivery"] = "bench-" .. tid .. "-" .. counter
+  return wrk.format("POST", nil, nil, nil)
+end
+"""
+
+
+def wrk(url: str, body: bytes, headers: dict, seconds: int, connections: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="cp-wrk-"))
+    body_file = tmp / "body.json"
+    body_file.write_bytes(body)
+    lua = tmp / "push.lua"
+    lua.write_text(
+        f'wrk.method = "POST"\nwrk.body = io.open("{body_file}"):read("*a")\n'
+        + "".join(
+            f'wrk.headers["{k}"] = "{v}"\n'
+            for k, v in headers.items()
+            if k.lower() != "x-github-delivery"
+        )
+        + WRK_LUA
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "-s",
+            str(lua),
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(out.split("Requests/sec:")[1].split()[0])
+    total = int(out.split(" requests in ")[0].split()[-1])
+    non2xx = int(out.split("Non-2xx or 3xx responses:")[1].split()[0]) if "Non-2xx" in out else 0
+    errors = "Socket errors" in out
+    return {"rate": rate, "total": total, "non2xx": non2xx, "socket_errors": errors, "raw": out}
+
+
+def push_body(sha: str, url: str) -> bytes:
+    return json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": sha,
+            "repository": {"clone_url": url, "full_name": "bench/repo"},
+            "head_commit": {
+                "id": sha,
+                "message": "bench",
+                "url": "",
+                "author": {"name": "Bench", "email": "bench@example.com"},
+            },
+            "pusher": {"name": "bench"},
+        }
+    ).encode()
+
+
+def main() -> None:
+    args = _stack.parse_args(
+        __doc__,
+        seconds={"type": int, "default": 10},
+        connections={"type": int, "default": 16},
+        pushes={"type": int, "default": 30},
+    )
+    var = _stack.setup(args, "webhook")
+    from pipeline_latency import make_repo
+
+    from apps.pipelines.models import PipelineRun
+    from apps.projects.services import project_create, variable_set
+    from apps.webhooks.models import WebhookDelivery
+    from apps.webhooks.testing import sign
+
+    url, sha = make_repo()
+    marks = Path(tempfile.mkdtemp(prefix="cp-marks-"))
+    # One job whose first command records when it started.
+    repo_dir = Path(url.removeprefix("file://"))
+    (repo_dir / ".controlplane.yml").write_text(
+        "version: 1\njobs:\n  first:\n    kind: test\n    script:\n"
+        '      - printf "%s" "$EPOCHREALTIME" > "$MARKS/$CONTROLPLANE_RUN_NUMBER"\n'
+    )
+    env = {
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+        "PATH": "/usr/bin:/bin",
+    }
+    subprocess.run(["git", "commit", "-qam", "mark"], cwd=repo_dir, env=env, check=True)
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    project = project_create(
+        name="bench", slug="bench", actor="bench", repository_url=url, webhook_secret=SECRET
+    )
+    variable_set(project=project, key="MARKS", value=str(marks), actor="bench")
+    body = push_body(sha, url)
+    headers = sign("github", SECRET, body, event="push", delivery_id="x")
+    root = Path(__file__).resolve().parents[1]
+
+    # 1. Ingest rate, control plane vs bare Django, same gunicorn.
+    port = free_port()
+    web = gunicorn("controlplane.wsgi:application", port, root)
+    try:
+        hook = f"http://127.0.0.1:{port}/hooks/github/bench/"
+        probe = urllib.request.Request(
+            hook, data=body, headers={**headers, "X-GitHub-Delivery": "probe"}, method="POST"
+        )
+        assert urllib.request.urlopen(probe).status == 202  # noqa: S310
+        ours = wrk(hook, body, headers, args.seconds, args.connections)
+    finally:
+        kill(web)
+    port = free_port()
+    bare = gunicorn("bareapp:application", port, root / "bench")
+    try:
+        base = wrk(f"http://127.0.0.1:{port}/hook/", body, headers, args.seconds, args.connections)
+    finally:
+        kill(bare)
+    accepted = WebhookDelivery.objects.filter(project=project, status="accepted").count()
+    runs = PipelineRun.objects.filter(project=project).count()
+    distinct = (
+        WebhookDelivery.objects.filter(project=project, status="accepted")
+        .values("delivery_id")
+        .distinct()
+        .count()
+    )
+    answered_ok = ours["total"] - ours["non2xx"] + 1  # + the probe
+
+    # 2. Latency, push → first job command started, with a worker.
+    PipelineRun.objects.filter(project=project).delete()
+    WebhookDelivery.objects.all().delete()
+    worker = _stack.start_worker()
+    port = free_port()
+    web = gunicorn("controlplane.wsgi:application", port, root)
+    latencies = []
+    try:
+        hook = f"http://127.0.0.1:{port}/hooks/github/bench/"
+        for i in range(args.pushes + 2):
+            h = sign("github", SECRET, body, event="push", delivery_id=f"lat-{i}")
+            sent = time.time()
+            response = urllib.request.urlopen(  # noqa: S310
+                urllib.request.Request(hook, data=body, headers=h, method="POST")
+            )
+            number = json.loads(response.read())["run"]
+            mark = marks / str(number)
+            deadline = time.monotonic() + 30
+            while not (mark.exists() and mark.read_text()):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"run {number} never started its command")
+                time.sleep(0.002)
+            if i >= 2:
+                latencies.append((float(mark.read_text()) - sent) * 1000)
+            while not PipelineRun.objects.get(project=project, number=number).is_terminal:
+                time.sleep(0.005)
+    finally:
+        kill(web)
+        _stack.stop(worker)
+    lat = _stack.summary(latencies)
+    print(
+        f"stack: {_stack.stack_name(args)}; gunicorn {WORKERS} sync workers; "
+        f"wrk 2 threads, {args.connections} connections, {args.seconds} s"
+    )
+    print(
+        f"ingest, signed GitHub pushes: {ours['rate']:.0f} req/s "
+        f"({ours['total']} sent, {ours['non2xx']} non-2xx, socket errors: "
+        f"{ours['socket_errors']})"
+    )
+    print(f"bare Django JSON endpoint:     {base['rate']:.0f} req/s")
+    print(f"ratio: {ours['rate'] / base['rate'] * 100:.0f} % of bare Django (target >= 50 %)")
+    print(
+        f"answered 202: {answered_ok}; accepted deliveries: {accepted} ({distinct} distinct); "
+        f"runs created: {runs}; lost or duplicated: {abs(answered_ok - runs)}"
+    )
+    print(
+        f"push -> first job command started: median {lat['median']:.0f} ms, "
+        f"p95 {lat['p95']:.0f} ms over {lat['n']} pushes"
+    )
+    _stack.cleanup(var)
+
+
+if __name__ == "__main__":
+    main()
