@@ -13,6 +13,7 @@ def test_concurrent_producer_and_consumer_lose_and_break_nothing(tmp_path):
     options = {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
+        "control_folder": str(tmp_path / "control"),
         "store_processed": False,
         "polling_interval": 0.001,
     }
