@@ -1,8 +1,9 @@
 # The control plane image: one image for web (gunicorn), worker and beat; the command picks
 # the role (see docker/entrypoint.sh). Run it with docker-compose.yml, see docs/deployment.md.
 #
-# BASE_IMAGE is python:3.11-slim by default. CI builds on a local Debian bookworm minbase
-# image (python3 without pip/venv), so the first RUN installs what is missing with apt-get.
+# BASE_IMAGE is python:3.11-slim by default. It also builds on a plain Debian bookworm image
+# with python3 (e.g. CI's local/python:3.11-bookworm): the first RUN installs whatever of
+# pip, venv and git the base lacks with apt-get.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 

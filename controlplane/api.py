@@ -5,7 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
 from apps.pipelines.api.views import JobViewSet, RunViewSet
-from apps.projects.api.views import EnvironmentViewSet, ProjectViewSet
+from apps.projects.api.views import EnvironmentViewSet, PipelineSpecSchemaView, ProjectViewSet
 from apps.releases.api.views import DeploymentViewSet, PromotionViewSet, ReleaseViewSet
 from apps.webhooks.api.views import WebhookDeliveryViewSet
 
@@ -21,5 +21,8 @@ router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-
 
 urlpatterns = [
     path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),
+    path(
+        "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"
+    ),
     path("", include(router.urls)),
 ]

@@ -10,7 +10,8 @@ Provider = GitProvider
 
 
 class DeliveryStatus(models.TextChoices):
-    """What became of a delivery. A ledger row is written once and never changes status."""
+    """What became of a delivery. A ledger row is written once and keeps its status, but for
+    an accepted push whose run the worker could not start: that one becomes ``error``."""
 
     ACCEPTED = "accepted", "Accepted (run started)"
     DUPLICATE = "duplicate", "Duplicate (already received)"

@@ -11,7 +11,9 @@ from .choices import DELIVERY_REDELIVERABLE, DeliveryStatus, Provider
 
 class WebhookDelivery(models.Model):
     """The ledger: one row per request a receiver answered (and per redelivery), with what
-    became of it. Rows are written once.
+    became of it. Rows are written once, but for an accepted push's run: the receiver answers as
+    soon as the row is in (``awaiting_run``), and a worker starts the run and records it
+    (``delivery_start_runs``) — or marks the row ``error`` when the run cannot be started.
 
     Forged, unreadable or oversized requests get a minimal row (no payload, a bounded subset of
     headers) so a project's owner can see that something knocked, while a forger cannot fill
@@ -40,6 +42,9 @@ class WebhookDelivery(models.Model):
         on_delete=models.SET_NULL,
         related_name="webhook_deliveries",
     )
+    # The outbox flag: accepted, run not started yet. Set by the receiver, cleared by the worker
+    # that starts the run (so a run deleted later is not started again).
+    awaiting_run = models.BooleanField(default=False, editable=False)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     # Only for authenticated deliveries (never for rejected or unreadable ones).
     payload = models.JSONField(null=True, blank=True)
@@ -74,6 +79,12 @@ class WebhookDelivery(models.Model):
         indexes = [
             models.Index(fields=["project", "-received_at"]),
             models.Index(fields=["project", "provider", "delivery_id"]),
+            # The worker's query; holds only the few rows waiting for their run.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(awaiting_run=True),
+                name="webhookdelivery_awaiting_run",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,13 +1,24 @@
-"""Every write of the webhooks app: receiving a delivery, redelivering one, pruning the ledger,
-and reporting commit statuses back to the Git server."""
+"""Every write of the webhooks app: receiving a delivery, starting the runs of accepted pushes,
+redelivering one, pruning the ledger, and reporting commit statuses back to the Git server.
+
+Accept fast, start the run in a worker: the receiver only checks the signature and inserts the
+delivery row (the row is the outbox, ``awaiting_run``); a debounced Celery message wakes a worker
+that starts the runs (:func:`delivery_start_runs`), and the beat runs the same task as a safety
+net in case the message was lost.
+"""
 
 import hashlib
 import json
 import logging
+import os
+import threading
+import time
 import uuid
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -15,7 +26,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -44,6 +55,12 @@ logger = logging.getLogger(__name__)
 #: The one answer to a bad signature, a missing secret and an unknown project alike.
 FORBIDDEN = {"detail": "Forbidden."}
 ALREADY_RECEIVED = {"detail": "already received"}
+INTERNAL_ERROR = "Internal error; the delivery is recorded and can be redelivered."
+#: The project columns a receiver needs (the secret, the filters); the rest is not loaded.
+RECEIVER_PROJECT_FIELDS = ("id", "slug", "webhook_secret", "branch_filter", "tag_filter")
+#: A worker is woken at most once per this many seconds per web process (plus one trailing
+#: message per window, so a delivery that arrives inside the window is not left waiting).
+WAKE_WINDOW = 0.05
 # Used in place of a secret when there is none, so refusing takes as long as checking.
 _DUMMY_SECRET = "controlplane-no-such-webhook-secret-0000000000000000"  # noqa: S105
 
@@ -75,8 +92,7 @@ def delivery_receive(
     a project without a secret and a bad signature get the same 403, in about the same time.
     """
     source = get_provider(provider)
-    # The API token is not needed here; loading it would cost one more decryption.
-    project = Project.objects.defer("git_api_token").filter(slug=slug).first()
+    project = _receiver_project(slug)
     secret = project.webhook_secret if project is not None else ""
     if not secret:
         _same_work_as_loading_a_secret()
@@ -106,7 +122,22 @@ def delivery_receive(
         payload = _parse(body, content_type)
     except ValueError:
         return _record(fields, DeliveryStatus.INVALID, 400, {"detail": "Malformed JSON."})
-    return _process(source, project, payload, fields, actor=f"webhook:{provider}", dedupe=True)
+    return _process(source, project, payload, fields)
+
+
+def _receiver_project(slug: str) -> Project | None:
+    """The project the URL names, with only what a receiver needs (the API token, say, would
+    cost one more decryption; the secret is decrypted as the row is read)."""
+    sql = _receiver_project_sql(transaction.get_connection().vendor)
+    return next(iter(Project.objects.raw(sql, [slug])), None)
+
+
+@cache
+def _receiver_project_sql(vendor: str) -> str:
+    # The ORM writes the query, once per process: compiling it on every request cost more CPU
+    # than the database spends running it (the receivers' hot path).
+    query = Project.objects.only(*RECEIVER_PROJECT_FIELDS).filter(slug="").order_by()[:1]
+    return query.query.sql_with_params()[0]
 
 
 def delivery_refuse_oversize(
@@ -130,7 +161,10 @@ def delivery_refuse_oversize(
 
 def delivery_redeliver(*, delivery: WebhookDelivery, actor: Any) -> WebhookDelivery:
     """Process a recorded delivery's payload again as a new delivery (it may start a new run,
-    like GitHub's "Redeliver"). The new row points at the original."""
+    like GitHub's "Redeliver"). The new row points at the original.
+
+    Low volume (a button, an API call), so synchronous: an accepted push's run is started in the
+    same transaction, and the new row comes back with its run (or its error)."""
     if getattr(actor, "is_authenticated", False) and not has_role(
         actor, delivery.project_id, Role.DEVELOPER
     ):
@@ -152,23 +186,23 @@ def delivery_redeliver(*, delivery: WebhookDelivery, actor: Any) -> WebhookDeliv
         "redelivery_of": original,
         "redelivered_by": user,
     }
-    reply = _process(
-        get_provider(original.provider),
-        original.project,
-        original.payload,
-        fields,
-        actor=actor,
-        dedupe=False,
-    )
-    audit_log(
-        actor=actor,
-        action="webhookdelivery.redelivered",
-        obj=reply.delivery,
-        project_id=original.project_id,
-        to_state=reply.delivery.status,
-        data={"original": original.pk, "run": reply.delivery.run_id},
-    )
-    return reply.delivery
+    with transaction.atomic():
+        # One transaction: no worker sees the new row before its run is there.
+        reply = _process(
+            get_provider(original.provider), original.project, original.payload, fields, wake=False
+        )
+        new = reply.delivery
+        if new.awaiting_run:
+            _start_run(new, actor=actor, answered=False)
+        audit_log(
+            actor=actor,
+            action="webhookdelivery.redelivered",
+            obj=new,
+            project_id=original.project_id,
+            to_state=new.status,
+            data={"original": original.pk, "run": new.run_id},
+        )
+    return new
 
 
 def delivery_prune(*, now: datetime | None = None) -> int:
@@ -178,7 +212,8 @@ def delivery_prune(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - settings.WEBHOOK_DELIVERY_RETENTION
     old = WebhookDelivery.objects.filter(received_at__lt=cutoff)
     deleted, _ = old.filter(status__in=DELIVERY_UNTRUSTED).delete()
-    cleared = old.filter(payload__isnull=False).update(payload=None)
+    # Not the payload of a push still waiting for its run: the run is started from it.
+    cleared = old.filter(payload__isnull=False, awaiting_run=False).update(payload=None)
     return deleted + cleared
 
 
@@ -237,14 +272,12 @@ def _process(
     payload: dict[str, Any],
     fields: dict[str, Any],
     *,
-    actor: Any,
-    dedupe: bool,
+    wake: bool = True,
 ) -> Reply:
-    """From an authenticated payload to an answer: ping, ignore, refuse, or start a run."""
+    """From an authenticated payload to an answer: ping, ignore, refuse, or accept a push (whose
+    run a worker starts; ``wake`` sends it word)."""
     event = fields["event"]
     kind = source.kind(event=event, payload=payload)
-    if dedupe and kind == "push" and _accepted_before(fields):
-        return _record(fields, DeliveryStatus.DUPLICATE, 202, ALREADY_RECEIVED, payload=payload)
     if kind == "ping":
         return _record(fields, DeliveryStatus.PING, 200, {"detail": "pong"}, payload=payload)
     if kind is None:
@@ -258,16 +291,7 @@ def _process(
     reason = _ignore_reason(project, push)
     if reason:
         return _record(fields, DeliveryStatus.IGNORED, 202, {"detail": reason}, payload=payload)
-    return _accept(project, push, payload, fields, actor=actor)
-
-
-def _accepted_before(fields: Mapping[str, Any]) -> bool:
-    return WebhookDelivery.objects.filter(
-        project=fields["project"],
-        provider=fields["provider"],
-        delivery_id=fields["delivery_id"],
-        status=DeliveryStatus.ACCEPTED,
-    ).exists()
+    return _accept(payload, fields, wake=wake)
 
 
 def _ignore_reason(project: Project, push: Push) -> str:
@@ -281,55 +305,61 @@ def _ignore_reason(project: Project, push: Push) -> str:
     return ""
 
 
-def _accept(
-    project: Project,
-    push: Push,
-    payload: dict[str, Any],
-    fields: dict[str, Any],
-    *,
-    actor: Any,
-) -> Reply:
-    delivery: WebhookDelivery | None = None
+def _accept(payload: dict[str, Any], fields: dict[str, Any], *, wake: bool) -> Reply:
+    """Record an accepted push: the delivery row, the request's only write. The run is started
+    by a worker (:func:`delivery_start_runs`), woken after the commit."""
     try:
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    # The claim: unique per (project, provider, delivery id) among accepted rows.
-                    delivery = WebhookDelivery.objects.create(
-                        **fields,
-                        status=DeliveryStatus.ACCEPTED,
-                        http_status=202,
-                        payload=payload,
-                    )
-            except IntegrityError:
-                delivery = None  # a copy of this delivery got there first
-            if delivery is not None:
-                run = run_request(
-                    project=project,
-                    commit_sha=push.sha,
-                    actor=actor,
-                    trigger=Trigger.TAG if push.ref_type == RefType.TAG else Trigger.PUSH,
-                    ref=push.name,
-                    commit_message=push.message,
-                    commit_author=push.author[:200],
-                    commit_author_email=_email_or_blank(push.author_email),
-                    commit_url=_url_or_blank(push.url),
-                )
-                delivery.run = run
-                delivery.response_body = {"run": run.number, "url": run.get_absolute_url()}
-                delivery.detail = f"Run #{run.number} started."
-                delivery.save(update_fields=["run", "response_body", "detail"])
-                commit_status_enqueue(run=run)
-    except ServiceError as exc:
-        body = {"detail": exc.message}
-        return _record(fields, DeliveryStatus.ERROR, 409, body, payload=payload, detail=exc.message)
-    except Exception:
-        logger.exception("Webhook delivery %s for %s failed", fields["delivery_id"], project.slug)
-        body = {"detail": "Internal error; the delivery is recorded and can be redelivered."}
-        return _record(fields, DeliveryStatus.ERROR, 500, body, payload=payload)
-    if delivery is None:
+        delivery = _insert_accepted(payload, fields)
+    except IntegrityError:
+        # The claim is unique per (project, provider, delivery id) among accepted rows: a copy
+        # arriving at the same moment waits for the first insert's commit, then fails here.
         return _record(fields, DeliveryStatus.DUPLICATE, 202, ALREADY_RECEIVED, payload=payload)
+    if wake:
+        transaction.on_commit(_wake_run_starter)  # at once when not inside a transaction
     return Reply(202, delivery.response_body, delivery)
+
+
+def _insert_accepted(payload: dict[str, Any], fields: dict[str, Any]) -> WebhookDelivery:
+    """Insert the accepted row with its answer, which names the row.
+
+    PostgreSQL: the id is drawn from the table's sequence first, so the row goes in with its
+    answer in ONE insert, in autocommit mode (the statement is its own transaction: no
+    BEGIN/COMMIT round trips; inside a transaction, a savepoint, so that a failed insert does not
+    abort it). Elsewhere (SQLite: local, no sequence) the answer is added in the same transaction.
+    """
+    row = {
+        **fields,
+        "status": DeliveryStatus.ACCEPTED,
+        "http_status": 202,
+        "payload": payload,
+        "awaiting_run": True,
+    }
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            delivery = WebhookDelivery.objects.create(**row)
+            delivery.response_body = _accepted_body(delivery.pk)
+            delivery.save(update_fields=["response_body"])
+        return delivery
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s)", [_delivery_id_sequence(connection.alias)])
+        (pk,) = cursor.fetchone()
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        return WebhookDelivery.objects.create(pk=pk, response_body=_accepted_body(pk), **row)
+
+
+def _accepted_body(pk: int) -> dict[str, Any]:
+    return {"detail": "accepted", "delivery": pk}
+
+
+@cache
+def _delivery_id_sequence(alias: str) -> str:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_serial_sequence(%s, %s)",
+            [WebhookDelivery._meta.db_table, WebhookDelivery._meta.pk.column],
+        )
+        return cursor.fetchone()[0]
 
 
 def _record(
@@ -350,6 +380,133 @@ def _record(
         detail=(detail or str(body.get("detail", "")))[:500],
     )
     return Reply(http_status, body, delivery)
+
+
+# --- starting the runs of accepted pushes (a worker) --------------------------------------------
+
+
+def delivery_start_runs(*, limit: int = 200) -> int:
+    """Start the run of every accepted push still waiting for it (the task
+    ``webhooks.start_runs``: woken by the receivers, and every ``SWEEPER_INTERVAL`` by the beat
+    in case a wake-up message was lost). Returns how many deliveries it took care of.
+
+    Batches of ``limit`` rows, locked with SKIP LOCKED, so several workers share the work and
+    each delivery gets exactly one run: a row another worker holds is skipped, and one it has
+    finished no longer matches (``awaiting_run`` is re-checked under the lock). A delivery whose
+    run cannot be started is marked ``error`` (redeliver it once fixed); the others go on.
+    """
+    handled = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                WebhookDelivery.objects.select_for_update(skip_locked=True)
+                .filter(
+                    awaiting_run=True,
+                    status=DeliveryStatus.ACCEPTED,
+                    run__isnull=True,
+                    payload__isnull=False,
+                )
+                .order_by("id")[:limit]
+            )
+            projects = Project.objects.in_bulk({d.project_id for d in batch})
+            # TRICKY: numbering a run locks its project's row until this transaction ends. Taking
+            # the projects in one order (by id) means two workers never wait for each other in
+            # a cycle (a deadlock); within a project, deliveries keep their arrival order.
+            for delivery in sorted(batch, key=lambda d: (d.project_id, d.pk)):
+                delivery.project = projects[delivery.project_id]
+                _start_run(delivery, actor=f"webhook:{delivery.provider}")
+        handled += len(batch)
+        if len(batch) < limit:
+            return handled
+
+
+def _start_run(delivery: WebhookDelivery, *, actor: Any, answered: bool = True) -> None:
+    """Start the run of one accepted delivery and record it on the row, or mark the row
+    ``error``. The caller holds the row (locked, or inserted in its still open transaction).
+    ``answered``: the Git server was already told 202, so the answer recorded stays as it is;
+    a redelivery (not answered yet) records the error as its answer, as the receiver would."""
+    try:
+        with transaction.atomic():
+            push = get_provider(delivery.provider).parse_push(delivery.payload)
+            run = run_request(
+                project=delivery.project,
+                commit_sha=push.sha,
+                actor=actor,
+                trigger=Trigger.TAG if push.ref_type == RefType.TAG else Trigger.PUSH,
+                ref=push.name,
+                commit_message=push.message,
+                commit_author=push.author[:200],
+                commit_author_email=_email_or_blank(push.author_email),
+                commit_url=_url_or_blank(push.url),
+            )
+            delivery.run = run
+            delivery.detail = f"Run #{run.number} started."
+            delivery.awaiting_run = False
+            delivery.save(update_fields=["run", "detail", "awaiting_run"])
+            commit_status_enqueue(run=run)
+            return
+    except OperationalError:
+        raise  # the database (a lost connection, a deadlock): try the whole batch again later
+    except (ServiceError, PayloadError) as exc:
+        message, code = str(getattr(exc, "message", exc)), 409
+    except Exception:
+        logger.exception(
+            "Starting the run of webhook delivery %s (%s) failed", delivery.pk, delivery.delivery_id
+        )
+        message, code = INTERNAL_ERROR, 500
+    delivery.status = DeliveryStatus.ERROR
+    delivery.detail = message[:500]
+    delivery.awaiting_run = False
+    update = ["status", "detail", "awaiting_run"]
+    if not answered:
+        delivery.http_status, delivery.response_body = code, {"detail": message}
+        update += ["http_status", "response_body"]
+    delivery.save(update_fields=update)
+
+
+class _Debounce:
+    """When a web process last woke a worker (module state: one per process)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lock = threading.Lock()
+        self.last = float("-inf")  # time.monotonic() of the last leading message
+        self.trailing = False  # a trailing message was sent in the current window
+
+
+_wake = _Debounce()
+# A forked child (gunicorn) starts with a fresh lock and window.
+os.register_at_fork(after_in_child=_wake.reset)
+
+
+def _wake_run_starter() -> None:
+    """Send ``webhooks.start_runs`` to a worker, at most once per ``WAKE_WINDOW`` per process:
+    at once when the last message is a window old (leading edge), else one trailing message per
+    window, due a window later — after every delivery that arrived inside the window, so none
+    waits for the beat. Called after the delivery's commit; never raises."""
+    with _wake.lock:
+        now = time.monotonic()
+        if now - _wake.last >= WAKE_WINDOW:
+            _wake.last, _wake.trailing = now, False
+            countdown = None
+        elif not _wake.trailing:
+            _wake.trailing = True
+            countdown = WAKE_WINDOW
+        else:
+            return
+    _send_start_runs(countdown)
+
+
+def _send_start_runs(countdown: float | None) -> None:
+    from .tasks import start_runs_task
+
+    try:
+        start_runs_task.apply_async(countdown=countdown)
+    except Exception:
+        # The row is the outbox: the beat's webhooks.start_runs picks the delivery up.
+        logger.exception("Could not wake a worker to start webhook runs; the beat will")
 
 
 def _email_or_blank(value: str) -> str:

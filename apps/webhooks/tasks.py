@@ -30,3 +30,14 @@ def report_commit_status_task(run_id: int) -> None:
 @shared_task(name="webhooks.prune_deliveries", queue=CeleryQueue.DEFAULT.value, ignore_result=True)
 def prune_deliveries_task() -> int:
     return services.delivery_prune()
+
+
+@shared_task(
+    name="webhooks.start_runs",
+    queue=CeleryQueue.DEFAULT.value,
+    ignore_result=True,
+    acks_late=True,
+)
+def start_runs_task() -> int:
+    """Start the runs of accepted pushes (woken by the receivers; the beat's safety net)."""
+    return services.delivery_start_runs()

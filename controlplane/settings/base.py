@@ -245,6 +245,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(days=1),
         "options": {"expires": 3600},
     },
+    # The outbox sweeper: runs of accepted pushes whose wake-up message was lost.
+    "webhooks.start_runs": {
+        "task": "webhooks.start_runs",
+        "schedule": timedelta(seconds=SWEEPER_INTERVAL),
+        "options": {"expires": SWEEPER_INTERVAL},
+    },
 }
 
 # --- Webhooks -------------------------------------------------------------------------------
@@ -266,7 +272,15 @@ WORKSPACE_DIR = Path(env.str("CONTROLPLANE_WORKSPACE_DIR", default=str(VAR_DIR /
 ARTIFACT_DIR = Path(env.str("CONTROLPLANE_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
 # Runners this worker accepts; a job asking for another fails with a clear message.
 RUNNERS_ALLOWED = env.list("CONTROLPLANE_RUNNERS", default=["local", "docker"])
-# Environment variable names that never reach a job, whatever the job or project says.
+# The docker runner (see docs/runners.md).
+CONTROLPLANE_DOCKER_DEFAULT_IMAGE = env.str(
+    "CONTROLPLANE_DOCKER_DEFAULT_IMAGE", default="python:3.11-slim"
+)
+CONTROLPLANE_DOCKER_NETWORK = env.str("CONTROLPLANE_DOCKER_NETWORK", default="host")  # or none
+CONTROLPLANE_DOCKER_MEMORY = env.str("CONTROLPLANE_DOCKER_MEMORY", default="2g")
+CONTROLPLANE_DOCKER_CPUS = env.float("CONTROLPLANE_DOCKER_CPUS", default=2.0)
+CONTROLPLANE_DOCKER_PULL = env.bool("CONTROLPLANE_DOCKER_PULL", default=False)
+# Environment variable names that reach a job from the worker's own environment.
 JOB_ENV_PASSTHROUGH = env.list(
     "CONTROLPLANE_JOB_ENV_PASSTHROUGH", default=["PATH", "LANG", "LC_ALL", "TZ", "HOME"]
 )

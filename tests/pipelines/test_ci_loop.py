@@ -2,6 +2,8 @@
 tests and reproducibility check pass; a broken test fails the run with the test in the log;
 a model change fails the reproducibility job with the differences shown."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -11,7 +13,7 @@ from apps.pipelines.models import PipelineRun
 
 from .gitrepo import Repo
 from .test_worker import finished, log_of
-from .worker import WorkerProcess
+from .worker import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -24,6 +26,7 @@ def repo(tmp_path):
 @pytest.fixture
 def git_project(project, repo):
     project.repository_url = repo.url
+    project.webhook_secret = SECRET
     project.save()
     return project
 
@@ -35,14 +38,44 @@ def running_worker():
     worker.stop()
 
 
+SECRET = "whsec-ci-loop-test"
+
+
 def push(project, repo, admin_user) -> PipelineRun:
-    return services.run_request(
-        project=project,
-        actor="webhook:test",
-        trigger=Trigger.PUSH,
-        ref="main",
-        commit_sha=repo.head,
+    """What GitHub sends after `git push`: a signed push event for the new head."""
+    from django.test import Client
+
+    from apps.webhooks.testing import sign
+
+    sha = repo.head
+    body = json.dumps(
+        {
+            "ref": "refs/heads/main",
+            "before": "0" * 40,
+            "after": sha,
+            "repository": {"clone_url": repo.url, "full_name": "acme/churn-model"},
+            "head_commit": {
+                "id": sha,
+                "message": "pushed",
+                "url": f"https://git.example/c/{sha}",
+                "author": {"name": "Ada Author", "email": "ada@example.com"},
+            },
+        }
+    ).encode()
+    headers = sign("github", SECRET, body, event="push")
+    response = Client().post(
+        f"/hooks/github/{project.slug}/", body, content_type="application/json", headers=headers
     )
+    assert response.status_code == 202, response.content
+    from apps.webhooks.models import WebhookDelivery
+
+    # The worker turns the accepted delivery into a run within milliseconds.
+    delivery = WebhookDelivery.objects.get(pk=response.json()["delivery"])
+    run_id = wait_for(
+        lambda: WebhookDelivery.objects.filter(pk=delivery.pk).values_list("run", flat=True)[0],
+        30,
+    )
+    return PipelineRun.objects.get(pk=run_id)
 
 
 def test_example_project_passes_then_breaks_then_drifts(

@@ -286,3 +286,42 @@ def test_artifact_paths_cannot_escape_the_workspace(project, admin_user, worker)
     job = run.jobs.get()
     assert job.status == JobStatus.FAILED
     assert "outside the workspace" in job.error_message
+
+
+@pytest.mark.docker
+def test_docker_runner_job_runs_in_a_container_with_live_logs(project, admin_user, worker):
+    from docker import from_env
+
+    from .test_docker_runner import IMAGE, _unavailable
+
+    try:
+        from_env().images.get(IMAGE)
+    except Exception as exc:
+        _unavailable(f"no Docker engine or no {IMAGE} ({exc.__class__.__name__})")
+    worker()
+    run = services.run_create(
+        project=project,
+        actor=admin_user,
+        jobs=[
+            {
+                "name": "in-docker",
+                "kind": "test",
+                "runner": "docker",
+                "image": IMAGE,
+                "script": [
+                    "echo first line from $(cat /etc/os-release | grep ^ID=)",
+                    "sleep 3",
+                    "echo second line",
+                ],
+            }
+        ],
+    )
+    job = run.jobs.get()
+    path = log_path(job.pk, job.run_id)
+    # The first line is in the stored log while the container is still sleeping.
+    wait_for(lambda: path.exists() and "first line from ID=debian" in path.read_text(), 60)
+    assert "second line" not in path.read_text()
+    assert PipelineRun.objects.get(pk=run.pk).jobs.get().status == JobStatus.RUNNING
+    run = finished(run)
+    assert run.status == RunStatus.SUCCEEDED
+    assert "second line" in log_of(run, "in-docker")

@@ -77,3 +77,11 @@ def test_rotate_encryption_keys_command(project, admin_user, settings):
     assert Variable.objects.get(pk=variable.pk).value == VALUE
     raw = _raw("projects_variable", "value", variable.pk)
     assert Fernet(new_key).decrypt(raw.removeprefix("fernet:").encode()).decode() == VALUE
+
+
+def test_pipeline_spec_schema_is_published(client):
+    response = client.get("/api/v1/pipeline-spec/schema.json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert "jobs" in schema["required"]

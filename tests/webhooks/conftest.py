@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from apps.webhooks.services import delivery_start_runs
 from apps.webhooks.testing import sign
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -36,7 +37,9 @@ def deliver(client, hook_project):
     """deliver(provider, body, event=…, delivery_id=…) → the receiver's response.
 
     Signs with :func:`apps.webhooks.testing.sign`; ``secret``/``slug`` override the project's,
-    ``headers`` adds or replaces headers (a value of None removes one)."""
+    ``headers`` adds or replaces headers (a value of None removes one). Then does what the
+    worker woken by the receiver does, :func:`delivery_start_runs` (the real service), unless
+    ``start_runs=False``: an accepted push has its run when this returns."""
 
     def send(
         provider: str,
@@ -48,6 +51,7 @@ def deliver(client, hook_project):
         slug: str | None = None,
         headers: dict | None = None,
         content_type: str = "application/json",
+        start_runs: bool = True,
     ):
         signed = sign(provider, secret, body, event=event, delivery_id=delivery_id)
         signed.pop("Content-Type")
@@ -55,11 +59,14 @@ def deliver(client, hook_project):
             signed.pop(name, None)
             if value is not None:
                 signed[name] = value
-        return client.post(
+        response = client.post(
             hook_url(provider, slug or hook_project.slug),
             data=body,
             content_type=content_type,
             headers=signed,
         )
+        if start_runs:
+            delivery_start_runs()
+        return response
 
     return send

@@ -10,10 +10,12 @@ from urllib.parse import urlencode
 import pytest
 from django.test import override_settings
 
+from apps.core.models import AuditEvent
 from apps.pipelines.choices import Trigger
 from apps.pipelines.models import PipelineRun
 from apps.webhooks.choices import DeliveryStatus
 from apps.webhooks.models import WebhookDelivery
+from apps.webhooks.services import INTERNAL_ERROR, delivery_start_runs
 
 from .conftest import SECRET, hook_url, payload, payload_bytes
 
@@ -85,18 +87,31 @@ PUSHES = [
 )
 def test_a_signed_push_starts_a_run(deliver, hook_project, provider, fixture, event, expected):
     trigger, ref, sha, author = expected
-    response = deliver(provider, payload_bytes(provider, fixture), event=event, delivery_id="d-1")
+    response = deliver(
+        provider, payload_bytes(provider, fixture), event=event, delivery_id="d-1", start_runs=False
+    )
 
     assert response.status_code == 202, response.content
+    delivery = WebhookDelivery.objects.get()
+    assert response.json() == {"detail": "accepted", "delivery": delivery.pk}
+    # Answered at once; the run is the worker's (the row is the outbox).
+    assert (delivery.status, delivery.run, delivery.awaiting_run) == ("accepted", None, True)
+    assert not PipelineRun.objects.exists()
+    assert delivery_start_runs() == 1
+
     run = PipelineRun.objects.get()
-    assert response.json() == {"run": run.number, "url": run.get_absolute_url()}
     assert (run.project, run.trigger, run.ref, run.commit_sha) == (hook_project, trigger, ref, sha)
     assert run.commit_author == author
-    delivery = WebhookDelivery.objects.get()
+    created = AuditEvent.objects.get(action="pipelinerun.created")
+    assert created.actor_label == f"webhook:{provider}"
+    delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.ACCEPTED
     assert (delivery.run, delivery.delivery_id, delivery.event) == (run, "d-1", event)
+    assert (delivery.detail, delivery.awaiting_run) == (f"Run #{run.number} started.", False)
     assert delivery.payload == payload(provider, fixture)
     assert delivery.http_status == 202 and delivery.response_body == response.json()
+    assert delivery_start_runs() == 0  # nothing twice
+    assert PipelineRun.objects.count() == 1
 
 
 def test_commit_details_reach_the_run(deliver):
@@ -411,11 +426,19 @@ def test_a_4_mb_body_is_accepted(deliver, settings):
 # --- duplicates and forgeries --------------------------------------------------------------
 
 
-def test_the_same_delivery_ten_times_makes_one_run(deliver):
+@pytest.mark.parametrize("worker_between", [True, False], ids=["run-started", "run-pending"])
+def test_the_same_delivery_ten_times_makes_one_run(deliver, worker_between):
+    """Whether or not the worker has started the first copy's run when the others arrive."""
     body = payload_bytes("github", "push__branch")
-    answers = [deliver("github", body, delivery_id="same-guid") for _ in range(10)]
+    answers = [
+        deliver("github", body, delivery_id="same-guid", start_runs=worker_between)
+        for _ in range(10)
+    ]
     assert [a.status_code for a in answers] == [202] * 10
+    first = WebhookDelivery.objects.get(status=DeliveryStatus.ACCEPTED)
+    assert answers[0].json() == {"detail": "accepted", "delivery": first.pk}
     assert [a.json() for a in answers[1:]] == [{"detail": "already received"}] * 9
+    delivery_start_runs()
     assert PipelineRun.objects.count() == 1
     statuses = list(WebhookDelivery.objects.values_list("status", flat=True))
     assert sorted(statuses) == sorted(["accepted"] + ["duplicate"] * 9)
@@ -454,7 +477,8 @@ def test_a_hundred_forged_deliveries_make_no_run_and_store_no_payload(deliver, h
 def test_a_forger_cannot_claim_a_delivery_id_in_advance(deliver):
     body = payload_bytes("github", "push__branch")
     assert deliver("github", body, secret="guess", delivery_id="next-guid").status_code == 403
-    assert deliver("github", body, delivery_id="next-guid").json()["run"] == 1
+    assert deliver("github", body, delivery_id="next-guid").json()["detail"] == "accepted"
+    assert WebhookDelivery.objects.get(status=DeliveryStatus.ACCEPTED).run.number == 1
 
 
 def test_forged_headers_are_cut_to_size(deliver):
@@ -514,7 +538,8 @@ def test_an_ignored_delivery_sent_again_after_the_filter_changed_is_accepted(del
     assert deliver("github", body, delivery_id="g-1").json()["detail"].startswith("Branch")
     hook_project.branch_filter = ""
     hook_project.save()
-    assert deliver("github", body, delivery_id="g-1").json()["run"] == 1
+    accepted = deliver("github", body, delivery_id="g-1").json()
+    assert WebhookDelivery.objects.get(pk=accepted["delivery"]).run.number == 1
     assert deliver("github", body, delivery_id="g-1").json() == {"detail": "already received"}
     assert PipelineRun.objects.count() == 1
 
@@ -525,11 +550,13 @@ def test_the_run_request_error_is_recorded_and_the_payload_kept(deliver, monkeyp
 
     monkeypatch.setattr("apps.webhooks.services.run_request", boom)
     response = deliver("github", payload_bytes("github", "push__branch"))
-    assert response.status_code == 500
+    # The Git server was answered before the worker tried; the row tells what became of it.
+    assert response.status_code == 202
     delivery = WebhookDelivery.objects.get()
-    assert delivery.status == DeliveryStatus.ERROR
+    assert (delivery.status, delivery.detail) == (DeliveryStatus.ERROR, INTERNAL_ERROR)
+    assert (delivery.http_status, delivery.response_body) == (202, response.json())
     assert delivery.payload is not None and delivery.can_redeliver
-    assert "database on fire" not in response.content.decode()
+    assert not delivery.awaiting_run and not PipelineRun.objects.exists()
 
 
 def test_refusals_do_the_same_work_whether_or_not_the_project_exists(

@@ -1,5 +1,9 @@
-from rest_framework import mixins
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.accounts.choices import Role
 from apps.core.api.viewsets import ProjectScopedViewSet
@@ -7,6 +11,7 @@ from apps.core.services import audit_log
 
 from .. import selectors, services
 from ..models import Project
+from ..spec import load_schema
 from .filters import EnvironmentFilter, ProjectFilter
 from .serializers import EnvironmentSerializer, ProjectSerializer
 
@@ -94,3 +99,14 @@ class EnvironmentViewSet(
             project_id=env.project_id,
             data={"fields": sorted(serializer.validated_data)},
         )
+
+
+class PipelineSpecSchemaView(APIView):
+    """The JSON Schema of `.controlplane.yml` (version 1), for editors and CI linters."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(load_schema())

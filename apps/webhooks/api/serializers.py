@@ -22,6 +22,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "ref",
             "commit_sha",
             "run",
+            "awaiting_run",
             "received_at",
             "redelivery_of",
             "can_redeliver",
