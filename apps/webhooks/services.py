@@ -60,7 +60,9 @@ INTERNAL_ERROR = "Internal error; the delivery is recorded and can be redelivere
 RECEIVER_PROJECT_FIELDS = ("id", "slug", "webhook_secret", "branch_filter", "tag_filter")
 #: A worker is woken at most once per this many seconds per web process (plus one trailing
 #: message per window, so a delivery that arrives inside the window is not left waiting).
-WAKE_WINDOW = 0.05
+#: A lone push wakes it at once; under a burst a run starts at most this much later, and
+#: the web process saves a broker publish (~0.5 ms of CPU) per push.
+WAKE_WINDOW = 0.2
 # Used in place of a secret when there is none, so refusing takes as long as checking.
 _DUMMY_SECRET = "controlplane-no-such-webhook-secret-0000000000000000"  # noqa: S105
 
@@ -335,14 +337,17 @@ def _insert_accepted(payload: dict[str, Any], fields: dict[str, Any]) -> Webhook
         "awaiting_run": True,
     }
     connection = transaction.get_connection()
-    if connection.vendor != "postgresql":
+    sequence = (
+        _delivery_id_sequence(connection.alias) if connection.vendor == "postgresql" else None
+    )
+    if sequence is None:
         with transaction.atomic():
             delivery = WebhookDelivery.objects.create(**row)
             delivery.response_body = _accepted_body(delivery.pk)
             delivery.save(update_fields=["response_body"])
         return delivery
     with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(%s)", [_delivery_id_sequence(connection.alias)])
+        cursor.execute("SELECT nextval(%s)", [sequence])
         (pk,) = cursor.fetchone()
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
         return WebhookDelivery.objects.create(pk=pk, response_body=_accepted_body(pk), **row)
@@ -353,7 +358,7 @@ def _accepted_body(pk: int) -> dict[str, Any]:
 
 
 @cache
-def _delivery_id_sequence(alias: str) -> str:
+def _delivery_id_sequence(alias: str) -> str | None:
     with connections[alias].cursor() as cursor:
         cursor.execute(
             "SELECT pg_get_serial_sequence(%s, %s)",
