@@ -219,9 +219,10 @@ def run_request(
 ) -> PipelineRun:
     """Start a run of the pipeline spec found at ``commit_sha`` (or at the head of ``ref``).
 
-    Fast on purpose (it runs inside webhook requests): it only records a queued run with no
-    jobs yet. A worker then fetches the commit, reads `.controlplane.yml` there and creates the
-    jobs, or fails the run with the spec's errors (:func:`run_prepare`).
+    Fast on purpose (UI and API requests, and the webhook outbox worker, call it): it only
+    records a queued run with no jobs yet. A worker then fetches the commit, reads
+    `.controlplane.yml` there and creates the jobs, or fails the run with the spec's errors
+    (:func:`run_prepare`).
     """
     if not commit_sha and not ref:
         raise ServiceError("Say which branch, tag or commit to run.")
