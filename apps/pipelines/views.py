@@ -188,18 +188,21 @@ def job_log_tail(request: HttpRequest, slug: str, number: int, job: str) -> Http
         offset = 0
     data, next_offset = read_range(log_path(job.pk, job.run_id), offset, TAIL_BYTES * 4)
     text, next_offset = _complete_text(data, next_offset)
-    return render(
-        request,
-        "pipelines/job_detail.html#tail",
-        {
-            "job": job,
-            "run": job.run,
-            "chunk": _html(text),
-            "offset": next_offset,
-            # Keep polling while the job runs, and until a finished job's log is all shown.
-            "more": not job.is_terminal or len(data) == TAIL_BYTES * 4,
-        },
-    )
+    context = {
+        "job": job,
+        "run": job.run,
+        "chunk": _html(text),
+        "offset": next_offset,
+        # Keep polling while the job runs, and until a finished job's log is all shown.
+        "more": not job.is_terminal or len(data) == TAIL_BYTES * 4,
+        "oob": True,
+    }
+    tail = render(request, "pipelines/job_detail.html#tail", context)
+    if not context["more"]:
+        # The job is over: refresh its status card too (an out-of-band swap).
+        summary = render(request, "pipelines/job_detail.html#summary", context)
+        tail.content += summary.content
+    return tail
 
 
 @login_required
