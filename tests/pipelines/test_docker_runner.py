@@ -406,7 +406,14 @@ def test_a_real_worker_runs_a_docker_job(project, admin_user):
                     "kind": "test",
                     "runner": "docker",
                     "image": IMAGE,
-                    "script": ["cat /etc/debian_version", "echo token=$TOKEN", "id -u"],
+                    "script": [
+                        "cat /etc/debian_version",
+                        "echo token=$TOKEN",
+                        "id -u",
+                        "echo first line",
+                        "sleep 3",
+                        "echo second line",
+                    ],
                 },
                 {
                     "name": "no-image",
@@ -418,6 +425,12 @@ def test_a_real_worker_runs_a_docker_job(project, admin_user):
                 },
             ],
         )
+        job = run_.jobs.get(name="in-docker")
+        path = log_path(job.pk, job.run_id)
+        # Live: the first line is in the stored log while the container still sleeps.
+        wait_for(lambda: path.exists() and "first line" in path.read_text(), 60)
+        assert "second line" not in path.read_text()
+        assert type(job).objects.get(pk=job.pk).status == JobStatus.RUNNING
         run_ = wait_for(lambda: (r := PipelineRun.objects.get(pk=run_.pk)).is_terminal and r, 90)
     finally:
         worker.stop()
@@ -426,6 +439,7 @@ def test_a_real_worker_runs_a_docker_job(project, admin_user):
     log = log_path(ok.pk, ok.run_id).read_text()
     assert ok.status == JobStatus.SUCCEEDED, (ok.error_message, log)
     assert "token=********" in log
+    assert "second line" in log
     assert "tok-d0ck3r-42" not in log
     assert missing.status == JobStatus.FAILED
     assert missing.exit_code is None

@@ -36,6 +36,14 @@ def finished(run: PipelineRun) -> PipelineRun:
     return wait_for(lambda: (r := PipelineRun.objects.get(pk=run.pk)).is_terminal and r, 90)
 
 
+def kill_worker_mid_job(worker: WorkerProcess, pidfile) -> None:
+    """Once the job wrote its process id: kill -9 the worker, as a crash or the OOM killer
+    would. The job's own process group outlives it; clean that up here."""
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60)
+    worker.kill()
+    os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+
+
 def log_of(run: PipelineRun, name: str) -> str:
     job = run.jobs.get(name=name)
     return log_path(job.pk, job.run_id).read_text()
@@ -171,11 +179,8 @@ def test_killed_worker_job_is_retried_by_the_reaper(project, admin_user, worker,
             },
         ],
     )
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60)
-    first.kill()
+    kill_worker_mid_job(first, pidfile)
     killed_at = time.monotonic()
-    # The job's own process group outlives a kill -9 of the worker; clean it up here.
-    os.killpg(int(pidfile.read_text()), signal.SIGKILL)
     # A new worker with beat: the reaper runs every 2 s, a heartbeat older than 5 s is lost.
     worker(
         beat=True,
@@ -209,9 +214,7 @@ def test_out_of_attempts_fails_with_worker_lost(project, admin_user, worker, set
             },
         ],
     )
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60)
-    first.kill()
-    os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+    kill_worker_mid_job(first, pidfile)
     wait_for(lambda: services.job_reap_lost() == 1, 30, interval=0.5)
     run = PipelineRun.objects.get(pk=run.pk)
     assert run.status == RunStatus.FAILED
@@ -286,42 +289,3 @@ def test_artifact_paths_cannot_escape_the_workspace(project, admin_user, worker)
     job = run.jobs.get()
     assert job.status == JobStatus.FAILED
     assert "outside the workspace" in job.error_message
-
-
-@pytest.mark.docker
-def test_docker_runner_job_runs_in_a_container_with_live_logs(project, admin_user, worker):
-    from docker import from_env
-
-    from .test_docker_runner import IMAGE, _unavailable
-
-    try:
-        from_env().images.get(IMAGE)
-    except Exception as exc:
-        _unavailable(f"no Docker engine or no {IMAGE} ({exc.__class__.__name__})")
-    worker()
-    run = services.run_create(
-        project=project,
-        actor=admin_user,
-        jobs=[
-            {
-                "name": "in-docker",
-                "kind": "test",
-                "runner": "docker",
-                "image": IMAGE,
-                "script": [
-                    "echo first line from $(cat /etc/os-release | grep ^ID=)",
-                    "sleep 3",
-                    "echo second line",
-                ],
-            }
-        ],
-    )
-    job = run.jobs.get()
-    path = log_path(job.pk, job.run_id)
-    # The first line is in the stored log while the container is still sleeping.
-    wait_for(lambda: path.exists() and "first line from ID=debian" in path.read_text(), 60)
-    assert "second line" not in path.read_text()
-    assert PipelineRun.objects.get(pk=run.pk).jobs.get().status == JobStatus.RUNNING
-    run = finished(run)
-    assert run.status == RunStatus.SUCCEEDED
-    assert "second line" in log_of(run, "in-docker")
