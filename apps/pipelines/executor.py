@@ -21,6 +21,7 @@ from django.db import close_old_connections, connection
 from apps.projects.selectors import job_variables
 
 from . import git, services
+from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
 from .models import Artifact, Job
@@ -268,9 +269,18 @@ def execute_job(job: Job) -> Job:
                 result.update(extra)
             if not error and job.kind == JobKind.BUILD:
                 result.update(_build_bundle(job, workspace, log))
+                if settings.CONTROLPLANE_BUILD_IMAGES:
+                    result.update(
+                        build_image(
+                            job=job,
+                            bundle=workspace / OUTPUT_DIR / "bundle.tar.gz",
+                            bundle_digest=result["bundle_digest"],
+                            log=log,
+                        )
+                    )
             artifacts = _collect_artifacts(job, workspace, log)
             _cache_save(job, workspace)
-    except (JobSetupError, git.GitError) as exc:
+    except (JobSetupError, git.GitError, BuildError) as exc:
         error = str(exc)
     except Exception as exc:
         logger.exception("Job %s crashed in the executor", job.pk)

@@ -280,6 +280,10 @@ CONTROLPLANE_DOCKER_NETWORK = env.str("CONTROLPLANE_DOCKER_NETWORK", default="ho
 CONTROLPLANE_DOCKER_MEMORY = env.str("CONTROLPLANE_DOCKER_MEMORY", default="2g")
 CONTROLPLANE_DOCKER_CPUS = env.float("CONTROLPLANE_DOCKER_CPUS", default=2.0)
 CONTROLPLANE_DOCKER_PULL = env.bool("CONTROLPLANE_DOCKER_PULL", default=False)
+# Build jobs also build a Docker image from their bundle (the CD loop turns this on), with
+# BASE_IMAGE as a build argument when set (CI: local/python:3.11-bookworm).
+CONTROLPLANE_BUILD_IMAGES = env.bool("CONTROLPLANE_BUILD_IMAGES", default=False)
+CONTROLPLANE_BUILD_BASE_IMAGE = env.str("CONTROLPLANE_BUILD_BASE_IMAGE", default="")
 # Environment variable names that reach a job from the worker's own environment.
 JOB_ENV_PASSTHROUGH = env.list(
     "CONTROLPLANE_JOB_ENV_PASSTHROUGH", default=["PATH", "LANG", "LC_ALL", "TZ", "HOME"]
