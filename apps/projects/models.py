@@ -27,6 +27,11 @@ class Project(TimeStampedModel):
         max_length=500, blank=True, help_text="Clone URL (https://, ssh:// or file://)."
     )
     default_branch = models.CharField(max_length=200, default="main")
+    release_branch = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A succeeded pipeline on this branch makes a release. Empty: the default branch.",
+    )
     git_provider = models.CharField(
         max_length=16, choices=GitProvider.choices, default=GitProvider.GENERIC
     )
@@ -67,6 +72,10 @@ class Project(TimeStampedModel):
 
     def get_absolute_url(self) -> str:
         return reverse("projects:detail", kwargs={"slug": self.slug})
+
+    @property
+    def releases_from(self) -> str:
+        return self.release_branch or self.default_branch
 
     def ref_allowed(self, ref_type: str, name: str) -> bool:
         """Whether a push to this branch (``ref_type="branch"``) or tag starts a pipeline."""

@@ -81,6 +81,54 @@ def release_create(*, project, version: str, commit_sha: str, actor: Any, **fiel
     return release
 
 
+def release_create_from_run(*, run) -> Release | None:
+    """The immutable release of a succeeded pipeline on the project's release branch that
+    built a bundle: commit, bundle digest, image, and the evidence (tests, reproducibility).
+    Idempotent: one release per run."""
+    from apps.pipelines.choices import JobKind, JobStatus
+
+    project = run.project
+    if run.status != "succeeded" or not run.commit_sha or run.ref != project.releases_from:
+        return None
+    jobs = list(run.jobs.filter(status=JobStatus.SUCCEEDED))
+    build = next(
+        (j for j in jobs if j.kind == JobKind.BUILD and j.result.get("bundle_digest")), None
+    )
+    if build is None:
+        return None
+    version = f"r{run.number}-{run.commit_sha[:8]}"
+    if Release.objects.filter(project=project, version=version).exists():
+        return None
+    evidence = {
+        "run": run.number,
+        "tests": {j.name: j.result["junit"] for j in jobs if "junit" in j.result},
+        "reproducibility": {
+            j.name: {
+                k: j.result["reproducibility"].get(k)
+                for k in ("passed", "max_abs_diff", "rows_outside", "rows_compared", "tolerance")
+            }
+            for j in jobs
+            if "reproducibility" in j.result
+        },
+    }
+    image = build.result.get("image") or {}
+    try:
+        return release_create(
+            project=project,
+            version=version,
+            commit_sha=run.commit_sha,
+            actor="pipeline",
+            ref=run.ref,
+            pipeline_run=run,
+            bundle_digest=build.result["bundle_digest"],
+            image_ref=image.get("ref", ""),
+            image_digest=image.get("id", ""),
+            evidence=evidence,
+        )
+    except (ConflictError, IntegrityError):
+        return None  # made by a concurrent call
+
+
 @transaction.atomic
 def release_block(*, release: Release, actor: Any, reason: str) -> Release:
     """Stop a release everywhere: pending promotions of it are rejected, no deploy starts."""

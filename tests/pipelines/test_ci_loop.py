@@ -94,6 +94,12 @@ def test_example_project_passes_then_breaks_then_drifts(
     repro = jobs["reproduce"].result["reproducibility"]
     assert repro["passed"] and repro["rows_outside"] == 0 and repro["rows_compared"] == 50
     assert jobs["build"].result["bundle_digest"].startswith("sha256:")
+    # A succeeded pipeline on the release branch made an immutable release with its evidence.
+    from apps.releases.models import Release
+
+    release = wait_for(lambda: Release.objects.filter(pipeline_run=run).first(), 30)
+    assert release.bundle_digest == jobs["build"].result["bundle_digest"]
+    assert release.evidence["reproducibility"]["reproduce"]["rows_outside"] == 0
     artifact = jobs["test"].artifacts.get(path="reports/junit.xml")
     client.force_login(admin_user)
     download = client.get(

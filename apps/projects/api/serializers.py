@@ -53,6 +53,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "description",
             "repository_url",
             "default_branch",
+            "release_branch",
             "git_provider",
             "branch_filter",
             "tag_filter",

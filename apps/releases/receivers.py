@@ -1,0 +1,19 @@
+"""Reactions of the releases app to other apps' signals (thin: they call services)."""
+
+import logging
+
+from apps.pipelines.choices import RunStatus
+
+from .services import release_create_from_run
+
+logger = logging.getLogger(__name__)
+
+
+def release_from_succeeded_run(sender, *, run, to_status, **kwargs) -> None:
+    if to_status != RunStatus.SUCCEEDED:
+        return
+    try:
+        release_create_from_run(run=run)
+    except Exception:
+        # The run stays succeeded; the release can be made again by re-running the pipeline.
+        logger.exception("Could not make a release from run %s", run)

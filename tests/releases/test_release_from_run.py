@@ -1,0 +1,85 @@
+"""A succeeded pipeline on the release branch that built a bundle makes one immutable release
+with its evidence; other branches and failed runs make none."""
+
+import pytest
+
+from apps.pipelines import services
+from apps.releases.models import Release
+
+pytestmark = pytest.mark.django_db
+
+JOBS = [
+    {"name": "test", "kind": "test", "script": ["true"]},
+    {"name": "build", "kind": "build", "needs": ["test"], "script": ["true"]},
+    {"name": "reproduce", "kind": "reproducibility", "needs": ["build"], "script": ["true"]},
+]
+RESULTS = {
+    "test": {"junit": {"tests": 22, "passed": 22, "failures": 0, "errors": 0, "skipped": 0}},
+    "build": {
+        "bundle_digest": "sha256:" + "b" * 64,
+        "image": {"ref": "controlplane/p:abc", "id": "sha256:" + "c" * 64},
+    },
+    "reproduce": {
+        "reproducibility": {
+            "passed": True,
+            "max_abs_diff": 0.0,
+            "rows_outside": 0,
+            "rows_compared": 50,
+            "tolerance": 1e-6,
+            "examples": [],
+        }
+    },
+}
+
+
+def _run_to_the_end(project, ref, *, fail: str = ""):
+    run = services.run_create(
+        project=project,
+        actor="t",
+        jobs=JOBS,
+        ref=ref,
+        commit_sha="0123456789abcdef0123456789abcdef01234567",
+    )
+    for name in ("test", "build", "reproduce"):
+        job = run.jobs.get(name=name)
+        if job.status != "queued":
+            break
+        services.job_claim(job_id=job.pk, worker="w")
+        services.job_finish(
+            job_id=job.pk, worker="w", succeeded=name != fail, exit_code=0, result=RESULTS[name]
+        )
+    run.refresh_from_db()
+    return run
+
+
+def test_release_branch_run_makes_a_release_with_evidence(
+    project, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        run = _run_to_the_end(project, "main")
+    assert run.status == "succeeded"
+    release = Release.objects.get()
+    assert release.version == f"r{run.number}-01234567"
+    assert (release.pipeline_run, release.commit_sha, release.ref) == (run, run.commit_sha, "main")
+    assert release.bundle_digest == RESULTS["build"]["bundle_digest"]
+    assert release.image_digest == RESULTS["build"]["image"]["id"]
+    assert release.evidence["tests"]["test"]["passed"] == 22
+    assert release.evidence["reproducibility"]["reproduce"]["max_abs_diff"] == 0.0
+    from apps.releases.services import release_create_from_run
+
+    assert release_create_from_run(run=run) is None  # once per run
+    assert Release.objects.count() == 1
+
+
+def test_other_branches_and_failed_runs_make_no_release(
+    project, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert _run_to_the_end(project, "feature/x").status == "succeeded"
+        assert _run_to_the_end(project, "main", fail="reproduce").status == "failed"
+    assert not Release.objects.exists()
+    project.release_branch = "release"
+    project.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        _run_to_the_end(project, "release")
+    assert Release.objects.get().ref == "release"
