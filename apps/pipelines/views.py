@@ -171,11 +171,9 @@ def _complete_text(data: bytes, next_offset: int) -> tuple[str, int]:
 
 
 def _html(text: str) -> str:
-    from django.utils.safestring import mark_safe
-
     from .ansi import ansi_to_html
 
-    return mark_safe(ansi_to_html(text))  # noqa: S308 - ansi_to_html escapes all input
+    return ansi_to_html(text)  # escaped, balanced HTML (a SafeString) already
 
 
 @login_required

@@ -33,7 +33,7 @@ def environment_matrix(*, projects) -> list[dict]:
 
     from apps.projects.models import Environment
 
-    from .choices import DeploymentStatus
+    from .choices import DeploymentStatus, PromotionStatus
 
     latest = Deployment.objects.filter(
         environment=OuterRef("pk"), status=DeploymentStatus.SUCCEEDED
@@ -48,9 +48,9 @@ def environment_matrix(*, projects) -> list[dict]:
     )
     pending = {
         p.environment_id: p
-        for p in Promotion.objects.filter(environment__in=envs, status="pending").select_related(
-            "release"
-        )
+        for p in Promotion.objects.filter(
+            environment__in=envs, status=PromotionStatus.PENDING
+        ).select_related("release")
     }
     rows: dict[int, dict] = {p.pk: {"project": p, "environments": []} for p in projects}
     for env in envs:

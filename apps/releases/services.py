@@ -85,10 +85,10 @@ def release_create_from_run(*, run) -> Release | None:
     """The immutable release of a succeeded pipeline on the project's release branch that
     built a bundle: commit, bundle digest, image, and the evidence (tests, reproducibility).
     Idempotent: one release per run."""
-    from apps.pipelines.choices import JobKind, JobStatus
+    from apps.pipelines.choices import JobKind, JobStatus, RunStatus
 
     project = run.project
-    if run.status != "succeeded" or not run.commit_sha or run.ref != project.releases_from:
+    if run.status != RunStatus.SUCCEEDED or not run.commit_sha or run.ref != project.releases_from:
         return None
     jobs = list(run.jobs.filter(status=JobStatus.SUCCEEDED))
     build = next(
