@@ -21,6 +21,7 @@ from django.db import close_old_connections, connection
 from apps.projects.selectors import job_variables
 
 from . import git, services
+from .artifacts import bundle_store_put
 from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
@@ -137,33 +138,74 @@ def _check_reproducibility(job: Job, workspace: Path, log: LogWriter) -> tuple[d
     return {"reproducibility": result.to_dict()}, "" if result.passed else result.reason
 
 
+def _bundle_files(job: Job, workspace: Path) -> list[Path]:
+    """What goes into a bundle: the files of the commit (``git ls-files``; no job leftovers
+    such as virtualenvs or caches) plus the model and metrics files the build wrote."""
+    tracked = git.tracked_files(workspace) if (workspace / ".git").exists() else None
+    if tracked is None:  # no checkout (manual run without a repository): everything but ours
+        files = {
+            p.relative_to(workspace)
+            for p in workspace.rglob("*")
+            if p.is_file() and p.relative_to(workspace).parts[0] not in (".git", OUTPUT_DIR)
+        }
+    else:
+        files = {Path(name) for name in tracked if (workspace / name).is_file()}
+    for key in ("model", "metrics"):
+        if job.options.get(key):
+            path = _inside(workspace, job.options[key])
+            if not path.is_file():
+                raise JobSetupError(f"The build declared {key} {job.options[key]}, not written.")
+            files.add(path.relative_to(workspace.resolve()))
+    return sorted(files)
+
+
 def _build_bundle(job: Job, workspace: Path, log: LogWriter) -> dict:
-    """A content-addressed bundle of the code at the commit: the same commit always gives the
-    same digest (sorted members, fixed times and owners)."""
-    out = workspace / OUTPUT_DIR / "bundle.tar.gz"
-    out.parent.mkdir(exist_ok=True)
-    files = sorted(
-        p
-        for p in workspace.rglob("*")
-        if p.is_file()
-        and ".git" not in p.relative_to(workspace).parts[:1]
-        and OUTPUT_DIR not in p.relative_to(workspace).parts[:1]
-    )
+    """A content-addressed bundle (code at the commit + model + locked requirements): the same
+    inputs always give the same digest (sorted members, fixed times and owners). Kept in the
+    bundle store so releases can be deployed from it later."""
     import gzip
 
+    out = workspace / OUTPUT_DIR / "bundle.tar.gz"
+    out.parent.mkdir(exist_ok=True)
+    files = _bundle_files(job, workspace)
     with (
         open(out, "wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w") as tar,
     ):
-        for path in files:
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(workspace)))
+        for rel in files:
+            info = tar.gettarinfo(str(workspace / rel), arcname=str(rel))
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with open(path, "rb") as fh:
+            with open(workspace / rel, "rb") as fh:
                 tar.addfile(info, fh)
     digest = "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
+    bundle_store_put(out, digest)
     log.line(f"bundle {digest} ({out.stat().st_size} bytes, {len(files)} files)")
-    return {"bundle_digest": digest, "bundle_files": len(files)}
+    result: dict[str, Any] = {"bundle_digest": digest, "bundle_files": len(files)}
+    if job.options.get("model"):
+        model = _inside(workspace, job.options["model"])
+        result["model"] = {
+            "name": job.options.get("model_name") or Path(job.options["model"]).stem,
+            "path": job.options["model"],
+            "digest": "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest(),
+            "metrics": _read_metrics(job, workspace, log),
+        }
+    return result
+
+
+def _read_metrics(job: Job, workspace: Path, log: LogWriter) -> dict:
+    if not job.options.get("metrics"):
+        return {}
+    import json
+
+    try:
+        metrics = json.loads(_inside(workspace, job.options["metrics"]).read_text())
+    except (OSError, ValueError) as exc:
+        raise JobSetupError(f"Metrics file {job.options['metrics']}: {exc}") from exc
+    if not isinstance(metrics, dict):
+        raise JobSetupError(f"Metrics file {job.options['metrics']} must hold a JSON object.")
+    log.line("metrics " + ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}
 
 
 def _reports(job: Job, workspace: Path, log: LogWriter) -> dict:
@@ -210,6 +252,14 @@ def _collect_artifacts(job: Job, workspace: Path, log: LogWriter) -> list[Artifa
             )
     log.line(f"{len(artifacts)} artifact(s) kept")
     return artifacts
+
+
+def _wants_image(project) -> bool:
+    """Build an image when asked to, or when an environment deploys images."""
+    return (
+        settings.CONTROLPLANE_BUILD_IMAGES
+        or project.environments.filter(deployer__in=("docker", "kubernetes")).exists()
+    )
 
 
 def execute_job(job: Job) -> Job:
@@ -269,7 +319,7 @@ def execute_job(job: Job) -> Job:
                 result.update(extra)
             if not error and job.kind == JobKind.BUILD:
                 result.update(_build_bundle(job, workspace, log))
-                if settings.CONTROLPLANE_BUILD_IMAGES:
+                if _wants_image(project):
                     result.update(
                         build_image(
                             job=job,

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -138,3 +140,57 @@ def checkout(project: Project, sha: str, dest: Path) -> None:
     mirror = mirror_path(project)
     git("clone", "--quiet", "--shared", "--no-checkout", "--", str(mirror), str(dest))
     git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", sha, cwd=dest)
+
+
+def tracked_files(worktree: Path) -> list[str]:
+    """The files of the commit checked out at ``worktree`` (``git ls-files``)."""
+    out = git("ls-files", "-z", "--cached", cwd=worktree).stdout
+    return [name for name in out.decode().split("\0") if name]
+
+
+# One record per commit: fields split by NUL, records by the ASCII record separator.
+_LOG_FORMAT = "%H%x00%an%x00%ae%x00%aI%x00%s%x1e"
+
+
+def commits_between(
+    project: Project, base_sha: str, head_sha: str, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Commits reachable from ``head_sha`` but not from ``base_sha``, newest first, at most
+    ``limit``: what a deploy of ``head_sha`` adds to an environment serving ``base_sha``.
+
+    With no usable base (first deploy, or a commit the mirror lacks) it is the last ``limit``
+    commits up to ``head_sha``. Reads the mirror only, never fetches; raises :class:`GitError`
+    when there is no mirror or it lacks ``head_sha``.
+    """
+    path = mirror_path(project)
+    if not (path / "HEAD").exists():
+        raise GitError("There is no copy of the repository here yet (no pipeline has run).")
+    if not SHA_RE.match(head_sha or "") or not has_commit(project, head_sha):
+        raise GitError(f"Commit {(head_sha or '')[:12] or '(none)'} is not in the repository copy.")
+    revisions = [head_sha]
+    if base_sha and SHA_RE.match(base_sha) and has_commit(project, base_sha):
+        revisions.append(f"^{base_sha}")
+    out = git(
+        "log",
+        f"--max-count={max(int(limit), 1)}",
+        f"--format={_LOG_FORMAT}",
+        *revisions,
+        "--",
+        cwd=path,
+    )
+    commits = []
+    for record in out.stdout.decode(errors="replace").split("\x1e"):
+        fields = record.strip("\n").split("\x00")
+        if len(fields) != 5:
+            continue
+        sha, author, email, date, subject = fields
+        commits.append(
+            {
+                "sha": sha,
+                "author": author,
+                "author_email": email,
+                "date": datetime.fromisoformat(date),
+                "subject": subject,
+            }
+        )
+    return commits

@@ -9,23 +9,33 @@ class DeploymentStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     ROLLED_BACK = "rolled_back", "Rolled back"
+    SUPERSEDED = "superseded", "Superseded"
 
 
 DEPLOYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
-    DeploymentStatus.PENDING: frozenset({DeploymentStatus.RUNNING, DeploymentStatus.FAILED}),
+    DeploymentStatus.PENDING: frozenset(
+        {DeploymentStatus.RUNNING, DeploymentStatus.FAILED, DeploymentStatus.SUPERSEDED}
+    ),
     DeploymentStatus.RUNNING: frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED}),
     DeploymentStatus.SUCCEEDED: frozenset(),
     DeploymentStatus.FAILED: frozenset({DeploymentStatus.ROLLED_BACK}),
     DeploymentStatus.ROLLED_BACK: frozenset(),
+    DeploymentStatus.SUPERSEDED: frozenset(),
 }
 DEPLOYMENT_ACTIVE = frozenset({DeploymentStatus.PENDING, DeploymentStatus.RUNNING})
 DEPLOYMENT_TERMINAL = frozenset(
-    {DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED, DeploymentStatus.ROLLED_BACK}
+    {
+        DeploymentStatus.SUCCEEDED,
+        DeploymentStatus.FAILED,
+        DeploymentStatus.ROLLED_BACK,
+        DeploymentStatus.SUPERSEDED,
+    }
 )
 DEPLOYMENT_TIMESTAMPS = {
     DeploymentStatus.RUNNING: "started_at",
     DeploymentStatus.SUCCEEDED: "finished_at",
     DeploymentStatus.FAILED: "finished_at",
+    DeploymentStatus.SUPERSEDED: "finished_at",
 }
 
 

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
 from apps.core.models import TimeStampedModel
+from apps.pipelines.artifacts import bundle_store_path
 from apps.pipelines.models import PipelineRun
 from apps.projects.models import Environment, Project
 from apps.training.models import ModelVersion
@@ -65,6 +68,13 @@ class Release(TimeStampedModel):
     def is_blocked(self) -> bool:
         return self.blocked_at is not None
 
+    @property
+    def bundle_path(self) -> Path | None:
+        """The bundle in the content-addressed store (kept by the build job)."""
+        if not self.bundle_digest:
+            return None
+        return bundle_store_path(self.bundle_digest)
+
 
 class Deployment(TimeStampedModel):
     release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
@@ -93,11 +103,27 @@ class Deployment(TimeStampedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
+    # Why a pending deployment waits (a freeze window, another deploy); cleared when it starts.
+    hold_reason = models.CharField(max_length=300, blank=True)
+    url = models.CharField(max_length=500, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # Progress lines of the deployer, appended as they come (see services.deployment_log).
+    log = models.TextField(blank=True)
+    promotion = models.ForeignKey(
+        "Promotion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["environment", "status"])]
+        constraints = [
+            # The per-environment deploy lock: one deployment runs at a time.
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=models.Q(status="running"),
+                name="deployment_one_running_per_environment",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.release.version} → {self.environment.name}"

@@ -4,7 +4,7 @@ import logging
 
 from apps.pipelines.choices import RunStatus
 
-from .services import release_create_from_run
+from .services import release_advance, release_create_from_run
 
 logger = logging.getLogger(__name__)
 
@@ -13,7 +13,9 @@ def release_from_succeeded_run(sender, *, run, to_status, **kwargs) -> None:
     if to_status != RunStatus.SUCCEEDED:
         return
     try:
-        release_create_from_run(run=run)
+        release = release_create_from_run(run=run)
+        if release is not None:
+            release_advance(release=release)  # first environment: deploy or ask
     except Exception:
         # The run stays succeeded; the release can be made again by re-running the pipeline.
         logger.exception("Could not make a release from run %s", run)

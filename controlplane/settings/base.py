@@ -210,6 +210,8 @@ CELERY_TASK_ROUTES = {
     "core.*": {"queue": "default"},
     "pipelines.sweep_*": {"queue": "default"},
     "pipelines.reap_*": {"queue": "default"},
+    "releases.run_deployment": {"queue": "deploy"},
+    "releases.supervise_services": {"queue": "deploy"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -224,6 +226,15 @@ JOB_UNCLAIMED_AFTER = timedelta(seconds=env.int("CONTROLPLANE_JOB_UNCLAIMED_AFTE
 # Running jobs write a heartbeat this often; one silent for JOB_HEARTBEAT_TIMEOUT is "worker lost".
 JOB_HEARTBEAT_INTERVAL = env.float("CONTROLPLANE_JOB_HEARTBEAT_INTERVAL", default=5.0)
 JOB_HEARTBEAT_TIMEOUT = timedelta(seconds=env.int("CONTROLPLANE_JOB_HEARTBEAT_TIMEOUT", default=45))
+# --- Deploys (see docs/deployers.md) --------------------------------------------------------
+# A running deployment that logged nothing for this long is failed as "worker lost".
+DEPLOY_STALE_AFTER = timedelta(seconds=env.int("CONTROLPLANE_DEPLOY_STALE_AFTER", default=900))
+# How often services of the process deployer are checked and restarted when they died.
+SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
+# A reminder goes to the approvers this long before a pending promotion expires.
+APPROVAL_REMINDER_BEFORE = timedelta(
+    minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
+)
 CELERY_BEAT_SCHEDULE = {
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
@@ -239,6 +250,23 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.expire_promotions",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 60},
+    },
+    "releases.remind_promotions": {
+        "task": "releases.remind_promotions",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 60},
+    },
+    # Deployments whose worker went silent, and pending ones whose message was lost or that
+    # wait for a freeze window or the environment's lock.
+    "releases.sweep_deployments": {
+        "task": "releases.sweep_deployments",
+        "schedule": timedelta(seconds=SWEEPER_INTERVAL),
+        "options": {"expires": SWEEPER_INTERVAL},
+    },
+    "releases.supervise_services": {
+        "task": "releases.supervise_services",
+        "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
+        "options": {"expires": SUPERVISE_INTERVAL},
     },
     "webhooks.prune_deliveries": {
         "task": "webhooks.prune_deliveries",

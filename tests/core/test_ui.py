@@ -133,4 +133,5 @@ def test_approver_approves_in_the_browser(client, demo):
         {"decision": "approve", "comment": "ship it"},
     )
     promotion.refresh_from_db()
-    assert promotion.status == "approved"
+    assert promotion.status == "deploying"  # approved, and its deployment requested
+    assert promotion.deployment is not None

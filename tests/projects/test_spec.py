@@ -118,7 +118,12 @@ def test_defaults_are_filled_in() -> None:
     assert (unit.runner, unit.timeout, unit.retries, unit.when) == ("local", 3600, 0, "on_success")
     assert unit.script == ("pytest -q",)
     assert (unit.needs, unit.artifacts, unit.options, unit.image) == ((), (), {}, None)
-    assert parsed.jobs["build"].options == {"dockerfile": "Dockerfile", "context": "."}
+    assert parsed.jobs["build"].options == {
+        "dockerfile": "Dockerfile",
+        "context": ".",
+        "model": None,
+        "metrics": None,
+    }
     assert parsed.jobs["check"].options["tolerance"] == 1e-6
     assert (parsed.serve.health, parsed.serve.port) == ("/healthz", 8080)
     prod = parsed.environments["prod"]

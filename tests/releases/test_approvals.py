@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from apps.core.exceptions import ConflictError, PermissionDeniedError, ServiceError
-from apps.releases.choices import PromotionStatus
+from apps.releases.choices import DeploymentStatus, PromotionStatus
 from apps.releases.services import (
     promotion_decide,
     promotion_expire_due,
@@ -36,10 +36,15 @@ def test_two_approvals_needed_one_is_not_enough(production, release, member, adm
         promotion=promotion, user=member("approver", "a1"), decision="approve"
     )
     assert promotion.status == PromotionStatus.PENDING
+    assert not production.deployments.exists()  # one approval does not deploy
     promotion = promotion_decide(
         promotion=promotion, user=member("admin", "a2"), decision="approve"
     )
-    assert promotion.status == PromotionStatus.APPROVED
+    # Approved → its deployment is requested in the same transaction.
+    assert promotion.status == PromotionStatus.DEPLOYING
+    deployment = production.deployments.get()
+    assert promotion.deployment == deployment and deployment.release == release
+    assert deployment.status == DeploymentStatus.PENDING
 
 
 def test_developer_and_viewer_cannot_approve(production, release, member, admin_user):
@@ -80,7 +85,7 @@ def test_commit_author_cannot_approve_unless_allowed(
     production.allow_self_approval = True
     production.save()
     promotion = promotion_decide(promotion=promotion, user=author, decision="approve")
-    assert promotion.status == PromotionStatus.APPROVED
+    assert promotion.status == PromotionStatus.DEPLOYING
 
 
 def test_newer_release_supersedes_and_superseded_cannot_be_approved(

@@ -28,7 +28,7 @@ MAX_DEPTH = 32
 
 JOB_KINDS = ("test", "build", "reproducibility", "train", "deploy", "monitor", "script")
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "build": {"dockerfile": "Dockerfile", "context": "."},
+    "build": {"dockerfile": "Dockerfile", "context": ".", "model": None, "metrics": None},
     "reproducibility": {"command": None, "input": None, "expected": None, "tolerance": 1e-6},
     "train": {"model": None, "metrics": None, "gate": None},
     "deploy": {"environment": None},
