@@ -610,7 +610,7 @@ def _deploy_request(deployment: Deployment):
         image_digest=release.image_digest,
         bundle_path=release.bundle_path,
         bundle_digest=release.bundle_digest,
-        port=env.service_port or serve.get("port"),
+        port=env.service_port,
         health_path=env.health_check_path or serve.get("health") or "/healthz",
         health_timeout=env.health_check_timeout,
         command=serve.get("command", ""),
