@@ -95,6 +95,7 @@ def main() -> int:
             f"the demo pipeline succeeded on the worker; total {time.monotonic() - started:.1f}s",
             flush=True,
         )
+        _cd_flow(opener, started)
     except BaseException:
         _drain(proc, output)
         print("".join(output[-60:]), file=sys.stderr)
@@ -105,10 +106,75 @@ def main() -> int:
             try:
                 proc.wait(timeout=30)
                 print("Ctrl-C stopped web, worker and beat", flush=True)
+                left = [port for port in (8101, 8102, 8103) if _health(port)]
+                if left:
+                    raise SystemExit(f"deployed services still answer after Ctrl-C: {left}")
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 raise SystemExit("the demo did not stop on Ctrl-C within 30 s") from None
     return 0
+
+
+def _health(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _until(what: str, check, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def _cd_flow(opener, started: float) -> None:
+    """The CD loop on the embedded stack: the release deploys itself to dev and staging with
+    the process deployer, waits for an approval to production, the admin approves it in the
+    browser, and production answers its health check."""
+    api = f"{BASE}/api/v1"
+    seconds = float(os.environ.get("SMOKE_DEPLOY_SECONDS", "300"))
+
+    def deployments_failed() -> None:
+        body = json.loads(opener.open(f"{api}/deployments/?status=failed").read())
+        if body["count"]:
+            raise SystemExit(f"a deployment failed: {json.dumps(body['results'])[:3000]}")
+
+    for name, port in (("dev", 8101), ("staging", 8102)):
+
+        def up(port=port):
+            deployments_failed()
+            return _health(port)
+
+        _until(f"{name} to answer on {port}", up, seconds)
+        print(f"{name} serves the release on port {port}", flush=True)
+
+    def pending():
+        body = json.loads(opener.open(f"{api}/promotions/?status=pending").read())
+        return body["results"][0] if body["count"] else None
+
+    promotion = _until("the promotion to production", pending, 60)
+    page_url = f"{BASE}/p/demo-churn-model/promotions/{promotion['id']}/"
+    page = opener.open(page_url).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    data = urlencode(
+        {"decision": "approve", "comment": "smoke test", "csrfmiddlewaretoken": token}
+    ).encode()
+    opener.open(
+        urllib.request.Request(f"{page_url}decide/", data=data, headers={"Referer": page_url})
+    )
+    approved = time.monotonic()
+    _until("production to answer on 8103", lambda: _health(8103), seconds)
+    print(
+        f"approved in the browser; production answers on 8103 after "
+        f"{time.monotonic() - approved:.1f}s; total {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
 
 
 def _wait_http(opener, url: str, started: float) -> None:

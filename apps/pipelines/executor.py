@@ -326,6 +326,7 @@ def execute_job(job: Job) -> Job:
                             bundle=workspace / OUTPUT_DIR / "bundle.tar.gz",
                             bundle_digest=result["bundle_digest"],
                             log=log,
+                            model=result.get("model"),
                         )
                     )
             artifacts = _collect_artifacts(job, workspace, log)

@@ -159,6 +159,8 @@ def release_create_from_run(*, run) -> Release | None:
         },
     }
     image = build.result.get("image") or {}
+    if image.get("repo_digest"):
+        evidence["image"] = {"repo_digest": image["repo_digest"]}
     model = build.result.get("model")
     model_version = None
     if model:
@@ -173,7 +175,7 @@ def release_create_from_run(*, run) -> Release | None:
             ref=run.ref,
             pipeline_run=run,
             bundle_digest=build.result["bundle_digest"],
-            image_ref=image.get("ref", ""),
+            image_ref=image.get("pushed") or image.get("ref", ""),
             image_digest=image.get("id", ""),
             model_version=model_version,
             evidence=evidence,

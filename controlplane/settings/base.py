@@ -294,10 +294,26 @@ WEBHOOK_DELIVERY_RETENTION = timedelta(
 # Seconds to wait for the Git server when reporting a commit status.
 COMMIT_STATUS_TIMEOUT = env.float("CONTROLPLANE_COMMIT_STATUS_TIMEOUT", default=10.0)
 
+# --- Notifications (docs/notifications.md) --------------------------------------------------
+# Secrets: NAME, or the file named by NAME_FILE (Docker / Kubernetes secrets). Empty: no Slack.
+SLACK_BOT_TOKEN = (
+    Path(env.str("SLACK_BOT_TOKEN_FILE")).read_text(encoding="utf-8").strip()
+    if env.str("SLACK_BOT_TOKEN_FILE", default="")
+    else env.str("SLACK_BOT_TOKEN", default="")
+)
+SLACK_SIGNING_SECRET = (
+    Path(env.str("SLACK_SIGNING_SECRET_FILE")).read_text(encoding="utf-8").strip()
+    if env.str("SLACK_SIGNING_SECRET_FILE", default="")
+    else env.str("SLACK_SIGNING_SECRET", default="")
+)
+SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
+
 # --- Jobs -----------------------------------------------------------------------------------
 JOB_LOG_DIR = Path(env.str("CONTROLPLANE_JOB_LOG_DIR", default=str(VAR_DIR / "logs")))
 WORKSPACE_DIR = Path(env.str("CONTROLPLANE_WORKSPACE_DIR", default=str(VAR_DIR / "workspaces")))
 ARTIFACT_DIR = Path(env.str("CONTROLPLANE_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
+# The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
+CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.
 RUNNERS_ALLOWED = env.list("CONTROLPLANE_RUNNERS", default=["local", "docker"])
 # The docker runner (see docs/runners.md).
@@ -312,6 +328,9 @@ CONTROLPLANE_DOCKER_PULL = env.bool("CONTROLPLANE_DOCKER_PULL", default=False)
 # BASE_IMAGE as a build argument when set (CI: local/python:3.11-bookworm).
 CONTROLPLANE_BUILD_IMAGES = env.bool("CONTROLPLANE_BUILD_IMAGES", default=False)
 CONTROLPLANE_BUILD_BASE_IMAGE = env.str("CONTROLPLANE_BUILD_BASE_IMAGE", default="")
+# Optional registry the built images are pushed to (e.g. registry.example.com/ml); the engine's
+# own credentials are used (docker login on the worker host).
+CONTROLPLANE_REGISTRY = env.str("CONTROLPLANE_REGISTRY", default="")
 # Environment variable names that reach a job from the worker's own environment.
 JOB_ENV_PASSTHROUGH = env.list(
     "CONTROLPLANE_JOB_ENV_PASSTHROUGH", default=["PATH", "LANG", "LC_ALL", "TZ", "HOME"]

@@ -32,7 +32,35 @@ def test_wrong_password_is_refused(client, demo):
     assert "didn't match" in response.content.decode()
 
 
-def test_dashboard_matrix_shows_what_runs_where(client, demo):
+@pytest.fixture
+def history(demo):
+    """v1 serves production; v2 serves dev and staging and waits for approval to production."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.releases.choices import DeploymentStatus
+    from apps.releases.models import Deployment
+    from apps.releases.services import promotion_request, release_create
+
+    envs = {e.name: e for e in demo.environments.all()}
+    now = timezone.now()
+    for version, targets in (("v1", envs), ("v2", ("dev", "staging"))):
+        release = release_create(
+            project=demo, version=version, commit_sha=f"{version}abc", actor=demo.created_by
+        )
+        for name in targets:
+            Deployment.objects.create(
+                release=release,
+                environment=envs[name],
+                status=DeploymentStatus.SUCCEEDED,
+                started_at=now - timedelta(minutes=5),
+                finished_at=now - timedelta(minutes=4),
+            )
+    return promotion_request(release=release, environment=envs["production"], actor="pipeline")
+
+
+def test_dashboard_matrix_shows_what_runs_where(client, demo, history):
     client.force_login(demo.created_by)
     page = client.get(reverse("dashboard")).content.decode()
     # v1 serves production; v2 serves dev and staging and waits for approval to production.
@@ -119,7 +147,7 @@ def test_system_page_pings_a_worker(client, demo, django_capture_on_commit_callb
     assert "waiting" in client.get(reverse("system")).content.decode()
 
 
-def test_approver_approves_in_the_browser(client, demo):
+def test_approver_approves_in_the_browser(client, demo, history):
     from django.contrib.auth import get_user_model
 
     from apps.releases.models import Promotion

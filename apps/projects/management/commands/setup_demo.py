@@ -4,22 +4,17 @@ import os
 import secrets
 import shutil
 import subprocess
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.utils import timezone
 
 from apps.accounts.choices import Role
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.choices import Trigger
 from apps.projects import services
 from apps.projects.models import Project
-from apps.releases import services as release_services
-from apps.releases.choices import DeploymentStatus
-from apps.releases.models import Deployment
 
 DEMO_SLUG = "demo-churn-model"
 EXAMPLE = settings.BASE_DIR / "examples" / "churn-model"
@@ -130,38 +125,10 @@ class Command(BaseCommand):
             env.service_port = port
             env.service_url = f"http://127.0.0.1:{port}/"
             env.save(update_fields=["service_port", "service_url"])
-        # History: two releases, v1 in production, v2 in dev/staging waiting for approval.
-        now = timezone.now()
-        for version, sha, targets in (
-            ("v1", "a1b2c3d4e5f6", ["dev", "staging", "production"]),
-            ("v2", "0f9e8d7c6b5a", ["dev", "staging"]),
-        ):
-            release = release_services.release_create(
-                project=project,
-                version=version,
-                commit_sha=sha,
-                actor=admin,
-                ref="main",
-                evidence={
-                    "tests": {"passed": 23, "failed": 0},
-                    "reproducibility": {"max_abs_diff": 0.0, "rows_outside": 0},
-                },
-            )
-            for name in targets:
-                Deployment.objects.create(
-                    release=release,
-                    environment=envs[name],
-                    status=DeploymentStatus.SUCCEEDED,
-                    deployer=envs[name].deployer,
-                    triggered_by=admin,
-                    started_at=now - timedelta(minutes=5),
-                    finished_at=now - timedelta(minutes=4),
-                )
-        release_services.promotion_request(
-            release=release, environment=envs["production"], actor=admin
-        )
         # The example ML project as a Git repository the demo pushes to: the push starts the
-        # first pipeline run (tests, bundle, reproducibility), executed once the worker is up.
+        # first pipeline run (tests, build: model + bundle, reproducibility), executed once the
+        # worker is up; its release then deploys to dev and staging (process deployer, ports
+        # 8101/8102) and waits for an approval to production (8103). Nothing is made up.
         url, sha = self._push_example()
         project.repository_url = url
         project.save(update_fields=["repository_url"])
