@@ -49,8 +49,9 @@ def setup(args: argparse.Namespace, name: str) -> Path:
                 capture_output=True,
             )
         os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
-        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/13"
-        subprocess.run(["redis-cli", "-n", "13", "flushdb"], check=True, capture_output=True)
+        redis_db = os.environ.get("BENCH_REDIS_DB", "13")  # a Redis db of its own
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{redis_db}"
+        subprocess.run(["redis-cli", "-n", redis_db, "flushdb"], check=True, capture_output=True)
     import django
 
     django.setup()
