@@ -170,6 +170,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "apps.pipelines.choices.JobStatus",
         "DeploymentStatusEnum": "apps.releases.choices.DeploymentStatus",
         "PromotionStatusEnum": "apps.releases.choices.PromotionStatus",
+        "NotificationTargetKindEnum": "apps.notifications.choices.TargetKind",
+        "NotificationEventEnum": "apps.notifications.choices.Event",
         "RoleEnum": "apps.accounts.choices.Role",
         "GitProviderEnum": "apps.projects.choices.GitProvider",
         "WebhookDeliveryStatusEnum": "apps.webhooks.choices.DeliveryStatus",
@@ -267,6 +269,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.supervise_services",
         "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
         "options": {"expires": SUPERVISE_INTERVAL},
+    },
+    # Notifications whose delivery message was lost (pending for 15 minutes) are sent again.
+    "notifications.sweep_deliveries": {
+        "task": "notifications.sweep_deliveries",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 300},
     },
     "webhooks.prune_deliveries": {
         "task": "webhooks.prune_deliveries",

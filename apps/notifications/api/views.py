@@ -1,0 +1,114 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.choices import Role
+from apps.core.api.viewsets import ProjectScopedViewSet
+from apps.projects.models import Project
+
+from .. import selectors, services
+from .filters import DeliveryFilter, TargetFilter
+from .serializers import (
+    NotificationDeliverySerializer,
+    NotificationTargetSerializer,
+    SlackIdentitySerializer,
+)
+
+
+class NotificationTargetViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    ProjectScopedViewSet,
+):
+    """Where a project's events go: Slack channels, email addresses, outgoing webhooks.
+    Members see them; writing needs the project's admin role. ``secret`` (webhooks: the HMAC
+    key of `X-Controlplane-Signature`) is write-only; omit it on update to keep it. ``events``
+    empty means all the events the kind takes. ``test`` sends a test notification."""
+
+    serializer_class = NotificationTargetSerializer
+    filterset_class = TargetFilter
+    ordering_fields = ["created", "kind", "name"]
+    write_role = Role.ADMIN
+    action_roles = {"test": Role.ADMIN}
+
+    def get_queryset(self):
+        return selectors.target_list(user=self.request.user)
+
+    def get_create_project_id(self, request):
+        slug = request.data.get("project") if hasattr(request.data, "get") else None
+        return Project.objects.filter(slug=slug).values_list("pk", flat=True).first()
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = services.target_create(actor=self.request.user, **data)
+
+    def perform_update(self, serializer):
+        changes = {
+            k: v for k, v in serializer.validated_data.items() if k not in ("project", "kind")
+        }
+        serializer.instance = services.target_update(
+            target=serializer.instance, actor=self.request.user, **changes
+        )
+
+    def perform_destroy(self, instance):
+        services.target_delete(target=instance, actor=self.request.user)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Send a test notification to this target (see its deliveries for the outcome)."""
+        services.target_test(target=self.get_object(), actor=request.user)
+        return Response({"detail": "Test notification queued."}, status=status.HTTP_202_ACCEPTED)
+
+
+class NotificationDeliveryViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet
+):
+    """The notification ledger (read-only): what was sent where, and why not."""
+
+    serializer_class = NotificationDeliverySerializer
+    filterset_class = DeliveryFilter
+    ordering_fields = ["created", "id"]
+
+    def get_queryset(self):
+        return selectors.delivery_list(user=self.request.user)
+
+
+class SlackIdentityView(APIView):
+    """Your Slack account: buttons you click in Slack act as you. ``PUT`` links (or re-links)
+    it, ``DELETE`` unlinks it."""
+
+    serializer_class = SlackIdentitySerializer
+
+    def _identity(self, request):
+        identity = selectors.slack_identity_for(user=request.user)
+        if identity is None:
+            raise NotFound("No Slack account is linked.")
+        return identity
+
+    @extend_schema(responses={200: SlackIdentitySerializer})
+    def get(self, request):
+        return Response(SlackIdentitySerializer(self._identity(request)).data)
+
+    @extend_schema(request=SlackIdentitySerializer, responses={200: SlackIdentitySerializer})
+    def put(self, request):
+        body = SlackIdentitySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        identity = services.slack_identity_link(
+            user=request.user,
+            slack_user_id=body.validated_data["slack_user_id"],
+            team_id=body.validated_data.get("team_id", ""),
+        )
+        return Response(SlackIdentitySerializer(identity).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request):
+        self._identity(request)
+        services.slack_identity_unlink(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,138 @@
+"""Email: who gets an event and what it says (text + HTML from templates/notifications/email/)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from apps.accounts.models import Membership
+from apps.accounts.permissions import has_role
+from apps.projects.models import Project
+from apps.releases.choices import ApprovalDecision
+from apps.releases.models import Promotion
+
+from .choices import Event
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+def approver_addresses(promotion: Promotion) -> list[str]:
+    """Members who may decide on the promotion (the environment's approver role, by
+    :func:`has_role`), with an email address. Unless the environment allows self-approval,
+    the requester and the commit's author are left out: they may not approve it."""
+    env = promotion.environment
+    excluded_emails: set[str] = set()
+    excluded_ids: set[int] = set()
+    if not env.allow_self_approval:
+        if promotion.requested_by_id:
+            excluded_ids.add(promotion.requested_by_id)
+        run = promotion.release.pipeline_run
+        if run is not None and run.commit_author_email:
+            excluded_emails.add(run.commit_author_email.lower())
+    addresses = []
+    for membership in Membership.objects.filter(project_id=env.project_id).select_related("user"):
+        user = membership.user
+        if (
+            user.email
+            and user.pk not in excluded_ids
+            and user.email.lower() not in excluded_emails
+            and has_role(user, env.project_id, env.approver_min_role)
+        ):
+            addresses.append(user.email)
+    return addresses
+
+
+def unique_addresses(*groups: list[str]) -> list[str]:
+    seen: set[str] = set()
+    result = []
+    for group in groups:
+        for address in group:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                result.append(address)
+    return result
+
+
+def _details(event: str, data: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str, str]:
+    """(intro, [(label, value)], link, link label)."""
+    if event == Event.BUILD_FAILED:
+        run = data["run"]
+        details = [
+            ("Pipeline", f"#{run['number']}"),
+            ("Ref", run["ref"]),
+            ("Commit", run["commit_sha"][:12]),
+            ("Author", run["commit_author"]),
+            ("Message", run["commit_message"]),
+            ("Error", run["error_message"]),
+        ]
+        return "A pipeline failed.", details, run["url"], "Open the run"
+    if "deployment" in data:
+        d = data["deployment"]
+        details = [
+            ("Release", d["release"]),
+            ("Environment", d["environment"]),
+            ("Rollback", "yes" if d["is_rollback"] else ""),
+            ("Previous release", d["previous_release"] or ""),
+            ("By", d["triggered_by"] or ""),
+            ("Error", d["error_message"]),
+        ]
+        intro = {
+            Event.DEPLOYMENT_SUCCEEDED: "A deploy finished.",
+            Event.DEPLOYMENT_FAILED: "A deploy failed.",
+            Event.DEPLOYMENT_ROLLED_BACK: "An environment was rolled back.",
+        }.get(event, "")
+        return intro, details, d["url"], "Open the environment"
+    if "promotion" in data:
+        p = data["promotion"]
+        approvers = [a["user"] for a in p["approvals"] if a["decision"] == ApprovalDecision.APPROVE]
+        approvals = f"{len(approvers)} of {p['required_approvals']}"
+        if approvers:
+            approvals += f" ({', '.join(approvers)})"
+        details = [
+            ("Release", p["release"]["version"]),
+            ("Commit", p["release"]["commit_sha"][:12]),
+            ("Environment", p["environment"]),
+            ("Requested by", p["requested_by"] or ""),
+            ("Approvals", approvals),
+            ("Expires", (p["expires_at"] or "") if p["status"] == "pending" else ""),
+            ("Reason", p["reason"]),
+        ]
+        intro = {
+            Event.PROMOTION_PENDING: "A deploy is waiting for your approval.",
+            Event.PROMOTION_REMINDER: "A deploy is still waiting for approval, and its "
+            "request expires soon.",
+            Event.PROMOTION_APPROVED: "A deploy was approved.",
+            Event.PROMOTION_REJECTED: "A deploy was rejected.",
+            Event.PROMOTION_EXPIRED: "A deploy request expired without enough approvals.",
+            Event.PROMOTION_SUPERSEDED: "A deploy request was superseded by a newer release.",
+        }.get(event, "")
+        label = (
+            "Approve or reject"
+            if event in (Event.PROMOTION_PENDING, Event.PROMOTION_REMINDER)
+            else "Open the promotion"
+        )
+        return intro, details, p["url"], label
+    return "This is a test notification: the target works.", [], "", ""
+
+
+def render(*, event: str, title: str, project: Project, data: dict[str, Any]) -> Email:
+    intro, details, url, url_label = _details(event, data)
+    context = {
+        "title": title,
+        "intro": intro,
+        "details": [(label, value) for label, value in details if value],
+        "url": url,
+        "url_label": url_label,
+        "project": project,
+        "event": event,
+    }
+    return Email(
+        subject=title,
+        text=render_to_string("notifications/email/message.txt", context),
+        html=render_to_string("notifications/email/message.html", context),
+    )
