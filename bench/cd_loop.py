@@ -21,9 +21,8 @@ import subprocess
 import tarfile
 import time
 import urllib.request
-from pathlib import Path
 
-from _stack import ROOT, cleanup, parse_args, setup, start_worker, stack_name, stop
+from _stack import ROOT, cleanup, parse_args, setup, stack_name, start_worker, stop
 
 BASE_IMAGE = os.environ.get("CONTROLPLANE_BASE_IMAGE", "local/python:3.11-bookworm")
 EXAMPLE = ROOT / "examples" / "churn-model"
@@ -86,10 +85,10 @@ def main() -> None:
     from django.contrib.auth import get_user_model
 
     from apps.accounts.choices import Role
+    from apps.projects.services import membership_set, project_create
     from apps.releases.choices import DeploymentStatus
     from apps.releases.models import Deployment
     from apps.releases.services import promotion_decide, promotion_request, release_create
-    from apps.projects.services import membership_set, project_create
 
     users = get_user_model().objects
     admin = users.create_superuser("bench-admin", "admin@example.com", "x")
@@ -102,7 +101,10 @@ def main() -> None:
     production.health_check_timeout = 60
     production.save()
     releases = []
-    for version, tag in (("v1", "controlplane-bench/churn:v1"), ("v2", "controlplane-bench/churn:v2")):
+    for version, tag in (
+        ("v1", "controlplane-bench/churn:v1"),
+        ("v2", "controlplane-bench/churn:v2"),
+    ):
         image = client.images.get(tag)
         releases.append(
             release_create(
