@@ -153,3 +153,31 @@ def test_freeze_window_is_active_inside_its_duration(production, admin_user):
         freeze_window_add(
             environment=production, cron="not cron", duration=timedelta(hours=1), actor=admin_user
         )
+
+
+def test_the_api_refuses_what_the_rules_refuse(project, production, release, member, api):
+    """Through the API: viewer / developer 403, the requester 403, the same approver twice
+    409 — and none of it records an approval or starts a deploy."""
+    requester = member("approver", "requester")
+    promotion = promotion_request(release=release, environment=production, actor=requester)
+    production.required_approvals = 2
+    production.save()
+    promotion.required_approvals = 2
+    promotion.save()
+    url = f"/api/v1/promotions/{promotion.pk}/approve/"
+    for role in ("viewer", "developer"):
+        response = api(member(role)).post(url, {"comment": "lgtm"})
+        assert response.status_code == 403, response.content
+    response = api(requester).post(url, {})
+    assert response.status_code == 403
+    assert "requested this promotion" in response.json()["detail"]
+    assert promotion.approvals.count() == 0
+    lead = api(member("approver", "lead"))
+    assert lead.post(url, {"comment": "first"}).status_code == 200
+    response = lead.post(url, {"comment": "again"})
+    assert response.status_code == 409
+    assert "already decided" in response.json()["detail"]
+    promotion.refresh_from_db()
+    assert promotion.status == PromotionStatus.PENDING  # 1 of 2: no deploy
+    assert promotion.approvals.get().channel == "api"
+    assert not production.deployments.exists()

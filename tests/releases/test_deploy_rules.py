@@ -237,3 +237,31 @@ def test_a_release_moves_through_the_environments_with_the_process_deployer(
     assert answer(envs["dev"].service_port)["release"] == "v1"
     # A rollback does not push the old release on to staging again.
     assert Deployment.objects.filter(environment=envs["staging"], release=v1).count() == 1
+
+
+def test_one_reminder_before_an_approval_expires(envs, project, admin_user, tmp_path, settings):
+    from django.utils import timezone
+
+    from apps.releases.services import promotion_remind_due, promotion_request
+    from apps.releases.signals import promotion_reminder
+
+    settings.APPROVAL_REMINDER_BEFORE = timedelta(hours=2)
+    release = make_release(project, admin_user, tmp_path)
+    promotion = promotion_request(release=release, environment=envs["production"], actor="ci")
+    reminded = []
+
+    def receiver(sender, promotion, **kwargs):
+        reminded.append(promotion.pk)
+
+    promotion_reminder.connect(receiver)
+    try:
+        assert promotion_remind_due() == 0  # 72 h left
+        Promotion.objects.filter(pk=promotion.pk).update(
+            expires_at=timezone.now() + timedelta(minutes=90)
+        )
+        assert promotion_remind_due() == 1
+        assert promotion_remind_due() == 0  # once
+    finally:
+        promotion_reminder.disconnect(receiver)
+    assert reminded == [promotion.pk]
+    assert Promotion.objects.get(pk=promotion.pk).reminder_sent_at is not None
