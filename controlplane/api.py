@@ -4,9 +4,19 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
+from apps.notifications.api.views import (
+    NotificationDeliveryViewSet,
+    NotificationTargetViewSet,
+    SlackIdentityView,
+)
 from apps.pipelines.api.views import JobViewSet, RunViewSet
-from apps.projects.api.views import EnvironmentViewSet, PipelineSpecSchemaView, ProjectViewSet
-from apps.releases.api.views import DeploymentViewSet, PromotionViewSet, ReleaseViewSet
+from apps.projects.api.views import PipelineSpecSchemaView, ProjectViewSet
+from apps.releases.api.views import (
+    DeploymentViewSet,
+    EnvironmentViewSet,
+    PromotionViewSet,
+    ReleaseViewSet,
+)
 from apps.webhooks.api.views import WebhookDeliveryViewSet
 
 router = DefaultRouter()
@@ -18,9 +28,14 @@ router.register("releases", ReleaseViewSet, basename="release")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
+router.register(
+    "notification-deliveries", NotificationDeliveryViewSet, basename="notification-delivery"
+)
 
 urlpatterns = [
     path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),
+    path("me/slack-identity/", SlackIdentityView.as_view(), name="slack-identity"),
     path(
         "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"
     ),

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.accounts import views as account_views
 from apps.core import views as core_views
 from apps.pipelines.views import run_list
-from apps.releases.views import dashboard
+from apps.releases.views import approvals_inbox, dashboard
 
 handler404 = "apps.core.views.error_404"
 handler500 = "apps.core.views.error_500"
@@ -15,6 +15,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
     path("", dashboard, name="dashboard"),
+    path("approvals/", approvals_inbox, name="approvals"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", account_views.token_list, name="tokens"),
@@ -27,6 +28,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("runs/", run_list, name="history"),
     path("hooks/", include("apps.webhooks.urls")),
+    path("integrations/", include("apps.notifications.urls")),
     path("", include("apps.webhooks.urls_ui")),
     path("p/", include("apps.pipelines.urls")),
     path("p/", include("apps.releases.urls")),

@@ -27,20 +27,3 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "variables": project.variables.select_related("environment"),
         },
     )
-
-
-@login_required
-def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    project = get_object_or_404(project_list(user=request.user), slug=slug)
-    environment = get_object_or_404(project.environments, name=name)
-    return render(
-        request,
-        "projects/environment_detail.html",
-        {
-            "project": project,
-            "environment": environment,
-            "deployments": environment.deployments.select_related("release")[:50],
-            "promotions": environment.promotions.select_related("release")[:20],
-            "freeze_windows": environment.freeze_windows.all(),
-        },
-    )

@@ -1,16 +1,23 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.core.exceptions import ServiceError
+from apps.projects.models import Environment
 from apps.projects.selectors import project_list
 
 from . import selectors, services
 from .choices import ApprovalChannel, ApprovalDecision, PromotionStatus
-from .models import Promotion
+from .models import Promotion, Release
+
+REASON_MAX = 2000
 
 
 @login_required
@@ -29,24 +36,114 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def release_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = get_object_or_404(
-        selectors.release_list(user=request.user), project__slug=slug, pk=pk
+def approvals_inbox(request: HttpRequest) -> HttpResponse:
+    items = [
+        {
+            "promotion": p,
+            "blocker": services.promotion_decision_blocker(promotion=p, user=request.user),
+        }
+        for p in selectors.approval_inbox(user=request.user)
+    ]
+    return render(request, "releases/approvals_inbox.html", {"items": items})
+
+
+def _require_role(request: HttpRequest, project_id: int, role: str) -> None:
+    if not has_role(request.user, project_id, role):
+        raise PermissionDenied("You do not have the role this needs in this project.")
+
+
+def _release_or_404(request: HttpRequest, slug: str, pk: int) -> Release:
+    return get_object_or_404(
+        selectors.release_list(user=request.user).select_related("pipeline_run", "created_by"),
+        project__slug=slug,
+        pk=pk,
     )
+
+
+@login_required
+def release_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    release = _release_or_404(request, slug, pk)
+    may_act = not release.is_blocked and has_role(request.user, release.project_id, Role.DEVELOPER)
+    open_promotions = {
+        p.environment_id: p for p in release.promotions.filter(status=PromotionStatus.PENDING)
+    }
+    environments = [
+        {
+            "environment": env,
+            "serving": services.serving_deployment(env),
+            "needs_approval": services.environment_needs_approval(env),
+            "open_promotion": open_promotions.get(env.pk),
+        }
+        for env in release.project.environments.order_by("order", "name")
+    ]
     return render(
         request,
         "releases/release_detail.html",
         {
             "release": release,
-            "deployments": release.deployments.select_related("environment")[:50],
+            "environments": environments,
+            "may_act": may_act,
+            "deployments": release.deployments.select_related("environment", "triggered_by")[:50],
             "promotions": release.promotions.select_related("environment"),
         },
     )
 
 
+def _environment_of(release: Release, request: HttpRequest) -> Environment:
+    pk = request.POST.get("environment", "")
+    environment = release.project.environments.filter(pk=pk).first() if pk.isdigit() else None
+    if environment is None:
+        raise Http404("No such environment in this project.")
+    return environment
+
+
+@login_required
+@require_POST
+def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    release = _release_or_404(request, slug, pk)
+    _require_role(request, release.project_id, Role.DEVELOPER)
+    environment = _environment_of(release, request)
+    try:
+        services.deployment_request(
+            release=release,
+            environment=environment,
+            actor=request.user,
+            reason=request.POST.get("reason", "")[:REASON_MAX],
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Deploying {release.version} to {environment.name}.")
+    return redirect(release)
+
+
+@login_required
+@require_POST
+def release_promote(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    release = _release_or_404(request, slug, pk)
+    _require_role(request, release.project_id, Role.DEVELOPER)
+    environment = _environment_of(release, request)
+    try:
+        promotion = services.promotion_request(
+            release=release, environment=environment, actor=request.user
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect(release)
+    messages.success(request, f"Promotion of {release.version} to {environment.name} requested.")
+    return redirect(promotion)
+
+
 def _promotion_or_404(request, slug: str, pk: int) -> Promotion:
     return get_object_or_404(
-        selectors.promotion_list(user=request.user), environment__project__slug=slug, pk=pk
+        selectors.promotion_list(user=request.user).select_related(
+            "release__pipeline_run",
+            "release__created_by",
+            "release__model_version",
+            "requested_by",
+        ),
+        environment__project__slug=slug,
+        pk=pk,
     )
 
 
@@ -54,14 +151,32 @@ def _promotion_or_404(request, slug: str, pk: int) -> Promotion:
 def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     promotion = _promotion_or_404(request, slug, pk)
     env = promotion.environment
+    approvals = list(promotion.approvals.all())
+    mine = next((a for a in approvals if a.user_id == request.user.pk), None)
+    expired = promotion.expires_at is not None and promotion.expires_at <= timezone.now()
+    # Why this user sees no approve / reject buttons; None: they may decide.
+    if promotion.status != PromotionStatus.PENDING:
+        refusal = f"This promotion is {promotion.get_status_display().lower()}."
+    elif expired:
+        refusal = "This promotion has expired."
+    elif mine is not None:
+        refusal = f"You have already decided on this promotion ({mine.get_decision_display()})."
+    else:
+        refusal = services.promotion_decision_blocker(promotion=promotion, user=request.user)
     return render(
         request,
         "releases/promotion_detail.html",
         {
             "promotion": promotion,
             "release": promotion.release,
-            "may_decide": promotion.status == PromotionStatus.PENDING
-            and has_role(request.user, env.project_id, env.approver_min_role),
+            "environment": env,
+            "approvals": approvals,
+            "approvals_so_far": sum(a.decision == ApprovalDecision.APPROVE for a in approvals),
+            "expired": expired,
+            "refusal": refusal,
+            "evidence": selectors.promotion_evidence(
+                promotion=promotion, serving=services.serving_deployment(env)
+            ),
         },
     )
 
@@ -86,3 +201,76 @@ def promotion_decide(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Your decision ({decision}) is recorded.")
     return redirect(promotion)
+
+
+def _environment_or_404(request: HttpRequest, slug: str, name: str) -> Environment:
+    project = get_object_or_404(project_list(user=request.user), slug=slug)
+    return get_object_or_404(
+        project.environments.select_related("project").prefetch_related("freeze_windows"),
+        name=name,
+    )
+
+
+@login_required
+def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    environment = _environment_or_404(request, slug, name)
+    now = timezone.now()
+    serving = services.serving_deployment(environment)
+    freeze = environment.active_freeze(now)
+    history = Paginator(selectors.deployment_history(environment=environment), 25)
+    return render(
+        request,
+        "releases/environment_detail.html",
+        {
+            "project": environment.project,
+            "environment": environment,
+            "serving": serving,
+            "freeze": freeze,
+            "freeze_ends": freeze.ends_at(now) if freeze else None,
+            "freeze_windows": environment.freeze_windows.all(),
+            "waiting_promotions": environment.promotions.filter(
+                status__in=(PromotionStatus.PENDING, PromotionStatus.APPROVED)
+            ).select_related("release"),
+            "page": history.get_page(request.GET.get("page")),
+            "timeline": selectors.environment_timeline(environment=environment),
+            "rollback_to": selectors.rollback_candidates(environment=environment, serving=serving),
+            "may_deploy": has_role(request.user, environment.project_id, Role.DEVELOPER),
+            "service_url_is_link": environment.service_url.startswith(("http://", "https://")),
+        },
+    )
+
+
+@login_required
+def environment_rollback(
+    request: HttpRequest, slug: str, name: str, release_pk: int
+) -> HttpResponse:
+    """Ask before redeploying an older release; the POST does it."""
+    environment = _environment_or_404(request, slug, name)
+    _require_role(request, environment.project_id, Role.DEVELOPER)
+    release = get_object_or_404(environment.project.releases, pk=release_pk)
+    error, status = "", 200
+    if request.method == "POST":
+        try:
+            services.deployment_rollback(
+                environment=environment,
+                release=release,
+                actor=request.user,
+                reason=request.POST.get("reason", "")[:REASON_MAX],
+            )
+        except ServiceError as exc:
+            error, status = exc.message, exc.status_code
+        else:
+            messages.success(request, f"Rolling back {environment.name} to {release.version}.")
+            return redirect(environment)
+    return render(
+        request,
+        "releases/environment_rollback.html",
+        {
+            "environment": environment,
+            "release": release,
+            "serving": services.serving_deployment(environment),
+            "error": error,
+            "reason": request.POST.get("reason", ""),
+        },
+        status=status,
+    )

@@ -172,6 +172,7 @@ SPECTACULAR_SETTINGS = {
         "PromotionStatusEnum": "apps.releases.choices.PromotionStatus",
         "NotificationTargetKindEnum": "apps.notifications.choices.TargetKind",
         "NotificationEventEnum": "apps.notifications.choices.Event",
+        "JobKindEnum": "apps.pipelines.choices.JobKind",
         "RoleEnum": "apps.accounts.choices.Role",
         "GitProviderEnum": "apps.projects.choices.GitProvider",
         "WebhookDeliveryStatusEnum": "apps.webhooks.choices.DeliveryStatus",

@@ -38,8 +38,20 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         http_status=202,
         payload={"ref": "refs/heads/main", "commit": "a" * 40},
     )
+    from apps.notifications.services import target_create
+
+    target = target_create(
+        project=project,
+        actor=admin_user,
+        kind="webhook",
+        name="ops",
+        destination="http://127.0.0.1:9/hook",
+        secret="a-secret-of-20-chars",
+    )
     return {
         "project": project.slug,
+        "notification-target": target.pk,
+        "notification-delivery": 1,  # read-only: every write is 405 before any lookup
         "environment": production.pk,
         "run": run.pk,
         "job": run.jobs.get().pk,
@@ -56,7 +68,7 @@ def _snapshot():
         m._meta.label: m.objects.count()
         for m in apps.get_models()
         if m._meta.app_label
-        in {"projects", "pipelines", "releases", "accounts", "core", "webhooks"}
+        in {"projects", "pipelines", "releases", "accounts", "core", "webhooks", "notifications"}
     }
     statuses = {
         m._meta.label: sorted(m.objects.values_list("pk", "status"))
@@ -86,6 +98,13 @@ BODIES = {
     "project": {"name": "Another"},
     "environment": {"project": "churn-model", "name": "qa"},
     "run": {"project": "churn-model", "jobs": JOBS},
+    "notification-target": {
+        "project": "churn-model",
+        "name": "ops hook",
+        "kind": "webhook",
+        "destination": "http://127.0.0.1:9/hook",
+        "secret": "a-secret-of-20-chars",
+    },
 }
 
 
@@ -184,7 +203,7 @@ def test_approver_approves_once_and_not_own_request(world, member, api, admin_us
     url = reverse("promotion-approve", args=[world["promotion"]])
     response = client.post(url, {"comment": "looks good"}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json()["status"] == "approved"
+    assert response.json()["status"] == "deploying"  # approved; its deployment is requested
     assert client.post(url, {}, format="json").status_code == 409
     assert AuditEvent.objects.filter(action="promotion.approve", actor=lead).count() == 1
 

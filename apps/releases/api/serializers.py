@@ -1,5 +1,10 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.projects.api.serializers import EnvironmentSerializer
+from apps.projects.models import Environment
+
+from .. import selectors
 from ..models import Approval, Deployment, Promotion, Release
 
 
@@ -97,3 +102,72 @@ class DecisionSerializer(serializers.Serializer):
 
 class BlockSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=4000)
+
+
+class ServingSerializer(serializers.Serializer):
+    """What serves an environment now: its last succeeded deployment."""
+
+    deployment = serializers.IntegerField()
+    release = serializers.CharField(help_text="Release version.")
+    release_id = serializers.IntegerField()
+    since = serializers.DateTimeField(help_text="When that deployment finished.")
+    status = serializers.CharField()
+
+
+class EnvironmentWithServingSerializer(EnvironmentSerializer):
+    serving = serializers.SerializerMethodField()
+
+    class Meta(EnvironmentSerializer.Meta):
+        fields = [*EnvironmentSerializer.Meta.fields, "serving"]
+
+    @extend_schema_field(ServingSerializer(allow_null=True))
+    def get_serving(self, environment: Environment) -> dict | None:
+        if not hasattr(environment, "serving_deployment_id"):
+            # Just created or updated: not read through the annotated list.
+            environment = selectors.with_serving(Environment.objects.filter(pk=environment.pk))[0]
+        if environment.serving_deployment_id is None:
+            return None
+        return {
+            "deployment": environment.serving_deployment_id,
+            "release": environment.serving_release_version,
+            "release_id": environment.serving_release_id,
+            "since": environment.serving_since,
+            "status": environment.serving_status,
+        }
+
+
+class RollbackSerializer(serializers.Serializer):
+    release = serializers.PrimaryKeyRelatedField(
+        queryset=Release.objects.none(),
+        help_text="Id of a release that served this environment before.",
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    def __init__(self, *args, environment: Environment | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if environment is not None:
+            # Only the environment's project: another project's id reads as "does not exist".
+            self.fields["release"].queryset = Release.objects.filter(
+                project_id=environment.project_id
+            )
+
+
+class DeploySerializer(serializers.Serializer):
+    environment = serializers.PrimaryKeyRelatedField(
+        queryset=Environment.objects.none(), help_text="Id of an environment of the project."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    def __init__(self, *args, release: Release | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if release is not None:
+            self.fields["environment"].queryset = Environment.objects.filter(
+                project_id=release.project_id
+            )
+
+
+class ServiceErrorSerializer(serializers.Serializer):
+    """A refusal from a service (apps.core.api.exceptions)."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()

@@ -1,10 +1,11 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.accounts.choices import Role
 from apps.core.api.viewsets import ProjectScopedViewSet
+from apps.projects.api.views import EnvironmentViewSet as ProjectEnvironmentViewSet
 
 from .. import selectors, services
 from ..choices import ApprovalChannel, ApprovalDecision
@@ -13,9 +14,25 @@ from .serializers import (
     BlockSerializer,
     DecisionSerializer,
     DeploymentSerializer,
+    DeploySerializer,
+    EnvironmentWithServingSerializer,
     PromotionSerializer,
     ReleaseSerializer,
+    RollbackSerializer,
+    ServiceErrorSerializer,
 )
+
+# Who may deploy or roll back where is the service's rule (developer; the approver role where
+# deploys need approval); the viewset only keeps viewers out.
+DEPLOY_REFUSALS = {
+    400: OpenApiResponse(description="Invalid body."),
+    403: OpenApiResponse(ServiceErrorSerializer, description="Your role does not allow it."),
+    409: OpenApiResponse(
+        ServiceErrorSerializer,
+        description="Refused as things stand: release blocked, environment frozen, approval "
+        "needed, or the release never served here.",
+    ),
+}
 
 
 class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
@@ -24,10 +41,28 @@ class ReleaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectSc
     serializer_class = ReleaseSerializer
     filterset_class = ReleaseFilter
     ordering_fields = ["created", "version"]
-    action_roles = {"block": Role.APPROVER}
+    action_roles = {"block": Role.APPROVER, "deploy": Role.DEVELOPER}
 
     def get_queryset(self):
         return selectors.release_list(user=self.request.user)
+
+    @extend_schema(
+        request=DeploySerializer, responses={202: DeploymentSerializer, **DEPLOY_REFUSALS}
+    )
+    @action(detail=True, methods=["post"])
+    def deploy(self, request, pk=None):
+        """Deploy this release to an environment that deploys without approval (one that needs
+        approval takes a promotion). A worker carries it out: follow the deployment's status."""
+        release = self.get_object()
+        body = DeploySerializer(data=request.data, release=release)
+        body.is_valid(raise_exception=True)
+        deployment = services.deployment_request(
+            release=release,
+            environment=body.validated_data["environment"],
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=BlockSerializer, responses={200: ReleaseSerializer})
     @action(detail=True, methods=["post"])
@@ -86,3 +121,33 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         return self._decide(request, ApprovalDecision.REJECT)
+
+
+class EnvironmentViewSet(ProjectEnvironmentViewSet):
+    """A project's environments in promotion order, each with the release serving it now.
+    Writing needs the project's admin role; rolling back is checked by the deploy service."""
+
+    serializer_class = EnvironmentWithServingSerializer
+    action_roles = {"rollback": Role.DEVELOPER}
+
+    def get_queryset(self):
+        return selectors.environment_list_with_serving(user=self.request.user).prefetch_related(
+            "freeze_windows"
+        )
+
+    @extend_schema(
+        request=RollbackSerializer, responses={202: DeploymentSerializer, **DEPLOY_REFUSALS}
+    )
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        """Redeploy a release that served this environment before. A worker carries it out."""
+        environment = self.get_object()
+        body = RollbackSerializer(data=request.data, environment=environment)
+        body.is_valid(raise_exception=True)
+        deployment = services.deployment_rollback(
+            environment=environment,
+            release=body.validated_data["release"],
+            actor=request.user,
+            reason=body.validated_data["reason"],
+        )
+        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
