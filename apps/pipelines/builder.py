@@ -68,8 +68,10 @@ def push_image(*, tag: str, project: str, log: LogWriter) -> dict:
             if "error" in chunk:
                 raise BuildError(f"docker push failed: {chunk['error'].strip()}")
             digest = (chunk.get("aux") or {}).get("Digest", digest)
-    except DockerException as exc:
-        raise BuildError(f"Docker engine: {exc}") from exc
+    except (DockerException, OSError) as exc:  # requests' errors are OSErrors
+        raise BuildError(f"Pushing to {repository}: {exc}") from exc
+    if not digest:
+        raise BuildError(f"Pushing to {repository}: the registry reported no digest.")
     log.line(f"pushed {repository}@{digest}")
     return {"pushed": f"{repository}:{version}", "repo_digest": f"{repository}@{digest}"}
 
