@@ -97,3 +97,41 @@ def freeze_window_add(
         data={"cron": cron, "reason": reason},
     )
     return window
+
+
+@transaction.atomic
+def environments_from_spec(*, project: Project, spec: dict, actor: Any) -> list[Environment]:
+    """Create the environments a pipeline spec names that the project does not have yet, in
+    the spec's order after the existing ones, with the spec's rules.
+
+    An existing environment is never changed: its rules belong to the project's admins, and a
+    commit must not be able to lower its own approval bar.
+    """
+    wanted = (spec or {}).get("environments") or {}
+    existing = set(project.environments.values_list("name", flat=True))
+    last = project.environments.order_by("-order").values_list("order", flat=True).first()
+    order = -1 if last is None else last
+    created = []
+    for name, rules in wanted.items():
+        if name in existing:
+            continue
+        order += 1
+        ttl = rules.get("approval_ttl_hours")
+        environment = Environment.objects.create(
+            project=project,
+            name=name,
+            order=order,
+            auto_deploy=bool(rules.get("auto_deploy")),
+            required_approvals=int(rules.get("required_approvals") or 0),
+            allow_self_approval=bool(rules.get("allow_self_approval")),
+            **({"approval_ttl": timedelta(hours=ttl)} if ttl else {}),
+        )
+        audit_log(
+            actor=actor,
+            action="environment.created",
+            obj=environment,
+            project_id=project.pk,
+            reason="Named in .controlplane.yml",
+        )
+        created.append(environment)
+    return created

@@ -3,6 +3,7 @@
 import logging
 
 from apps.pipelines.choices import RunStatus
+from apps.projects.services import environments_from_spec
 
 from .services import release_advance, release_create_from_run
 
@@ -15,6 +16,8 @@ def release_from_succeeded_run(sender, *, run, to_status, **kwargs) -> None:
     try:
         release = release_create_from_run(run=run)
         if release is not None:
+            # Environments the spec names and the project lacks are created (never changed).
+            environments_from_spec(project=run.project, spec=run.spec, actor="pipeline")
             release_advance(release=release)  # first environment: deploy or ask
     except Exception:
         # The run stays succeeded; the release can be made again by re-running the pipeline.

@@ -265,3 +265,23 @@ def test_one_reminder_before_an_approval_expires(envs, project, admin_user, tmp_
         promotion_reminder.disconnect(receiver)
     assert reminded == [promotion.pk]
     assert Promotion.objects.get(pk=promotion.pk).reminder_sent_at is not None
+
+
+def test_the_spec_creates_missing_environments_and_never_loosens_existing_ones(project, admin_user):
+    from apps.projects.services import environments_from_spec
+
+    spec = {
+        "environments": {
+            "dev": {"auto_deploy": True},
+            "production": {"auto_deploy": True, "required_approvals": 0},  # a commit's attempt
+            "canary": {"auto_deploy": False, "required_approvals": 2, "approval_ttl_hours": 4},
+        }
+    }
+    created = environments_from_spec(project=project, spec=spec, actor="pipeline")
+    assert [e.name for e in created] == ["canary"]
+    canary = created[0]
+    assert canary.order > project.environments.get(name="production").order
+    assert (canary.required_approvals, canary.approval_ttl) == (2, timedelta(hours=4))
+    production = project.environments.get(name="production")
+    assert not production.auto_deploy and production.required_approvals == 1
+    assert environments_from_spec(project=project, spec=spec, actor="pipeline") == []
