@@ -82,7 +82,7 @@ def test_example_project_passes_then_breaks_then_drifts(
     git_project, repo, admin_user, running_worker, client
 ):
     # 1. The example as committed: tests pass, predictions reproduce exactly.
-    run = finished(push(git_project, repo, admin_user))
+    run = finished(push(git_project, repo, admin_user), timeout=300)
     jobs = {j.name: j for j in run.jobs.all()}
     assert run.status == RunStatus.SUCCEEDED, {
         n: (j.status, j.error_message, log_of(run, n)[-2000:]) for n, j in jobs.items()
@@ -118,7 +118,7 @@ def test_example_project_passes_then_breaks_then_drifts(
             + ("\n\ndef test_deliberately_broken():\n    assert 1 + 1 == 3\n")
         },
     )
-    run = finished(push(git_project, repo, admin_user))
+    run = finished(push(git_project, repo, admin_user), timeout=300)
     jobs = {j.name: j for j in run.jobs.all()}
     assert run.status == RunStatus.FAILED
     assert jobs["test"].status == JobStatus.FAILED
@@ -139,7 +139,7 @@ def test_example_project_passes_then_breaks_then_drifts(
             training: repo.read(training).replace('"C": 1.0', '"C": 0.5'),
         },
     )
-    run = finished(push(git_project, repo, admin_user))
+    run = finished(push(git_project, repo, admin_user), timeout=300)
     jobs = {j.name: j for j in run.jobs.all()}
     assert jobs["test"].status == JobStatus.SUCCEEDED
     assert run.status == RunStatus.FAILED
@@ -167,7 +167,7 @@ def test_invalid_spec_fails_the_run_at_once_with_the_line(
             )
         },
     )
-    run = finished(push(git_project, repo, admin_user))
+    run = finished(push(git_project, repo, admin_user), timeout=300)
     assert run.status == RunStatus.FAILED
     assert ".controlplane.yml:5" in run.error_message
     assert "scirpt" in run.error_message
@@ -176,7 +176,7 @@ def test_invalid_spec_fails_the_run_at_once_with_the_line(
 
 def test_missing_spec_and_unknown_ref(git_project, repo, admin_user, running_worker):
     repo.commit("No pipeline", {".controlplane.yml": None})
-    run = finished(push(git_project, repo, admin_user))
+    run = finished(push(git_project, repo, admin_user), timeout=300)
     assert run.status == RunStatus.FAILED
     assert "No .controlplane.yml" in run.error_message
     run = finished(

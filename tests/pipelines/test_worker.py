@@ -32,8 +32,8 @@ def worker():
         w.stop()
 
 
-def finished(run: PipelineRun) -> PipelineRun:
-    return wait_for(lambda: (r := PipelineRun.objects.get(pk=run.pk)).is_terminal and r, 90)
+def finished(run: PipelineRun, timeout: float = 90) -> PipelineRun:
+    return wait_for(lambda: (r := PipelineRun.objects.get(pk=run.pk)).is_terminal and r, timeout)
 
 
 def kill_worker_mid_job(worker: WorkerProcess, pidfile) -> None:
