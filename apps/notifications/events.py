@@ -121,10 +121,7 @@ def project_of(object_type: str, obj: Any) -> Project:
 
 def absolute_url(object_type: str, obj: Any) -> str:
     """The page of the object, for people (Slack buttons, email links, webhook ``url``)."""
-    if object_type == ObjectType.DEPLOYMENT:
-        # A deployment has no page of its own: the environment's shows what runs where.
-        path = obj.environment.get_absolute_url()
-    elif object_type == ObjectType.TARGET:
+    if object_type == ObjectType.TARGET:
         path = obj.project.get_absolute_url()
     else:
         path = obj.get_absolute_url()

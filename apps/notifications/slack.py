@@ -301,7 +301,7 @@ def event_message(event: str, title: str, data: dict[str, Any]) -> list[dict[str
         blocks.append(
             {
                 "type": "actions",
-                "elements": [_link_button("Open environment", d["url"], "open_environment")],
+                "elements": [_link_button("Open deployment", d["url"], "open_deployment")],
             }
         )
         return blocks

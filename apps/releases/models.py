@@ -10,7 +10,13 @@ from apps.pipelines.models import PipelineRun
 from apps.projects.models import Environment, Project
 from apps.training.models import ModelVersion
 
-from .choices import ApprovalChannel, ApprovalDecision, DeploymentStatus, PromotionStatus
+from .choices import (
+    DEPLOYMENT_TERMINAL,
+    ApprovalChannel,
+    ApprovalDecision,
+    DeploymentStatus,
+    PromotionStatus,
+)
 
 
 class Release(TimeStampedModel):
@@ -127,6 +133,16 @@ class Deployment(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.release.version} → {self.environment.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "releases:deployment",
+            kwargs={"slug": self.environment.project.slug, "pk": self.pk},
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in DEPLOYMENT_TERMINAL
 
 
 class Promotion(TimeStampedModel):

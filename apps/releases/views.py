@@ -203,6 +203,30 @@ def promotion_decide(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     return redirect(promotion)
 
 
+@login_required
+def deployment_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """One deployment: what, where, by whom, and its log (polled while it is not over)."""
+    deployment = get_object_or_404(
+        selectors.deployment_list(user=request.user).select_related(
+            "triggered_by", "previous__release", "promotion"
+        ),
+        environment__project__slug=slug,
+        pk=pk,
+    )
+    template = "releases/deployment_detail.html"
+    if request.headers.get("HX-Request"):
+        template += "#card"
+    return render(
+        request,
+        template,
+        {
+            "deployment": deployment,
+            "environment": deployment.environment,
+            "project": deployment.environment.project,
+        },
+    )
+
+
 def _environment_or_404(request: HttpRequest, slug: str, name: str) -> Environment:
     project = get_object_or_404(project_list(user=request.user), slug=slug)
     return get_object_or_404(

@@ -245,7 +245,7 @@ def test_deployments(
     assert post["json"]["text"] == f"[churn-model] {title}"
     blocks = _blocks(post)
     assert title in _text(blocks)
-    assert _buttons(blocks)["open_environment"]["url"] == SITE + production.get_absolute_url()
+    assert _buttons(blocks)["open_deployment"]["url"] == SITE + deployment.get_absolute_url()
 
 
 def test_slack_down_is_retried_then_sent(

@@ -285,3 +285,25 @@ def test_the_spec_creates_missing_environments_and_never_loosens_existing_ones(p
     production = project.environments.get(name="production")
     assert not production.auto_deploy and production.required_approvals == 1
     assert environments_from_spec(project=project, spec=spec, actor="pipeline") == []
+
+
+def test_the_deployment_page_shows_its_log_and_polls_while_it_runs(
+    deploy_dir, envs, project, admin_user, member, client, tmp_path
+):
+    release = make_release(project, admin_user, tmp_path)
+    deployment = deployment_request(release=release, environment=envs["dev"], actor=admin_user)
+    client.force_login(member("viewer"))
+    page = client.get(deployment.get_absolute_url()).content.decode()
+    assert "Waiting for a worker" in page and 'hx-trigger="every 1s"' in page
+    deployment = deployment_execute(deployment_id=deployment.pk)
+    assert deployment.status == DeploymentStatus.SUCCEEDED
+    partial = client.get(deployment.get_absolute_url(), headers={"HX-Request": "true"})
+    body = partial.content.decode()
+    assert "<html" not in body  # only the card
+    assert "deploying v1 to dev with process" in body and "v1 serves dev" in body
+    assert "hx-trigger" not in body  # over: no more polling
+    client.force_login(member("viewer", "outsider-not-member"))
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="stranger"))
+    assert client.get(deployment.get_absolute_url()).status_code == 404
