@@ -134,7 +134,7 @@ class EnvironmentSpec:
     auto_deploy: bool = False
     required_approvals: int = 0
     allow_self_approval: bool = False
-    approval_ttl_hours: int | None = None  # None: approvals never expire
+    approval_ttl_hours: int | None = None  # None: the default approval time (72 h)
 
 
 @dataclass(frozen=True)
