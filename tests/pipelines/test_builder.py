@@ -7,8 +7,8 @@ from apps.pipelines import services
 from apps.pipelines.choices import JobStatus, RunStatus
 from apps.pipelines.models import PipelineRun
 
+from ..dockerengine import IMAGE, docker_client
 from .gitrepo import Repo
-from .test_docker_runner import IMAGE, _unavailable
 from .test_worker import finished, log_of
 from .worker import WorkerProcess
 
@@ -23,14 +23,7 @@ DOCKERFILE = (
 
 @pytest.fixture
 def engine():
-    from docker.client import from_env
-
-    try:
-        client = from_env()
-        client.images.get(IMAGE)
-    except Exception as exc:
-        _unavailable(f"no Docker engine or no {IMAGE} ({exc.__class__.__name__})")
-    return client
+    return docker_client()
 
 
 def test_build_job_builds_a_labelled_image_from_the_bundle(project, tmp_path, engine):

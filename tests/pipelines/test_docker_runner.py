@@ -14,40 +14,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker.client import DockerClient, from_env
-from docker.errors import DockerException
+from docker.client import DockerClient
 
 from apps.pipelines.logs import MASK, LogWriter
 from apps.pipelines.runners import RunOutcome, RunRequest, get_runner
 from apps.pipelines.runners.docker import DockerRunner
 
+from ..dockerengine import IMAGE, docker_client
 from .worker import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "local/python:3.11-bookworm"
 # Every container these tests start carries this value as its controlplane.project label.
 SESSION = f"pytest-{uuid.uuid4().hex[:8]}"
 
 
-def _unavailable(reason: str) -> None:
-    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if ci and os.environ.get("CONTROLPLANE_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{reason} (CI with CONTROLPLANE_REQUIRE_DOCKER=1)")
-    pytest.skip(f"{reason}: run scripts/docker_up.sh")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def engine() -> Iterator[DockerClient]:
-    try:
-        client = from_env()
-        client.ping()
-    except Exception as exc:  # any failure to reach it means "no engine"
-        _unavailable(f"no Docker engine ({exc.__class__.__name__})")
-    try:
-        client.images.get(IMAGE)
-    except DockerException:
-        _unavailable(f"no {IMAGE} image on the Docker host")
+    client = docker_client()
     yield client
     # Whatever happened, no container of this session may be left behind.
     leftovers = ours(client)

@@ -22,8 +22,8 @@ from docker.errors import DockerException
 
 from apps.pipelines.builder import BuildError, build_from_context, push_image
 
+from ..dockerengine import IMAGE, docker_client
 from .registry import MANIFEST_V2, Registry, sha256
-from .test_docker_runner import IMAGE, _unavailable
 
 pytestmark = pytest.mark.docker
 
@@ -52,17 +52,8 @@ class Log:
 
 @pytest.fixture(scope="module")
 def engine():
-    from docker.client import from_env
 
-    try:
-        client = from_env()
-        client.ping()
-    except Exception as exc:  # any failure to reach it means "no engine"
-        _unavailable(f"no Docker engine ({exc.__class__.__name__})")
-    try:
-        client.images.get(IMAGE)
-    except DockerException:
-        _unavailable(f"no {IMAGE} image on the Docker host")
+    client = docker_client()
     cidrs = client.info().get("RegistryConfig", {}).get("InsecureRegistryCIDRs") or []
     loopback = ipaddress.ip_address("127.0.0.1")
     if not any(loopback in ipaddress.ip_network(c, strict=False) for c in cidrs):

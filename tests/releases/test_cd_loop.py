@@ -12,9 +12,9 @@ import pytest
 from apps.pipelines.choices import RunStatus
 from apps.releases.choices import DeploymentStatus, PromotionStatus
 from apps.releases.models import Deployment, Promotion, Release
+from tests.dockerengine import IMAGE, docker_client
 from tests.pipelines.gitrepo import Repo
 from tests.pipelines.test_ci_loop import SECRET, push
-from tests.pipelines.test_docker_runner import IMAGE, _unavailable
 from tests.pipelines.test_worker import log_of
 from tests.pipelines.worker import WorkerProcess, wait_for
 
@@ -25,13 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.worker, pytest.mark.django_db(tran
 
 @pytest.fixture
 def engine():
-    from docker.client import from_env
-
-    try:
-        client = from_env()
-        client.images.get(IMAGE)
-    except Exception as exc:
-        _unavailable(f"no Docker engine or no {IMAGE} ({exc.__class__.__name__})")
+    client = docker_client()
     yield client
     for container in client.containers.list(all=True, filters={"label": "controlplane.project"}):
         container.remove(force=True)

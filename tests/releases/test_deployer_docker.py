@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker.client import DockerClient, from_env
-from docker.errors import DockerException, NotFound
+from docker.client import DockerClient
+from docker.errors import NotFound
 
 from apps.releases.deployers import DeployError, DeployFailed, DeployRequest, get_deployer
 from apps.releases.deployers.docker import DockerDeployer, container_name
 from apps.releases.deployers.health import free_port
-from tests.pipelines.test_docker_runner import IMAGE, _unavailable
+from tests.dockerengine import IMAGE, docker_client
 
 pytestmark = pytest.mark.docker
 
@@ -61,15 +61,7 @@ CMD ["python3", "/app/server.py"]
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> Iterator[DockerClient]:
-    try:
-        client = from_env()
-        client.ping()
-    except Exception as exc:  # any failure to reach it means "no engine"
-        _unavailable(f"no Docker engine ({exc.__class__.__name__})")
-    try:
-        client.images.get(IMAGE)
-    except DockerException:
-        _unavailable(f"no {IMAGE} image on the Docker host")
+    client = docker_client()
     context = tmp_path_factory.mktemp("image")
     (context / "Dockerfile").write_text(DOCKERFILE)
     (context / "server.py").write_text(SERVER)
