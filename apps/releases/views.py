@@ -104,7 +104,7 @@ def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     _require_role(request, release.project_id, Role.DEVELOPER)
     environment = _environment_of(release, request)
     try:
-        services.deployment_request(
+        deployment = services.deployment_request(
             release=release,
             environment=environment,
             actor=request.user,
@@ -112,9 +112,9 @@ def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         )
     except ServiceError as exc:
         messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Deploying {release.version} to {environment.name}.")
-    return redirect(release)
+        return redirect(release)
+    messages.success(request, f"Deploying {release.version} to {environment.name}.")
+    return redirect(deployment)  # its page follows the deploy live
 
 
 @login_required
@@ -275,7 +275,7 @@ def environment_rollback(
     error, status = "", 200
     if request.method == "POST":
         try:
-            services.deployment_rollback(
+            deployment = services.deployment_rollback(
                 environment=environment,
                 release=release,
                 actor=request.user,
@@ -285,7 +285,7 @@ def environment_rollback(
             error, status = exc.message, exc.status_code
         else:
             messages.success(request, f"Rolling back {environment.name} to {release.version}.")
-            return redirect(environment)
+            return redirect(deployment)  # its page follows the deploy live
     return render(
         request,
         "releases/environment_rollback.html",

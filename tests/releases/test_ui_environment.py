@@ -195,9 +195,9 @@ def test_approver_rolls_back_with_a_reason(
             _rollback_url(production, history["r12"]), {"reason": "r14 drops requests"}
         )
     assert response.status_code == 302
-    assert response["Location"] == production.get_absolute_url()
     deployment = Deployment.objects.latest("pk")
     assert deployment.release == history["r12"]
+    assert response["Location"] == deployment.get_absolute_url()  # follows it live
     assert deployment.is_rollback and deployment.triggered_by == lead
     assert deployment.status == DeploymentStatus.PENDING
     assert deployment.details.get("reason") == "r14 drops requests"
