@@ -99,6 +99,17 @@ def freeze_window_add(
     return window
 
 
+def freeze_window_remove(*, window: FreezeWindow, actor: Any) -> None:
+    audit_log(
+        actor=actor,
+        action="freeze_window.removed",
+        obj=window,
+        project_id=window.environment.project_id,
+        data={"cron": window.cron, "reason": window.reason},
+    )
+    window.delete()
+
+
 @transaction.atomic
 def environments_from_spec(*, project: Project, spec: dict, actor: Any) -> list[Environment]:
     """Create the environments a pipeline spec names that the project does not have yet, in

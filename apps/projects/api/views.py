@@ -1,7 +1,10 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions
-from rest_framework.exceptions import PermissionDenied
+from rest_framework import mixins, permissions, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,7 +16,7 @@ from .. import selectors, services
 from ..models import Project
 from ..spec import load_schema
 from .filters import EnvironmentFilter, ProjectFilter
-from .serializers import EnvironmentSerializer, ProjectSerializer
+from .serializers import EnvironmentSerializer, FreezeWindowSerializer, ProjectSerializer
 
 
 class ProjectViewSet(
@@ -85,6 +88,36 @@ class EnvironmentViewSet(
             obj=env,
             project_id=env.project_id,
         )
+
+    @extend_schema(request=FreezeWindowSerializer, responses={201: FreezeWindowSerializer})
+    @action(detail=True, methods=["post"], url_path="freeze-windows")
+    def add_freeze_window(self, request, pk=None):
+        """Hold deploys to this environment while a window is open: from each ``cron`` time
+        for ``duration`` (e.g. ``"0 17 * * 5"`` for ``"2 15:00:00"``: Friday 17:00 to Monday
+        08:00). Needs the project's admin role."""
+        environment = self.get_object()
+        body = FreezeWindowSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            window = services.freeze_window_add(
+                environment=environment, actor=request.user, **body.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
+        return Response(FreezeWindowSerializer(window).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(
+        detail=True,
+        methods=["delete"],
+        url_path=r"freeze-windows/(?P<window_id>\d+)",
+        url_name="remove-freeze-window",
+    )
+    def remove_freeze_window(self, request, pk=None, window_id=None):
+        environment = self.get_object()
+        window = get_object_or_404(environment.freeze_windows, pk=window_id)
+        services.freeze_window_remove(window=window, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def perform_update(self, serializer):
         if "project" in serializer.validated_data and (
