@@ -29,3 +29,11 @@ def supervise_services_task() -> list:
     from .deployers.process import ProcessDeployer
 
     return ProcessDeployer().supervise()
+
+
+@shared_task(name="releases.prune_deploy_files", ignore_result=True)
+def prune_deploy_files_task() -> dict:
+    """Delete process-deployer releases and virtualenvs no service uses (keeping a few)."""
+    from .deployers.process import prune
+
+    return prune()

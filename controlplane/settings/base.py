@@ -215,6 +215,7 @@ CELERY_TASK_ROUTES = {
     "pipelines.reap_*": {"queue": "default"},
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
+    "releases.prune_deploy_files": {"queue": "deploy"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -276,6 +277,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.sweep_deliveries",
         "schedule": timedelta(minutes=5),
         "options": {"expires": 300},
+    },
+    "releases.prune_deploy_files": {
+        "task": "releases.prune_deploy_files",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
     },
     "webhooks.prune_deliveries": {
         "task": "webhooks.prune_deliveries",

@@ -339,3 +339,39 @@ def test_clear_errors_before_anything_starts(deployer, make_request, tmp_path):
         deployer.deploy(make_request(bundle, None))
     with pytest.raises(DeployError, match="no serve command"):
         deployer.deploy(make_request(bundle, free_port(), command=""))
+
+
+def test_prune_keeps_what_serves_and_a_few_spare_releases(tmp_path):
+    import os
+
+    from apps.releases.deployers.process import prune
+
+    root = tmp_path / "deploy"
+    for kind in ("releases", "venvs"):
+        for i in range(8):
+            folder = root / kind / f"{kind[0]}{i}"
+            folder.mkdir(parents=True)
+            os.utime(folder, (1_000_000 + i, 1_000_000 + i))  # old: r0 oldest … r7 newest
+    fresh = root / "releases" / "building-now"
+    fresh.mkdir()  # touched just now: a deploy may be extracting it
+    serving = root / "churn" / "prod"
+    serving.mkdir(parents=True)
+    (serving / "state.json").write_text(
+        json.dumps({"cwd": str(root / "releases" / "r0"), "venv": str(root / "venvs" / "v1")})
+    )
+    removed = prune(root, keep=3)
+    left = sorted(p.name for p in (root / "releases").iterdir())
+    # What serves (r0) stays however old; of the others the 3 most recent (the fresh one
+    # among them) stay.
+    assert left == ["building-now", "r0", "r6", "r7"]
+    assert sorted(removed["releases"]) == ["r1", "r2", "r3", "r4", "r5"]
+    assert sorted(p.name for p in (root / "venvs").iterdir() if p.is_dir()) == [
+        "v1",
+        "v5",
+        "v6",
+        "v7",
+    ]
+    # Keeping none: only what serves and what is being built right now survive.
+    prune(root, keep=0)
+    assert sorted(p.name for p in (root / "releases").iterdir()) == ["building-now", "r0"]
+    assert [p.name for p in (root / "venvs").iterdir() if p.is_dir()] == ["v1"]

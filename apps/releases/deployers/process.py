@@ -145,6 +145,43 @@ def supervise(root: Path | None = None) -> list[dict]:
     return restarted
 
 
+def prune(root: Path | None = None, *, keep: int = 5, min_age: float = 3600) -> dict:
+    """Delete extracted releases and virtualenvs no service uses, keeping the ``keep`` most
+    recently used others (quick rollbacks) and anything touched in the last ``min_age``
+    seconds (a deploy may be building it right now). Returns what was removed."""
+    root = root or deploy_dir()
+    in_use: set[Path] = set()
+    for state_file in root.glob(f"*/*/{STATE}"):
+        if state_file.parent.parent.name in RESERVED:
+            continue
+        state = _read_state(state_file.parent) or {}
+        in_use.update(Path(state[k]) for k in ("cwd", "venv") if state.get(k))
+    removed: dict[str, list[str]] = {"releases": [], "venvs": []}
+    now = time.time()
+    for kind in ("releases", "venvs"):
+        folders = sorted(
+            (p for p in (root / kind).glob("*") if p.is_dir() and not p.name.startswith(".")),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        spare = [p for p in folders if p not in in_use]
+        for folder in spare[keep:]:
+            if now - folder.stat().st_mtime < min_age:
+                continue
+            if kind == "venvs":
+                # Built under venvs/<key>.lock: skip one being (re)built right now. The lock
+                # file stays (removing it could let two builders hold "the" lock at once).
+                with _lock(folder.parent / f"{folder.name}.lock", blocking=False) as locked:
+                    if locked:
+                        shutil.rmtree(folder, ignore_errors=True)
+                if not locked:
+                    continue
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+            removed[kind].append(folder.name)
+    return removed
+
+
 def env_dir(root: Path, project: str, environment: str, *, create: bool = True) -> Path:
     parts = [re.sub(r"[^A-Za-z0-9_.-]+", "-", p).strip(".") for p in (project, environment)]
     if not all(parts) or parts[0] in RESERVED:
