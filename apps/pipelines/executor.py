@@ -7,6 +7,7 @@ Called by the ``pipelines.run_job`` task after :func:`services.job_claim` succee
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import socket
 import tarfile
@@ -117,6 +118,43 @@ def _script(job: Job, workspace: Path) -> list[str]:
         )
         script.append(command)
     return script
+
+
+def _in_image(job: Job, workspace: Path, log: LogWriter) -> dict | None:
+    """A reproducibility job with ``in_image: <build job>`` runs its command inside the image
+    that job built, in the image's working directory (the shipped code, model and
+    dependencies), with the checkout mounted at /workspace for the input and the output.
+
+    Returns None (a normal job), ``{"image", "script"}``, or ``{"reason"}`` when the build made
+    no image (no environment deploys images and CONTROLPLANE_BUILD_IMAGES is off)."""
+    name = job.options.get("in_image")
+    if job.kind != JobKind.REPRODUCIBILITY or not name:
+        return None
+    build = job.run.jobs.filter(name=name).first()
+    image = ((build.result or {}).get("image") or {}).get("id") if build else None
+    if not image:
+        return {
+            "reason": f"Not checked in an image: the build job '{name}' made none (no "
+            "environment deploys images and CONTROLPLANE_BUILD_IMAGES is off)."
+        }
+    from docker.client import from_env
+    from docker.errors import DockerException
+
+    try:
+        workdir = from_env().images.get(image).attrs["Config"].get("WorkingDir") or "/"
+    except DockerException as exc:
+        raise JobSetupError(
+            f"The image of '{name}' ({image[:19]}) is not available: {exc}"
+        ) from None
+    if "docker" not in settings.RUNNERS_ALLOWED:
+        raise JobSetupError("in_image needs the docker runner, which this worker does not allow.")
+    (workspace / OUTPUT_DIR).mkdir(exist_ok=True)
+    command = job.options["command"].format(
+        input=shlex.quote(f"/workspace/{job.options['input']}"),
+        output=f"/workspace/{OUTPUT_DIR}/predictions.csv",
+    )
+    log.line(f"running the predict command in the image {image[:19]} (in {workdir})")
+    return {"image": image, "script": [*job.script, f"cd {shlex.quote(workdir)} && {command}"]}
 
 
 def _check_reproducibility(job: Job, workspace: Path, log: LogWriter) -> tuple[dict, str]:
@@ -293,17 +331,29 @@ def execute_job(job: Job) -> Job:
         else:
             workspace.mkdir(parents=True)
         _cache_restore(job, workspace, log)
-        outcome = get_runner(job.runner).run(
-            RunRequest(
-                script=_script(job, workspace),
-                workspace=workspace,
-                env=job_environment(job, variables),
-                timeout=job.timeout_seconds,
-                log=log,
-                cancel=cancel,
-                image=job.image,
+        runner, image, script = job.runner, job.image, _script(job, workspace)
+        in_image = _in_image(job, workspace, log)
+        if in_image is None:
+            pass
+        elif in_image.get("image"):
+            runner, image, script = "docker", in_image["image"], in_image["script"]
+        else:  # nothing to check: say so on the job, do not pretend it passed a check
+            result["in_image"] = {"checked": False, "reason": in_image["reason"]}
+            log.line(in_image["reason"])
+        if "in_image" in result:
+            outcome = RunOutcome(exit_code=0)
+        else:
+            outcome = get_runner(runner).run(
+                RunRequest(
+                    script=script,
+                    workspace=workspace,
+                    env=job_environment(job, variables),
+                    timeout=job.timeout_seconds,
+                    log=log,
+                    cancel=cancel,
+                    image=image,
+                )
             )
-        )
         if outcome.error:
             error = outcome.error
         elif outcome.timed_out:
@@ -314,9 +364,11 @@ def execute_job(job: Job) -> Job:
             error = f"Exited with code {outcome.exit_code}."
         if not outcome.canceled:
             result.update(_reports(job, workspace, log))
-            if not error and job.kind == JobKind.REPRODUCIBILITY:
+            if not error and job.kind == JobKind.REPRODUCIBILITY and "in_image" not in result:
                 extra, error = _check_reproducibility(job, workspace, log)
                 result.update(extra)
+                if in_image and "reproducibility" in extra:
+                    extra["reproducibility"]["image"] = in_image["image"]
             if not error and job.kind == JobKind.BUILD:
                 result.update(_build_bundle(job, workspace, log))
                 if _wants_image(project):

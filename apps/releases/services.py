@@ -152,12 +152,22 @@ def release_create_from_run(*, run) -> Release | None:
         "reproducibility": {
             j.name: {
                 k: j.result["reproducibility"].get(k)
-                for k in ("passed", "max_abs_diff", "rows_outside", "rows_compared", "tolerance")
+                for k in (
+                    "passed",
+                    "max_abs_diff",
+                    "rows_outside",
+                    "rows_compared",
+                    "tolerance",
+                    "image",  # checked inside the release's image
+                )
             }
             for j in jobs
             if "reproducibility" in j.result
         },
     }
+    for j in jobs:
+        if "in_image" in j.result:  # an in-image check that had no image to run in
+            evidence["reproducibility"][j.name] = j.result["in_image"]
     image = build.result.get("image") or {}
     if image.get("repo_digest"):
         evidence["image"] = {"repo_digest": image["repo_digest"]}

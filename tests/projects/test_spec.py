@@ -89,6 +89,7 @@ def test_full_example_parses() -> None:
         "input": "tests/ref/input.csv",
         "expected": "tests/ref/expected.csv",
         "tolerance": 1e-6,
+        "in_image": None,
     }
     assert parsed.jobs["train"].options["gate"] == {
         "metric": "f1",
@@ -557,3 +558,18 @@ def test_documentation_examples_stay_accurate() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(error_example)
     assert str(caught.value) == expected_output
+
+
+def test_in_image_must_name_a_build_job_it_needs():
+    base = (
+        "version: 1\njobs:\n  build: {kind: build}\n  unit: {kind: test, script: [pytest]}\n"
+        "  check:\n    kind: reproducibility\n    needs: [build, unit]\n"
+        "    command: 'p {input} {output}'\n    input: i.csv\n    expected: e.csv\n"
+    )
+    ok = parse_spec((base + "    in_image: build\n").encode())
+    assert ok.jobs["check"].options["in_image"] == "build"
+    for wrong in ("unit", "nope"):
+        with pytest.raises(SpecError, match="in_image: must name a build job this job needs"):
+            parse_spec((base + f"    in_image: {wrong}\n").encode())
+    with pytest.raises(SpecError, match="in_image"):
+        parse_spec(b"version: 1\njobs:\n  unit: {kind: test, script: [x], in_image: b}\n")

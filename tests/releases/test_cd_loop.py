@@ -90,6 +90,10 @@ def test_push_to_production_through_an_approval_and_automatic_rollback(
         assert release.model_version is not None
         assert release.model_version.metrics == release.evidence["model"]["metrics"]
         assert release.evidence["tests"]["test"]["failures"] == 0
+        # The predictions were reproduced inside the image itself (its code, model, deps).
+        in_image = release.evidence["reproducibility"]["reproduce-image"]
+        assert in_image["passed"] and in_image["image"] == release.image_digest
+        assert in_image["rows_outside"] == 0
 
         for name in ("dev", "staging"):
             deployment = deployment_done(envs[name], release)

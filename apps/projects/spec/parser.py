@@ -29,7 +29,13 @@ MAX_DEPTH = 32
 JOB_KINDS = ("test", "build", "reproducibility", "train", "deploy", "monitor", "script")
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "build": {"dockerfile": "Dockerfile", "context": ".", "model": None, "metrics": None},
-    "reproducibility": {"command": None, "input": None, "expected": None, "tolerance": 1e-6},
+    "reproducibility": {
+        "command": None,
+        "input": None,
+        "expected": None,
+        "tolerance": 1e-6,
+        "in_image": None,
+    },
     "train": {"model": None, "metrics": None, "gate": None},
     "deploy": {"environment": None},
 }
@@ -810,6 +816,14 @@ def _job_option_issues(
                     yield index.issue(
                         ("jobs", name, "command"), f"must contain the {placeholder} placeholder"
                     )
+        built = job.get("in_image")
+        if isinstance(built, str):
+            needs = job.get("needs") or []
+            if built not in needs or (jobs.get(built) or {}).get("kind") != "build":
+                yield index.issue(
+                    ("jobs", name, "in_image"),
+                    f"must name a build job this job needs ('{built}' is not one)",
+                )
         target = job.get("environment")
         if (
             isinstance(environments, dict)
