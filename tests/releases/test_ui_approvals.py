@@ -332,3 +332,26 @@ def test_promoting_the_release_that_serves_says_there_is_nothing_new(
     promotion = promotion_request(release=release, environment=production, actor=admin_user)
     page = _page(client, admin_user, promotion.get_absolute_url())
     assert "This release serves production already: it brings no new commits." in page
+
+
+def test_the_evidence_says_which_check_ran_in_the_image_and_which_did_not(
+    client, project, production, admin_user
+):
+    release = release_create(
+        project=project,
+        version="r9",
+        commit_sha="abc9",
+        actor=admin_user,
+        evidence={
+            "reproducibility": {
+                "reproduce": {"passed": True, "max_abs_diff": 0.0, "rows_outside": 0},
+                "reproduce-image": {"passed": True, "image": "sha256:" + "a" * 64},
+                "reproduce-other": {"checked": False, "reason": "Not checked in an image"},
+            }
+        },
+    )
+    promotion = promotion_request(release=release, environment=production, actor="pipeline")
+    client.force_login(admin_user)
+    page = client.get(promotion.get_absolute_url()).content.decode()
+    assert page.count("in the image") == 1
+    assert "not checked" in page and 'title="Not checked in an image"' in page
