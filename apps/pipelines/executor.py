@@ -137,17 +137,22 @@ def _in_image(job: Job, workspace: Path, log: LogWriter) -> dict | None:
             "reason": f"Not checked in an image: the build job '{name}' made none (no "
             "environment deploys images and CONTROLPLANE_BUILD_IMAGES is off)."
         }
+    if "docker" not in settings.RUNNERS_ALLOWED:
+        raise JobSetupError("in_image needs the docker runner, which this worker does not allow.")
     from docker.client import from_env
     from docker.errors import DockerException
 
+    client = None
     try:
-        workdir = from_env().images.get(image).attrs["Config"].get("WorkingDir") or "/"
+        client = from_env()
+        workdir = client.images.get(image).attrs["Config"].get("WorkingDir") or "/"
     except DockerException as exc:
         raise JobSetupError(
             f"The image of '{name}' ({image[:19]}) is not available: {exc}"
         ) from None
-    if "docker" not in settings.RUNNERS_ALLOWED:
-        raise JobSetupError("in_image needs the docker runner, which this worker does not allow.")
+    finally:
+        if client is not None:
+            client.close()
     (workspace / OUTPUT_DIR).mkdir(exist_ok=True)
     command = job.options["command"].format(
         input=shlex.quote(f"/workspace/{job.options['input']}"),

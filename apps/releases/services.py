@@ -26,7 +26,6 @@ from apps.projects.models import Environment
 from apps.training.models import ModelVersion
 
 from .choices import (
-    DEPLOYMENT_TERMINAL,
     DEPLOYMENT_TIMESTAMPS,
     DEPLOYMENT_TRANSITIONS,
     PROMOTION_TIMESTAMPS,
@@ -75,7 +74,7 @@ def _deployment_changed(deployment: Deployment) -> None:
         from_status=deployment._previous_state,
         to_status=deployment.status,
     )
-    if deployment.status in DEPLOYMENT_TERMINAL:
+    if deployment.is_terminal:
         # The environment's lock is free: start what waits for it.
         _enqueue_next_pending(deployment.environment_id)
 

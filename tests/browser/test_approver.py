@@ -8,11 +8,11 @@ import urllib.request
 
 import pytest
 
+from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.services import promotion_request
 from tests.factories import UserFactory
 from tests.pipelines.worker import WorkerProcess
-from tests.releases.ports import free_port
 from tests.releases.test_deploy_rules import make_release
 
 from .test_live_tail import SCREENSHOTS, browser  # noqa: F401 - the fixture

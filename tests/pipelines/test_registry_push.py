@@ -9,7 +9,6 @@ import gzip
 import io
 import ipaddress
 import json
-import socket
 import tarfile
 import threading
 import time
@@ -21,6 +20,7 @@ import pytest
 from docker.errors import DockerException
 
 from apps.pipelines.builder import BuildError, build_from_context, push_image
+from apps.releases.deployers.health import free_port
 
 from ..dockerengine import IMAGE, docker_client
 from .registry import MANIFEST_V2, Registry, sha256
@@ -180,9 +180,7 @@ def test_push_image_to_a_registry(engine, image, settings):
 
 
 def test_push_to_a_refusing_registry_is_a_build_error(image, settings):
-    with socket.socket() as sock:  # a loopback port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # a loopback port nothing listens on
     settings.CONTROLPLANE_REGISTRY = f"127.0.0.1:{port}/ml"
     started = time.monotonic()
     with pytest.raises(BuildError) as caught:

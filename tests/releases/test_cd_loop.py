@@ -11,14 +11,13 @@ import pytest
 
 from apps.pipelines.choices import RunStatus
 from apps.releases.choices import DeploymentStatus, PromotionStatus
+from apps.releases.deployers.health import free_port
 from apps.releases.models import Deployment, Promotion, Release
 from tests.dockerengine import IMAGE, docker_client
 from tests.pipelines.gitrepo import Repo
 from tests.pipelines.test_ci_loop import SECRET, push
-from tests.pipelines.test_worker import log_of
+from tests.pipelines.test_worker import finished, log_of
 from tests.pipelines.worker import WorkerProcess, wait_for
-
-from .ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -37,12 +36,6 @@ def health(port: int) -> dict | None:
             return json.loads(response.read()) if response.status == 200 else None
     except OSError:
         return None
-
-
-def settled(run, timeout=600):
-    return wait_for(
-        lambda: (r := type(run).objects.get(pk=run.pk)).is_terminal and r, timeout, interval=0.5
-    )
 
 
 def deployment_done(environment, release, timeout=300):
@@ -77,7 +70,7 @@ def test_push_to_production_through_an_approval_and_automatic_rollback(
         concurrency=2, extra_env={"CONTROLPLANE_BUILD_BASE_IMAGE": IMAGE}
     ).start()
     try:
-        run = settled(push(project, repo, admin_user))
+        run = finished(push(project, repo, admin_user), timeout=600)
         assert run.status == RunStatus.SUCCEEDED, {
             j.name: (j.status, j.error_message, log_of(run, j.name)[-3000:]) for j in run.jobs.all()
         }
@@ -127,7 +120,7 @@ def test_push_to_production_through_an_approval_and_automatic_rollback(
             "Serve from a module that does not exist",
             {"Dockerfile": repo.read("Dockerfile").replace('"model.serve"', '"model.nope"')},
         )
-        run2 = settled(push(project, repo, admin_user))
+        run2 = finished(push(project, repo, admin_user), timeout=600)
         assert run2.status == RunStatus.SUCCEEDED
         broken = wait_for(lambda: Release.objects.filter(pipeline_run=run2).first(), 30)
         failed = deployment_done(envs["dev"], broken)

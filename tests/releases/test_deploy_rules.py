@@ -17,6 +17,7 @@ from apps.pipelines import services as pipeline_services
 from apps.pipelines.artifacts import bundle_store_put
 from apps.projects.models import FreezeWindow
 from apps.releases.choices import DeploymentStatus, PromotionStatus
+from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Deployment, Promotion
 from apps.releases.services import (
@@ -28,8 +29,6 @@ from apps.releases.services import (
     release_block,
     release_create,
 )
-
-from .ports import free_port
 
 pytestmark = pytest.mark.django_db
 

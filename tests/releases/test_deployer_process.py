@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from apps.releases.deployers import DeployError, DeployFailed, DeployRequest, get_deployer
+from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer, supervise
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +56,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_bundle(where: Path, release: str, files: dict[str, bytes] | None = None) -> Path:
