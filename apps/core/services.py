@@ -1,7 +1,8 @@
 """The audit log and the one state-transition routine every state machine goes through."""
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -103,6 +104,48 @@ def state_transition(
     for name in changed:
         setattr(instance, name, getattr(locked, name))
     return locked
+
+
+@dataclass(frozen=True)
+class StateMachine(Generic[M]):
+    """One state machine: its transition table, the time stamped on entering a state, where the
+    object's project is, and what happens after a change commits.
+
+    Calling it moves one object, named by keyword as the machine's ``noun``
+    (``run_transition(run=run, to=...)``), through :func:`state_transition`. Every app's
+    ``*_transition`` service is one of these, so the locking, the check and the audit row are
+    written once.
+    """
+
+    noun: str
+    table: Mapping[str, Iterable[str]]
+    timestamps: Mapping[str, str]
+    project_id: Callable[[M], int | None]
+    on_commit: Callable[[M], None] | None = None
+
+    def __call__(
+        self,
+        *,
+        to: str,
+        actor: Any,
+        reason: str = "",
+        update: Mapping[str, Any] | None = None,
+        **obj: M,
+    ) -> M:
+        if list(obj) != [self.noun]:
+            raise TypeError(f"Name the object to move as {self.noun}=…")
+        instance = obj[self.noun]
+        return state_transition(
+            instance=instance,
+            to=to,
+            table=self.table,
+            timestamps=self.timestamps,
+            actor=actor,
+            reason=reason,
+            project_id=self.project_id(instance),
+            update=update,
+            on_commit=self.on_commit,
+        )
 
 
 def worker_ping_create(*, user: Any) -> WorkerPing:

@@ -12,7 +12,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from apps.core.exceptions import ConflictError, ServiceError
-from apps.core.services import audit_log, state_transition
+from apps.core.services import StateMachine, audit_log
 from apps.projects.models import Project
 from apps.projects.spec import SPEC_FILENAME, PipelineSpec, SpecError, parse_spec, ref_matches
 
@@ -39,22 +39,6 @@ logger = logging.getLogger(__name__)
 # --- transitions ----------------------------------------------------------------------------
 
 
-def run_transition(
-    *, run: PipelineRun, to: str, actor: Any, reason: str = "", update: Mapping | None = None
-) -> PipelineRun:
-    return state_transition(
-        instance=run,
-        to=to,
-        table=RUN_TRANSITIONS,
-        timestamps=RUN_TIMESTAMPS,
-        actor=actor,
-        reason=reason,
-        project_id=run.project_id,
-        update=update,
-        on_commit=_run_changed,
-    )
-
-
 def _run_changed(run: PipelineRun) -> None:
     """After commit: tell listeners (commit statuses, notifications) and, when a run ends,
     start runs that waited for a free slot."""
@@ -65,21 +49,27 @@ def _run_changed(run: PipelineRun) -> None:
         run_start_waiting(project=run.project)
 
 
-def job_transition(
-    *, job: Job, to: str, actor: Any, reason: str = "", update: Mapping | None = None
-) -> Job:
-    on_commit = _send_job if to == JobStatus.QUEUED else None
-    return state_transition(
-        instance=job,
-        to=to,
-        table=JOB_TRANSITIONS,
-        timestamps=JOB_TIMESTAMPS,
-        actor=actor,
-        reason=reason,
-        project_id=job.run.project_id,
-        update=update,
-        on_commit=on_commit,
-    )
+run_transition: StateMachine[PipelineRun] = StateMachine(
+    noun="run",
+    table=RUN_TRANSITIONS,
+    timestamps=RUN_TIMESTAMPS,
+    project_id=lambda run: run.project_id,
+    on_commit=_run_changed,
+)
+
+
+def _job_changed(job: Job) -> None:
+    if job.status == JobStatus.QUEUED:
+        _send_job(job)
+
+
+job_transition: StateMachine[Job] = StateMachine(
+    noun="job",
+    table=JOB_TRANSITIONS,
+    timestamps=JOB_TIMESTAMPS,
+    project_id=lambda job: job.run.project_id,
+    on_commit=_job_changed,
+)
 
 
 def _send_job(job: Job) -> None:

@@ -21,7 +21,7 @@ from apps.core.exceptions import (
     PermissionDeniedError,
     ServiceError,
 )
-from apps.core.services import audit_log, state_transition
+from apps.core.services import StateMachine, audit_log
 from apps.projects.models import Environment
 from apps.training.models import ModelVersion
 
@@ -46,27 +46,6 @@ from .signals import (
 logger = logging.getLogger(__name__)
 
 
-def deployment_transition(
-    *,
-    deployment: Deployment,
-    to: str,
-    actor: Any,
-    reason: str = "",
-    update: Mapping | None = None,
-) -> Deployment:
-    return state_transition(
-        instance=deployment,
-        to=to,
-        table=DEPLOYMENT_TRANSITIONS,
-        timestamps=DEPLOYMENT_TIMESTAMPS,
-        actor=actor,
-        reason=reason,
-        project_id=deployment.environment.project_id,
-        update=update,
-        on_commit=_deployment_changed,
-    )
-
-
 def _deployment_changed(deployment: Deployment) -> None:
     deployment_status_changed.send(
         sender=Deployment,
@@ -79,27 +58,6 @@ def _deployment_changed(deployment: Deployment) -> None:
         _enqueue_next_pending(deployment.environment_id)
 
 
-def promotion_transition(
-    *,
-    promotion: Promotion,
-    to: str,
-    actor: Any,
-    reason: str = "",
-    update: Mapping | None = None,
-) -> Promotion:
-    return state_transition(
-        instance=promotion,
-        to=to,
-        table=PROMOTION_TRANSITIONS,
-        timestamps=PROMOTION_TIMESTAMPS,
-        actor=actor,
-        reason=reason,
-        project_id=promotion.environment.project_id,
-        update=update,
-        on_commit=_promotion_changed,
-    )
-
-
 def _promotion_changed(promotion: Promotion) -> None:
     promotion_status_changed.send(
         sender=Promotion,
@@ -107,6 +65,22 @@ def _promotion_changed(promotion: Promotion) -> None:
         from_status=promotion._previous_state,
         to_status=promotion.status,
     )
+
+
+deployment_transition: StateMachine[Deployment] = StateMachine(
+    noun="deployment",
+    table=DEPLOYMENT_TRANSITIONS,
+    timestamps=DEPLOYMENT_TIMESTAMPS,
+    project_id=lambda deployment: deployment.environment.project_id,
+    on_commit=_deployment_changed,
+)
+promotion_transition: StateMachine[Promotion] = StateMachine(
+    noun="promotion",
+    table=PROMOTION_TRANSITIONS,
+    timestamps=PROMOTION_TIMESTAMPS,
+    project_id=lambda promotion: promotion.environment.project_id,
+    on_commit=_promotion_changed,
+)
 
 
 @transaction.atomic
