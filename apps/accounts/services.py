@@ -2,6 +2,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from apps.core.services import audit_log
 
@@ -19,3 +20,12 @@ def api_token_create(
     )
     audit_log(actor=actor or user, action="api_token.created", obj=token)
     return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor: Any) -> ApiToken:
+    """Revoke a token at once; it authenticates nothing from now on."""
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_log(actor=actor, action="api_token.revoked", obj=token)
+    return token

@@ -2,12 +2,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from apps.core.services import audit_log
-
-from .services import api_token_create
+from .services import api_token_create, api_token_revoke
 
 
 @login_required
@@ -28,8 +25,6 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(request.user.api_tokens, pk=pk, revoked_at__isnull=True)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit_log(actor=request.user, action="api_token.revoked", obj=token)
+    api_token_revoke(token=token, actor=request.user)
     messages.success(request, f"Token {token} revoked.")
     return redirect("tokens")

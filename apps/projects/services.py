@@ -6,7 +6,7 @@ from django.utils.text import slugify
 
 from apps.accounts.choices import Role
 from apps.accounts.models import Membership
-from apps.core.exceptions import ServiceError
+from apps.core.exceptions import PermissionDeniedError, ServiceError
 from apps.core.services import audit_log
 
 from .choices import DEFAULT_ENVIRONMENTS
@@ -38,6 +38,53 @@ def project_create(
             )
     audit_log(actor=actor, action="project.created", obj=project, project_id=project.pk)
     return project
+
+
+def _save_fields(instance: Any, fields: dict[str, Any]) -> None:
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    instance.full_clean(exclude=[f.name for f in instance._meta.fields if f.name not in fields])
+    instance.save()
+
+
+@transaction.atomic
+def project_update(*, project: Project, actor: Any, **fields: Any) -> Project:
+    """Change a project's settings (validated input from the API or a form) and audit which."""
+    _save_fields(project, fields)
+    audit_log(
+        actor=actor,
+        action="project.updated",
+        obj=project,
+        project_id=project.pk,
+        data={"fields": sorted(fields)},
+    )
+    return project
+
+
+@transaction.atomic
+def environment_create(*, project: Project, name: str, actor: Any, **fields: Any) -> Environment:
+    environment = Environment(project=project, name=name, **fields)
+    environment.full_clean()
+    environment.save()
+    audit_log(actor=actor, action="environment.created", obj=environment, project_id=project.pk)
+    return environment
+
+
+@transaction.atomic
+def environment_update(*, environment: Environment, actor: Any, **fields: Any) -> Environment:
+    """Change an environment's rules. It stays in its project."""
+    project = fields.pop("project", environment.project)
+    if project.pk != environment.project_id:
+        raise PermissionDeniedError("An environment cannot move to another project.")
+    _save_fields(environment, fields)
+    audit_log(
+        actor=actor,
+        action="environment.updated",
+        obj=environment,
+        project_id=environment.project_id,
+        data={"fields": sorted(fields)},
+    )
+    return environment
 
 
 @transaction.atomic
@@ -99,6 +146,7 @@ def freeze_window_add(
     return window
 
 
+@transaction.atomic
 def freeze_window_remove(*, window: FreezeWindow, actor: Any) -> None:
     audit_log(
         actor=actor,

@@ -10,16 +10,12 @@ from .selectors import project_list
 
 @login_required
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    from apps.releases.selectors import environment_matrix
-
     project = get_object_or_404(project_list(user=request.user), slug=slug)
-    row = environment_matrix(projects=[project])[0]
     return render(
         request,
         "projects/project_detail.html",
         {
             "project": project,
-            "environments": row["environments"],
             "runs": project.runs.all()[:15],
             "members": project.memberships.select_related("user").order_by("user__username"),
             "role": project_role(request.user, project.pk),

@@ -5,8 +5,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.api.viewsets import ProjectScopedViewSet
 from apps.accounts.choices import Role
-from apps.core.api.viewsets import ProjectScopedViewSet
 from apps.projects.models import Project
 
 from .. import selectors, services

@@ -4,7 +4,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.core.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet
 from apps.projects.models import Project
 
 from .. import selectors, services

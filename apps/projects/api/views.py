@@ -8,15 +8,22 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.api.viewsets import ProjectScopedViewSet
 from apps.accounts.choices import Role
-from apps.core.api.viewsets import ProjectScopedViewSet
-from apps.core.services import audit_log
 
 from .. import selectors, services
 from ..models import Project
 from ..spec import load_schema
 from .filters import EnvironmentFilter, ProjectFilter
 from .serializers import EnvironmentSerializer, FreezeWindowSerializer, ProjectSerializer
+
+
+def _validated(service, **kwargs):
+    """Call a write service; a model validation error becomes a 400 naming the fields."""
+    try:
+        return service(**kwargs)
+    except DjangoValidationError as exc:
+        raise ValidationError(exc.message_dict) from None
 
 
 class ProjectViewSet(
@@ -49,13 +56,8 @@ class ProjectViewSet(
         serializer.instance = services.project_create(actor=self.request.user, **data)
 
     def perform_update(self, serializer):
-        project = serializer.save()
-        audit_log(
-            actor=self.request.user,
-            action="project.updated",
-            obj=project,
-            project_id=project.pk,
-            data={"fields": sorted(serializer.validated_data)},
+        serializer.instance = services.project_update(
+            project=serializer.instance, actor=self.request.user, **serializer.validated_data
         )
 
 
@@ -81,12 +83,8 @@ class EnvironmentViewSet(
         return Project.objects.filter(slug=slug).values_list("pk", flat=True).first()
 
     def perform_create(self, serializer):
-        env = serializer.save()
-        audit_log(
-            actor=self.request.user,
-            action="environment.created",
-            obj=env,
-            project_id=env.project_id,
+        serializer.instance = _validated(
+            services.environment_create, actor=self.request.user, **serializer.validated_data
         )
 
     @extend_schema(request=FreezeWindowSerializer, responses={201: FreezeWindowSerializer})
@@ -98,12 +96,12 @@ class EnvironmentViewSet(
         environment = self.get_object()
         body = FreezeWindowSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            window = services.freeze_window_add(
-                environment=environment, actor=request.user, **body.validated_data
-            )
-        except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict) from None
+        window = _validated(
+            services.freeze_window_add,
+            environment=environment,
+            actor=request.user,
+            **body.validated_data,
+        )
         return Response(FreezeWindowSerializer(window).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})
@@ -120,17 +118,11 @@ class EnvironmentViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def perform_update(self, serializer):
-        if "project" in serializer.validated_data and (
-            serializer.validated_data["project"] != serializer.instance.project
-        ):
-            raise PermissionDenied("An environment cannot move to another project.")
-        env = serializer.save()
-        audit_log(
+        serializer.instance = _validated(
+            services.environment_update,
+            environment=serializer.instance,
             actor=self.request.user,
-            action="environment.updated",
-            obj=env,
-            project_id=env.project_id,
-            data={"fields": sorted(serializer.validated_data)},
+            **serializer.validated_data,
         )
 
 

@@ -3,8 +3,8 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps.accounts.api.viewsets import ProjectScopedViewSet
 from apps.accounts.choices import Role
-from apps.core.api.viewsets import ProjectScopedViewSet
 
 from .. import selectors, services
 from .filters import DeliveryFilter
