@@ -50,6 +50,11 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 NETWORK_ERRORS = _network_errors()
 
+try:
+    import requests as _requests
+except ImportError:  # pragma: no cover
+    _requests = None
+
 
 def response_status(exc: BaseException) -> int | None:
     """The HTTP status a client library attached to its exception, if any."""
@@ -69,6 +74,10 @@ def is_transient(exc: BaseException) -> bool:
     code = response_status(exc)
     if code is not None:
         return is_transient_status(code)
+    # TRICKY: every requests exception is an OSError, an invalid URL included; of those only
+    # "no connection" and "no answer in time" may pass.
+    if _requests is not None and isinstance(exc, _requests.RequestException):
+        return isinstance(exc, (_requests.ConnectionError, _requests.Timeout))
     return isinstance(exc, NETWORK_ERRORS)
 
 
