@@ -1,7 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -11,7 +11,7 @@ from apps.accounts.permissions import has_role
 from apps.core.exceptions import ServiceError
 from apps.projects.selectors import project_list
 
-from . import selectors, services, slack
+from . import interactions, selectors, services, slack
 
 #: Slack's interaction payloads are a few KB; anything much larger is not from Slack.
 MAX_INTERACTION_BYTES = 1024 * 1024
@@ -22,7 +22,8 @@ MAX_INTERACTION_BYTES = 1024 * 1024
 def slack_interactions(request: HttpRequest) -> HttpResponse:
     """``POST /integrations/slack/interactions/``: Slack's interactivity requests. No session,
     no CSRF: Slack's signature over the raw body is the credential, checked before anything
-    is parsed. Answers at once; a worker acts and replies to the clicker (ephemeral)."""
+    is parsed. Answers at once (a Reject click opens the reason modal first); a worker acts and
+    replies to the clicker (ephemeral)."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -39,7 +40,9 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
         payload = slack.parse_interaction(body)
     except ValueError:
         return HttpResponse("Unreadable payload.", status=400, content_type="text/plain")
-    services.slack_interaction_enqueue(payload=payload)
+    answer = interactions.slack_interaction_receive(payload=payload)
+    if answer is not None:
+        return JsonResponse(answer)
     return HttpResponse(status=200)
 
 
