@@ -297,3 +297,13 @@ def test_no_bot_token_fails_the_delivery(
         )
     delivery = delivery_send(delivery_id=delivery.pk)
     assert (delivery.status, delivery.error) == ("failed", "SLACK_BOT_TOKEN is not set.")
+
+
+def test_slacks_own_try_later_is_retried(
+    slack_server, slack_target, request_promotion, release, production
+):
+    slack_server.codes = [{"ok": False, "error": "ratelimited"}]  # an HTTP 200 answer
+    request_promotion(release, production)
+    assert len(api_calls(slack_server, "chat.postMessage")) == 2
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
