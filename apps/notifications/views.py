@@ -94,8 +94,14 @@ def _check_may_change(request: HttpRequest, project: Project) -> None:
         raise PermissionDenied(f"Changing notification targets needs the {CHANGE_ROLE} role.")
 
 
-def _target(request: HttpRequest, project: Project, pk: int) -> NotificationTarget:
-    return get_object_or_404(selectors.target_list(user=request.user), project=project, pk=pk)
+def _target_to_change(
+    request: HttpRequest, slug: str, pk: int
+) -> tuple[Project, NotificationTarget]:
+    """The project and its target (404 if not visible), if the user may change it (else 403)."""
+    project = _project(request, slug)
+    target = get_object_or_404(selectors.target_list(user=request.user), project=project, pk=pk)
+    _check_may_change(request, project)
+    return project, target
 
 
 @login_required
@@ -148,9 +154,7 @@ def target_add(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def target_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    project = _project(request, slug)
-    target = _target(request, project, pk)
-    _check_may_change(request, project)
+    project, target = _target_to_change(request, slug, pk)
     form = TargetForm(request.POST or None, target=target)
     if request.method == "POST" and form.is_valid():
         try:
@@ -167,9 +171,7 @@ def target_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @require_POST
 def target_enabled(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """Enable (``enabled=1``) or disable a target; htmx gets the table row back."""
-    project = _project(request, slug)
-    target = _target(request, project, pk)
-    _check_may_change(request, project)
+    project, target = _target_to_change(request, slug, pk)
     enabled = request.POST.get("enabled") == "1"
     try:
         target = services.target_update(target=target, actor=request.user, enabled=enabled)
@@ -184,9 +186,7 @@ def target_enabled(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def target_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    project = _project(request, slug)
-    target = _target(request, project, pk)
-    _check_may_change(request, project)
+    project, target = _target_to_change(request, slug, pk)
     services.target_delete(target=target, actor=request.user)
     if request.htmx:
         return HttpResponse("")  # the row is swapped out
@@ -197,9 +197,7 @@ def target_remove(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def target_send_test(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    project = _project(request, slug)
-    target = _target(request, project, pk)
-    _check_may_change(request, project)
+    project, target = _target_to_change(request, slug, pk)
     try:
         services.target_test(target=target, actor=request.user)
     except ServiceError as exc:

@@ -26,6 +26,7 @@ SITE = "https://cp.example.com"
 BOT_TOKEN = "xoxb-test-bot-token"  # noqa: S105 - a test value
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # noqa: S105 - a test value
 CHANNEL = "C0DEPLOYS"
+HOOK_SECRET = "whsec-a-long-random-secret-for-the-tests"  # noqa: S105 - a test value
 TEAM = "T0ACME"
 
 
@@ -159,6 +160,16 @@ def hook_server():
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def webhook_target(project, hook_server):
+    return NotificationTarget.objects.create(
+        project=project,
+        kind="webhook",
+        destination=hook_server.url + "/cp-events",
+        secret=HOOK_SECRET,
+    )
 
 
 def api_calls(server, method: str) -> list[dict]:

@@ -237,6 +237,12 @@ def test_two_approvals_needed(
     assert list(promotion.approvals.values_list("channel", flat=True)) == ["slack", "slack"]
 
 
+def _nothing_recorded(promotion, before) -> None:
+    assert _trail() == before
+    promotion.refresh_from_db()
+    assert promotion.status == "pending"
+
+
 def _reject_modal(click, promotion, slack_user_id, slack_server) -> dict:
     """Click Reject; returns the modal Slack was asked to open."""
     assert click(promotion, slack_user_id, action="promotion_reject").status_code == 200
@@ -272,10 +278,8 @@ def test_reject_opens_a_modal_that_asks_for_a_reason(click, promotion, member, s
     assert field.get("optional", False) is False  # Slack refuses to submit it empty
     assert "v3 → production" in json.dumps(view, ensure_ascii=False)
     # The click alone records nothing and tells nothing.
-    assert _trail() == before
     assert ephemeral_replies(slack_server) == []
-    promotion.refresh_from_db()
-    assert promotion.status == "pending"
+    _nothing_recorded(promotion, before)
 
 
 def test_a_blank_reason_is_refused_in_the_modal(click, promotion, member, slack_server):
@@ -287,9 +291,7 @@ def test_a_blank_reason_is_refused_in_the_modal(click, promotion, member, slack_
     answer = response.json()
     assert answer["response_action"] == "errors"
     assert list(answer["errors"].values()) == ["A rejection needs a reason."]
-    assert _trail() == before
-    promotion.refresh_from_db()
-    assert promotion.status == "pending"
+    _nothing_recorded(promotion, before)
 
 
 def test_a_forged_modal_submission_is_401(click, promotion, member, slack_server):
@@ -302,7 +304,7 @@ def test_a_forged_modal_submission_is_401(click, promotion, member, slack_server
         promotion, "U0CAROL", payload=payload, headers=slack_signed(body, secret="forged")
     )
     assert response.status_code == 401
-    assert _trail() == before
+    _nothing_recorded(promotion, before)
 
 
 def test_a_modal_slack_cannot_open_sends_the_clicker_to_the_browser(
@@ -312,12 +314,10 @@ def test_a_modal_slack_cannot_open_sends_the_clicker_to_the_browser(
     slack_server.codes = [{"ok": False, "error": "expired_trigger_id"}]
     before = _trail()
     click(promotion, "U0CAROL", action="promotion_reject")
-    assert _trail() == before
     [reply] = ephemeral_replies(slack_server)
     assert "A rejection needs a reason: reject in the browser" in reply["text"]
     assert f"{SITE}{promotion.get_absolute_url()}" in reply["text"]
-    promotion.refresh_from_db()
-    assert promotion.status == "pending"
+    _nothing_recorded(promotion, before)
 
 
 def test_a_rejection_in_slack_follows_the_same_rules(click, promotion, member, slack_server):
@@ -325,11 +325,9 @@ def test_a_rejection_in_slack_follows_the_same_rules(click, promotion, member, s
     view = _reject_modal(click, promotion, "U0DAVE", slack_server)
     before = _trail()
     click(promotion, "U0DAVE", payload=view_submission(view, "U0DAVE", "no"))
-    assert _trail() == before
     [reply] = ephemeral_replies(slack_server)
     assert "Nothing was recorded" in reply["text"]
-    promotion.refresh_from_db()
-    assert promotion.status == "pending"
+    _nothing_recorded(promotion, before)
 
 
 def test_a_developer_cannot_approve_and_is_told_why(click, promotion, member, slack_server):

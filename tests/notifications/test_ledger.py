@@ -11,25 +11,16 @@ from apps.core.models import AuditEvent
 from apps.core.services import state_transition
 from apps.core.transient import RETRY_TRANSIENT
 from apps.notifications.choices import DELIVERY_TRANSITIONS, DeliveryStatus
-from apps.notifications.models import NotificationDelivery, NotificationTarget
+from apps.notifications.models import NotificationDelivery
 from apps.notifications.services import dispatch
 from apps.notifications.tasks import deliver_task
 from tests.factories import RunFactory
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "whsec-a-long-random-secret-for-the-tests"
-
 
 @pytest.fixture
-def target(project, hook_server):
-    return NotificationTarget.objects.create(
-        project=project, kind="webhook", destination=hook_server.url + "/x", secret=SECRET
-    )
-
-
-@pytest.fixture
-def delivery(project, target, django_capture_on_commit_callbacks):
+def delivery(project, webhook_target, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         [row] = dispatch(event="build.failed", obj=RunFactory(project=project, status="failed"))
     return row
@@ -82,15 +73,15 @@ def test_the_deliver_task_uses_the_shared_retry_policy():
 @pytest.mark.parametrize(
     ("start", "to"), list(itertools.product(DeliveryStatus.values, DeliveryStatus.values))
 )
-def test_every_move_of_the_table(project, target, start, to):
+def test_every_move_of_the_table(project, webhook_target, start, to):
     row = NotificationDelivery.objects.create(
         project=project,
-        target=target,
+        target=webhook_target,
         kind="webhook",
         event="test",
         event_id="00000000-0000-0000-0000-000000000001",
         object_type="target",
-        object_id=target.pk,
+        object_id=webhook_target.pk,
         status=start,
     )
     audit_before = AuditEvent.objects.count()
