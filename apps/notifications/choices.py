@@ -91,3 +91,15 @@ class DeliveryStatus(models.TextChoices):
 
 
 DELIVERY_TERMINAL = frozenset({DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED})
+
+#: A delivery's state machine (through ``core.services.state_transition``): a pending row ends
+#: once. A transient failure that will be retried is no move: the row stays pending, with its
+#: attempts and last error. Nothing leaves an end state; sending again means a new event.
+DELIVERY_TRANSITIONS: dict[str, frozenset[str]] = {
+    DeliveryStatus.PENDING: DELIVERY_TERMINAL,
+    DeliveryStatus.SENT: frozenset(),
+    DeliveryStatus.FAILED: frozenset(),
+    DeliveryStatus.SKIPPED: frozenset(),
+}
+#: The time stamped on entering a state.
+DELIVERY_TIMESTAMPS = {DeliveryStatus.SENT: "sent_at"}

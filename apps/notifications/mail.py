@@ -1,17 +1,27 @@
-"""Email: who gets an event and what it says (text + HTML from templates/notifications/email/)."""
+"""Email: who gets an event, what it says (text + HTML from templates/notifications/email/)
+and :func:`send` (one delivery, one message per recipient)."""
 
+import smtplib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
 from apps.accounts.models import Membership
 from apps.accounts.permissions import has_role
+from apps.core.transient import TransientError
 from apps.projects.models import Project
-from apps.releases.choices import ApprovalDecision
+from apps.releases.choices import ApprovalDecision, PromotionStatus
 from apps.releases.models import Promotion
 
-from .choices import Event
+from . import events
+from .choices import EMAIL_APPROVER_EVENTS, DeliveryStatus, Event
+from .models import NotificationDelivery, NotificationTarget
+from .outcome import Outcome
+
+ObjectType = NotificationDelivery.ObjectType
 
 
 @dataclass(frozen=True)
@@ -136,3 +146,55 @@ def render(*, event: str, title: str, project: Project, data: dict[str, Any]) ->
         text=render_to_string("notifications/email/message.txt", context),
         html=render_to_string("notifications/email/message.html", context),
     )
+
+
+def recipients(delivery: NotificationDelivery, target: NotificationTarget) -> list[str]:
+    """The target's addresses, and the approvers for an approval request still pending."""
+    approvers: list[str] = []
+    if delivery.event in EMAIL_APPROVER_EVENTS and delivery.object_type == ObjectType.PROMOTION:
+        promotion = events.load(ObjectType.PROMOTION, delivery.object_id)
+        if promotion is not None and promotion.status == PromotionStatus.PENDING:
+            approvers = approver_addresses(promotion)
+    return unique_addresses(approvers, target.email_addresses)
+
+
+def send(delivery: NotificationDelivery, target: NotificationTarget) -> Outcome:
+    """Mail everyone not mailed yet; ``delivery.recipients`` grows as each one is sent (the
+    ledger saves it, so a retry mails only the others)."""
+    everyone = recipients(delivery, target)
+    done = {a.lower() for a in delivery.recipients}
+    remaining = [a for a in everyone if a.lower() not in done]
+    if not everyone:
+        return Outcome(DeliveryStatus.SKIPPED, error="Nobody to send it to.")
+    title = events.title(delivery.event, delivery.project, delivery.payload)
+    message = render(
+        event=delivery.event, title=title, project=delivery.project, data=delivery.payload
+    )
+    refused = []
+    try:
+        # One message per person: recipients do not see each other's addresses.
+        with get_connection() as connection:
+            for address in remaining:
+                email = EmailMultiAlternatives(
+                    subject=message.subject,
+                    body=message.text,
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    to=[address],
+                    connection=connection,
+                    headers={"X-Controlplane-Event": delivery.event},
+                )
+                email.attach_alternative(message.html, "text/html")
+                try:
+                    email.send()
+                except smtplib.SMTPRecipientsRefused:
+                    refused.append(address)
+                    continue
+                # Kept on the row even if a later one fails: the retry mails only the others.
+                delivery.recipients = [*delivery.recipients, address]
+    except (smtplib.SMTPException, OSError) as exc:
+        # No answer, or the server failed mid-conversation: a later attempt may pass.
+        raise TransientError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+    error = f"Refused by the mail server: {', '.join(refused)}" if refused else ""
+    if refused and not delivery.recipients:
+        return Outcome(DeliveryStatus.FAILED, error=error)
+    return Outcome(DeliveryStatus.SENT, error=error)

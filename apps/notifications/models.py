@@ -1,4 +1,5 @@
 import uuid
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -48,6 +49,21 @@ class NotificationTarget(TimeStampedModel):
         if event not in KIND_EVENTS.get(self.kind, ()):
             return False
         return event == Event.TEST or not self.events or event in self.events
+
+    @property
+    def destination_display(self) -> str:
+        """The destination for pages: a webhook URL shows its scheme and host only (its path or
+        query may hold a token, its user info a password)."""
+        if self.kind != TargetKind.WEBHOOK or not self.destination:
+            return self.destination
+        try:
+            parts = urlsplit(self.destination)
+            host = parts.hostname or ""
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            return "(hidden)"
+        hidden = "…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+        return f"{parts.scheme}://{host}{port}/{hidden}"
 
     @property
     def email_addresses(self) -> list[str]:

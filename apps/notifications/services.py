@@ -1,66 +1,51 @@
-"""Every write of the notifications app: targets, Slack identities, dispatching an event to the
-targets that want it, sending one delivery (Slack, email, webhook) and acting on a button
-clicked in Slack.
+"""Every write of the notifications app: targets, Slack identities and the delivery ledger
+(dispatching an event to the targets that want it, sending one delivery through its channel,
+sending again what was lost).
 
 The flow: a signal receiver calls :func:`notify`, which enqueues ``notifications.dispatch``
 after commit with ids only; that task calls :func:`dispatch` (one ledger row per matching
-target) and enqueues ``notifications.deliver`` per row; that task calls :func:`delivery_send`.
-Only tasks do network I/O.
+target) and enqueues ``notifications.deliver`` per row; that task calls :func:`delivery_send`,
+which hands the row to its channel's ``send(delivery, target) -> Outcome`` (:mod:`.slack`,
+:mod:`.mail`, :mod:`.outgoing`). Only tasks do network I/O. Slack buttons:
+:mod:`.interactions`.
 """
 
 import logging
 import re
-import smtplib
 import uuid
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import requests
-from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Model
-from django.urls import reverse
 from django.utils import timezone
-from slack_sdk.errors import SlackClientError
 
 from apps.core.exceptions import ConflictError, ServiceError
-from apps.core.services import audit_log
+from apps.core.services import audit_log, state_transition
+from apps.core.transient import TransientError
 from apps.projects.models import Project
-from apps.releases.choices import ApprovalChannel, ApprovalDecision, PromotionStatus
-from apps.releases.models import Promotion
-from apps.releases.services import promotion_decide
 
 from . import events, mail, outgoing, slack
 from .choices import (
-    EMAIL_APPROVER_EVENTS,
+    DELIVERY_TIMESTAMPS,
+    DELIVERY_TRANSITIONS,
     KIND_EVENTS,
-    SLACK_ROOT_EVENTS,
-    SLACK_UPDATE_ONLY_EVENTS,
     DeliveryStatus,
     Event,
     TargetKind,
 )
 from .models import NotificationDelivery, NotificationTarget, SlackIdentity
+from .outcome import Outcome
 
 logger = logging.getLogger(__name__)
 
-ObjectType = NotificationDelivery.ObjectType
-#: Seconds to connect to / read from a webhook target.
-WEBHOOK_TIMEOUT = (5, 10)
 #: Shortest webhook secret accepted (it keys an HMAC: guessable secrets make forgeable calls).
 MIN_SECRET_LENGTH = 16
 #: A pending delivery untouched this long lost its message (the sweeper sends it again).
 STALE_AFTER = timedelta(minutes=15)
 SLACK_CHANNEL = re.compile(r"^(#[a-z0-9._-]{1,80}|[A-Z0-9]{6,32})$")
-
-
-class TransientDeliveryError(Exception):
-    """A failure worth retrying (no answer, 5xx, 429); the task retries with backoff."""
 
 
 # --- targets ----------------------------------------------------------------------------------
@@ -238,47 +223,6 @@ def slack_identity_unlink(*, user: Any) -> bool:
     return True
 
 
-def slack_user_account(*, slack_user_id: str, team_id: str = "") -> Any | None:
-    """The account a Slack user acts as, or None.
-
-    1. A :class:`SlackIdentity` the user linked (its team, when recorded, must match).
-    2. Else Slack's ``users.info``: a live, human user whose email Slack has confirmed
-       (``is_email_confirmed``) and which is the email of exactly one active account, case
-       aside — and that account has not linked another Slack user. Nothing is stored.
-    """
-    identity = SlackIdentity.objects.select_related("user").filter(slack_user_id=slack_user_id)
-    identity = identity.first()
-    if identity is not None:
-        if identity.team_id and team_id and identity.team_id != team_id:
-            return None
-        return identity.user if identity.user.is_active else None
-    if not settings.SLACK_BOT_TOKEN:
-        return None
-    try:
-        info = slack.web_client().users_info(user=slack_user_id)
-    except (SlackClientError, OSError) as exc:
-        logger.warning("users.info for %s failed: %s", slack_user_id, slack.describe(exc)[1])
-        return None
-    member = info.get("user") or {}
-    if (
-        member.get("deleted")
-        or member.get("is_bot")
-        or member.get("is_email_confirmed") is not True
-    ):
-        return None
-    if team_id and member.get("team_id") and member["team_id"] != team_id:
-        return None
-    email = ((member.get("profile") or {}).get("email") or "").strip()
-    if not email:
-        return None
-    matches = list(
-        get_user_model()
-        .objects.filter(email__iexact=email, is_active=True, slack_identity__isnull=True)
-        .order_by("pk")[:2]
-    )
-    return matches[0] if len(matches) == 1 else None
-
-
 # --- from a signal to the ledger --------------------------------------------------------------
 
 
@@ -409,22 +353,28 @@ def delivery_sweep() -> int:
 
 # --- sending ----------------------------------------------------------------------------------
 
+#: Who records a delivery's end in the audit log.
+LEDGER_ACTOR = "notifications"
 
-@dataclass
-class Outcome:
-    status: str
-    response_code: int | None = None
-    error: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
+
+def _channel_send(kind: str):
+    """The channel's ``send(delivery, target) -> Outcome`` (looked up at call time)."""
+    return {
+        TargetKind.SLACK: slack.send,
+        TargetKind.EMAIL: mail.send,
+        TargetKind.WEBHOOK: outgoing.send,
+    }[kind]
 
 
 def delivery_send(*, delivery_id: int, final_attempt: bool = True) -> NotificationDelivery | None:
     """Send one pending delivery and record what happened (the deliver task calls this).
 
     The row is locked while it is sent, so a duplicate message waits and then finds it done.
-    A transient failure (no answer, 5xx, 429) is recorded and raised for the task to retry,
-    unless this is the ``final_attempt``: then the delivery is failed. Other failures are
-    final at once (a 4xx, Slack's ``channel_not_found``, …).
+    A :class:`TransientError` from the channel (no answer, a transient HTTP status, Slack's
+    ``ratelimited``) is recorded on the still-pending row and raised for the task to retry,
+    unless this is the ``final_attempt``: then the delivery is failed. Other failures are final
+    at once (a 4xx, Slack's ``channel_not_found``, …). The end (sent, failed, skipped) goes
+    through :func:`state_transition` with ``DELIVERY_TRANSITIONS``: one audit row each.
     """
     transient = None
     with transaction.atomic():
@@ -442,18 +392,13 @@ def delivery_send(*, delivery_id: int, final_attempt: bool = True) -> Notificati
         if target is None or not target.enabled:
             outcome = Outcome(DeliveryStatus.SKIPPED, error="The target was deleted or disabled.")
         else:
-            sender = {
-                TargetKind.SLACK: _send_slack,
-                TargetKind.EMAIL: _send_email,
-                TargetKind.WEBHOOK: _send_webhook,
-            }[delivery.kind]
             try:
-                outcome = sender(delivery, target)
-            except TransientDeliveryError as exc:
+                outcome = _channel_send(delivery.kind)(delivery, target)
+            except TransientError as exc:
                 transient = exc
                 outcome = Outcome(
                     DeliveryStatus.FAILED if final_attempt else DeliveryStatus.PENDING,
-                    response_code=getattr(exc, "response_code", None),
+                    response_code=exc.response_code,
                     error=str(exc),
                 )
             except Exception:
@@ -461,14 +406,7 @@ def delivery_send(*, delivery_id: int, final_attempt: bool = True) -> Notificati
                 # the sweeper to try again and again.
                 logger.exception("Notification delivery %s failed unexpectedly", delivery.pk)
                 outcome = Outcome(DeliveryStatus.FAILED, error="Internal error (see the logs).")
-        delivery.status = outcome.status
-        delivery.response_code = outcome.response_code
-        delivery.error = outcome.error[:2000]
-        for name, value in outcome.fields.items():
-            setattr(delivery, name, value)
-        if outcome.status == DeliveryStatus.SENT:
-            delivery.sent_at = timezone.now()
-        delivery.save()
+        delivery = _record(delivery, outcome)
     if transient is not None:
         level = logging.WARNING if final_attempt else logging.INFO
         logger.log(
@@ -493,305 +431,30 @@ def delivery_send(*, delivery_id: int, final_attempt: bool = True) -> Notificati
     return delivery
 
 
-def _transient(message: str, code: int | None = None) -> TransientDeliveryError:
-    exc = TransientDeliveryError(message)
-    exc.response_code = code  # type: ignore[attr-defined]
-    return exc
-
-
-# Slack ---------------------------------------------------------------------------------------
-
-
-def _send_slack(delivery: NotificationDelivery, target: NotificationTarget) -> Outcome:
-    if not settings.SLACK_BOT_TOKEN:
-        return Outcome(DeliveryStatus.FAILED, error="SLACK_BOT_TOKEN is not set.")
-    client = slack.web_client()
-    try:
-        if delivery.object_type == ObjectType.PROMOTION:
-            return _send_slack_promotion(client, delivery, target)
-        title = events.title(delivery.event, delivery.project, delivery.payload)
-        blocks = slack.event_message(delivery.event, title, delivery.payload)
-        response = client.chat_postMessage(
-            channel=target.destination, text=title, blocks=blocks, unfurl_links=False
-        )
-    except (SlackClientError, OSError) as exc:
-        code, message = slack.describe(exc)
-        if slack.is_transient(exc):
-            raise _transient(message, code) from exc
-        return Outcome(DeliveryStatus.FAILED, response_code=code, error=message)
-    return _slack_sent(response)
-
-
-def _slack_sent(response: Any, channel: str = "", ts: str = "") -> Outcome:
-    return Outcome(
-        DeliveryStatus.SENT,
-        response_code=response.status_code,
-        fields={
-            "slack_channel": channel or response.get("channel") or "",
-            "slack_ts": ts or response.get("ts") or "",
-        },
+def _record(delivery: NotificationDelivery, outcome: Outcome) -> NotificationDelivery:
+    """Write the attempt on the (locked) row: an end through the state machine, a retry to
+    come as an update of the pending row."""
+    changes = {
+        "attempts": delivery.attempts,
+        "last_attempt_at": delivery.last_attempt_at,
+        "response_code": outcome.response_code,
+        "error": outcome.error[:2000],
+        # Email: who got it so far (a retry mails only the others).
+        "recipients": delivery.recipients,
+        **outcome.fields,
+    }
+    if outcome.status == DeliveryStatus.PENDING:
+        for name, value in changes.items():
+            setattr(delivery, name, value)
+        delivery.save(update_fields=list(changes))
+        return delivery
+    return state_transition(
+        instance=delivery,
+        to=outcome.status,
+        table=DELIVERY_TRANSITIONS,
+        timestamps=DELIVERY_TIMESTAMPS,
+        actor=LEDGER_ACTOR,
+        reason=outcome.error[:2000],
+        project_id=delivery.project_id,
+        update=changes,
     )
-
-
-def _send_slack_promotion(
-    client: Any, delivery: NotificationDelivery, target: NotificationTarget
-) -> Outcome:
-    """Post the promotion's message (pending, reminder) or edit the ones posted before.
-
-    Every message renders the promotion as it is now, so two updates racing each other, or
-    an update that runs before the message it follows, still end on the current state."""
-    promotion = events.load(ObjectType.PROMOTION, delivery.object_id)
-    if promotion is None:
-        return Outcome(DeliveryStatus.SKIPPED, error="The promotion no longer exists.")
-    data = events.promotion_data(promotion)
-    roots = list(
-        NotificationDelivery.objects.filter(
-            target=target,
-            object_type=ObjectType.PROMOTION,
-            object_id=promotion.pk,
-            event__in=SLACK_ROOT_EVENTS,
-        )
-        .exclude(slack_ts="")
-        .exclude(pk=delivery.pk)
-        .order_by("pk")
-    )
-    if delivery.event in SLACK_ROOT_EVENTS:
-        reminder = delivery.event == Event.PROMOTION_REMINDER
-        text, blocks = slack.promotion_message(promotion, data, reminder=reminder)
-        thread = {}
-        if reminder and roots:
-            # In the first message's thread, and shown in the channel: people are notified
-            # and the whole story stays in one place.
-            thread = {"thread_ts": roots[0].slack_ts, "reply_broadcast": True}
-        channel = roots[0].slack_channel if thread else target.destination
-        response = client.chat_postMessage(
-            channel=channel, text=text, blocks=blocks, unfurl_links=False, **thread
-        )
-        return _slack_sent(response)
-    text, blocks = slack.promotion_message(promotion, data)
-    if not roots:
-        if delivery.event in SLACK_UPDATE_ONLY_EVENTS:
-            return Outcome(
-                DeliveryStatus.SKIPPED, error="No Slack message of this promotion to update."
-            )
-        response = client.chat_postMessage(
-            channel=target.destination, text=text, blocks=blocks, unfurl_links=False
-        )
-        return _slack_sent(response)
-    response = None
-    for root in roots:
-        response = client.chat_update(
-            channel=root.slack_channel, ts=root.slack_ts, text=text, blocks=blocks
-        )
-    return _slack_sent(response, roots[0].slack_channel, roots[0].slack_ts)
-
-
-# Email ---------------------------------------------------------------------------------------
-
-
-def email_recipients(delivery: NotificationDelivery, target: NotificationTarget) -> list[str]:
-    approvers: list[str] = []
-    if delivery.event in EMAIL_APPROVER_EVENTS and delivery.object_type == ObjectType.PROMOTION:
-        promotion = events.load(ObjectType.PROMOTION, delivery.object_id)
-        if promotion is not None and promotion.status == PromotionStatus.PENDING:
-            approvers = mail.approver_addresses(promotion)
-    return mail.unique_addresses(approvers, target.email_addresses)
-
-
-def _send_email(delivery: NotificationDelivery, target: NotificationTarget) -> Outcome:
-    recipients = email_recipients(delivery, target)
-    done = {a.lower() for a in delivery.recipients}
-    remaining = [a for a in recipients if a.lower() not in done]
-    if not recipients:
-        return Outcome(DeliveryStatus.SKIPPED, error="Nobody to send it to.")
-    title = events.title(delivery.event, delivery.project, delivery.payload)
-    message = mail.render(
-        event=delivery.event, title=title, project=delivery.project, data=delivery.payload
-    )
-    refused = []
-    try:
-        # One message per person: recipients do not see each other's addresses.
-        with get_connection() as connection:
-            for address in remaining:
-                email = EmailMultiAlternatives(
-                    subject=message.subject,
-                    body=message.text,
-                    from_email=settings.DEFAULT_FROM_EMAIL,
-                    to=[address],
-                    connection=connection,
-                    headers={"X-Controlplane-Event": delivery.event},
-                )
-                email.attach_alternative(message.html, "text/html")
-                try:
-                    email.send()
-                except smtplib.SMTPRecipientsRefused:
-                    refused.append(address)
-                    continue
-                # Kept on the row even if a later one fails: the retry mails only the others.
-                delivery.recipients = [*delivery.recipients, address]
-    except (smtplib.SMTPException, OSError) as exc:
-        raise _transient(f"{type(exc).__name__}: {exc}"[:500]) from exc
-    error = f"Refused by the mail server: {', '.join(refused)}" if refused else ""
-    if refused and not delivery.recipients:
-        return Outcome(DeliveryStatus.FAILED, error=error)
-    return Outcome(DeliveryStatus.SENT, error=error)
-
-
-# Webhooks ------------------------------------------------------------------------------------
-
-
-def _send_webhook(delivery: NotificationDelivery, target: NotificationTarget) -> Outcome:
-    if not target.secret:
-        return Outcome(DeliveryStatus.FAILED, error="The target has no secret.")
-    project = delivery.project
-    request = outgoing.build_request(
-        event=delivery.event,
-        delivery_uuid=str(delivery.uuid),
-        project={
-            "id": project.pk,
-            "slug": project.slug,
-            "name": project.name,
-            "url": settings.SITE_URL + project.get_absolute_url(),
-        },
-        data=delivery.payload,
-        secret=target.secret,
-        delivered_at=timezone.now().isoformat(),
-    )
-    try:
-        response = requests.post(
-            target.destination,
-            data=request.body,
-            headers=request.headers,
-            timeout=WEBHOOK_TIMEOUT,
-            # A redirect is an answer we do not follow (it could lead anywhere).
-            allow_redirects=False,
-        )
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _transient(f"{type(exc).__name__}: {exc}"[:500]) from exc
-    except requests.RequestException as exc:  # an invalid URL, …: retrying will not help
-        return Outcome(DeliveryStatus.FAILED, error=f"{type(exc).__name__}: {exc}"[:500])
-    code = response.status_code
-    if 200 <= code < 300:
-        return Outcome(DeliveryStatus.SENT, response_code=code)
-    message = f"HTTP {code}: {response.text[:500]}"
-    if code >= 500 or code == 429:
-        raise _transient(message, code)
-    return Outcome(DeliveryStatus.FAILED, response_code=code, error=message)
-
-
-# --- Slack interactivity ----------------------------------------------------------------------
-
-
-def slack_interaction_enqueue(*, payload: dict[str, Any]) -> bool:
-    """Hand a verified Slack interaction to a worker (Slack wants its answer within 3 s).
-    Returns whether it is one we act on."""
-    if _decision_action(payload) is None:
-        return False
-    from .tasks import slack_interaction_task
-
-    try:
-        slack_interaction_task.delay(payload)
-    except Exception:
-        # TRICKY: the broker is down. Acting here, slower than Slack likes, beats losing a
-        # decision someone made.
-        logger.exception("Could not queue a Slack interaction; handling it in the request")
-        slack_interaction_handle(payload=payload)
-    return True
-
-
-def _decision_action(payload: dict[str, Any]) -> dict[str, Any] | None:
-    if payload.get("type") != "block_actions":
-        return None
-    for action in payload.get("actions") or []:
-        if isinstance(action, dict) and action.get("action_id") in slack.DECISION_ACTIONS:
-            return action
-    return None
-
-
-def slack_interaction_handle(*, payload: dict[str, Any]) -> str | None:
-    """Act on an Approve / Reject click: find the account, call the same service as the
-    browser, and tell the clicker (ephemeral) what happened. Returns the reply.
-
-    Never raises once a decision may be recorded: a retry would find it decided already and
-    tell the user the wrong thing."""
-    action = _decision_action(payload)
-    if action is None:
-        return None
-    decision = slack.DECISION_ACTIONS[action["action_id"]]
-    member = payload.get("user") or {}
-    slack_user_id = str(member.get("id") or "")
-    team_id = str((payload.get("team") or {}).get("id") or member.get("team_id") or "")
-    reply = _decide_from_slack(
-        slack_user_id=slack_user_id,
-        team_id=team_id,
-        decision=decision,
-        value=action.get("value"),
-    )
-    _reply_ephemeral(payload, slack_user_id, reply)
-    return reply
-
-
-def _decide_from_slack(*, slack_user_id: str, team_id: str, decision: str, value: Any) -> str:
-    try:
-        promotion_id = int(value)
-    except (TypeError, ValueError):
-        return "This button does not name a promotion."
-    user = (
-        slack_user_account(slack_user_id=slack_user_id, team_id=team_id) if slack_user_id else None
-    )
-    if user is None:
-        page = settings.SITE_URL + reverse("notifications:slack-account")
-        return (
-            ":link: I don't know which control plane account is yours, so nothing was "
-            f"recorded. Link your Slack account at {page} with your member ID "
-            f"`{slack.esc(slack_user_id)}`"
-            + (f" (team `{slack.esc(team_id)}`)" if team_id else "")
-            + ", or use the same confirmed email address in Slack and in the control plane."
-        )
-    promotion = Promotion.objects.filter(pk=promotion_id).first()
-    if promotion is None:
-        return "This promotion no longer exists."
-    try:
-        promotion = promotion_decide(
-            promotion=promotion,
-            user=user,
-            decision=decision,
-            comment="",
-            channel=ApprovalChannel.SLACK,
-        )
-    except ServiceError as exc:
-        return f":no_entry: Nothing was recorded: {exc.message}"
-    except Exception:
-        logger.exception("A Slack decision on promotion %s failed", promotion_id)
-        return ":warning: Something went wrong; nothing was recorded. Try again in the browser."
-    what = f"{promotion.release.version} → {promotion.environment.name}"
-    if decision == ApprovalDecision.REJECT:
-        return f":x: You rejected {what}."
-    if promotion.status != PromotionStatus.PENDING:  # approved, and maybe deploying already
-        return f":white_check_mark: You approved {what}; it is approved and will deploy."
-    count = promotion.approvals.filter(decision=ApprovalDecision.APPROVE).count()
-    return (
-        f":white_check_mark: You approved {what} "
-        f"({count} of {promotion.required_approvals} approvals)."
-    )
-
-
-def _reply_ephemeral(payload: dict[str, Any], slack_user_id: str, text: str) -> None:
-    """Only the clicker sees it: through the interaction's ``response_url`` (no token
-    needed), else ``chat.postEphemeral``. A lost reply is logged, never retried."""
-    response_url = payload.get("response_url")
-    try:
-        if isinstance(response_url, str) and response_url.startswith(("https://", "http://")):
-            response = slack.webhook_client(response_url).send(
-                text=text, response_type="ephemeral", replace_original=False
-            )
-            if response.status_code != 200:
-                logger.warning("Slack response_url answered %s", response.status_code)
-            return
-        channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get(
-            "channel_id"
-        )
-        if channel and slack_user_id and settings.SLACK_BOT_TOKEN:
-            slack.web_client().chat_postEphemeral(channel=channel, user=slack_user_id, text=text)
-    except (SlackClientError, OSError) as exc:
-        logger.warning("Could not answer a Slack interaction: %s", slack.describe(exc)[1])

@@ -1,6 +1,8 @@
-"""Slack: the Web API client, request verification and the Block Kit messages of each event.
+"""Slack: the Web API client, request verification, the Block Kit messages of each event and
+:func:`send` (one delivery to a channel).
 
-Sending, retrying and recording are in :mod:`apps.notifications.services`.
+Recording and retrying are the ledger's (:mod:`apps.notifications.services`); acting on a
+clicked button is :mod:`apps.notifications.interactions`.
 """
 
 import json
@@ -11,30 +13,41 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
+from apps.core.transient import TransientError, is_transient_status
+from apps.core.transient import is_transient as is_transient_call
 from apps.releases.choices import ApprovalDecision, PromotionStatus
 from apps.releases.models import Promotion
 
-from .choices import Event
+from . import events
+from .choices import SLACK_ROOT_EVENTS, SLACK_UPDATE_ONLY_EVENTS, DeliveryStatus, Event
+from .models import NotificationDelivery, NotificationTarget
+from .outcome import Outcome
 
 logger = logging.getLogger(__name__)
 
 #: Seconds to wait for Slack (the Web API and response URLs).
 TIMEOUT = 10
-#: Slack's own codes for a failure worth retrying (HTTP 429 and 5xx are retried as well).
+ObjectType = NotificationDelivery.ObjectType
+#: Slack's own codes for a failure worth retrying (the HTTP part is ``is_transient_status``).
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 ACTION_APPROVE = "promotion_approve"
 ACTION_REJECT = "promotion_reject"
-#: Button action id → the decision it records.
+#: Button action id → the decision it records (Reject asks for a reason first: a modal).
 DECISION_ACTIONS = {
     ACTION_APPROVE: ApprovalDecision.APPROVE,
     ACTION_REJECT: ApprovalDecision.REJECT,
 }
+#: The reject modal: its ``callback_id`` and the ids of its reason input.
+REJECT_VIEW = "promotion_reject_reason"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason_input"
+MAX_REASON = 2000
 #: Section text is capped by Slack at 3000 characters.
 MAX_TEXT = 2900
 
@@ -51,13 +64,14 @@ def webhook_client(url: str) -> WebhookClient:
 
 
 def is_transient(exc: Exception) -> bool:
-    """A failure worth retrying: no answer, a 5xx or 429, or Slack's own "try later"."""
+    """A failure worth retrying: no answer, a transient HTTP status, or Slack's own "try
+    later" (``ratelimited``, …) in an HTTP 200 answer."""
     if isinstance(exc, SlackApiError):
-        code = getattr(exc.response, "status_code", None) or 0
+        code = getattr(exc.response, "status_code", None)
         error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-        return code >= 500 or code == 429 or error in TRANSIENT_ERRORS
+        return is_transient_status(code) or error in TRANSIENT_ERRORS
     # URLError, timeouts, refused connections (not SlackRequestError: a bad setting).
-    return isinstance(exc, OSError)
+    return is_transient_call(exc)
 
 
 def describe(exc: Exception) -> tuple[int | None, str]:
@@ -238,16 +252,8 @@ def promotion_message(
                         "text": {"type": "plain_text", "text": "Reject"},
                         "style": "danger",
                         "action_id": ACTION_REJECT,
+                        # Opens a modal asking for the reason (the confirmation as well).
                         "value": value,
-                        "confirm": {
-                            "title": {"type": "plain_text", "text": "Reject this promotion?"},
-                            "text": {
-                                "type": "plain_text",
-                                "text": "A rejection ends the request for everyone.",
-                            },
-                            "confirm": {"type": "plain_text", "text": "Reject"},
-                            "deny": {"type": "plain_text", "text": "Cancel"},
-                        },
                     },
                     _link_button("Open", data["url"], "open_promotion"),
                 ],
@@ -306,3 +312,141 @@ def event_message(event: str, title: str, data: dict[str, Any]) -> list[dict[str
         )
         return blocks
     return [_section(f":wave: {esc(title)}"), _context("Sent by the control plane.")]
+
+
+def reject_modal(
+    *, promotion: Promotion, channel_id: str = "", response_url: str = ""
+) -> dict[str, Any]:
+    """The modal the Reject button opens: a required reason. ``private_metadata`` carries
+    what the submission needs (Slack sends no channel or response URL with it)."""
+    metadata = {"promotion": promotion.pk, "channel": channel_id, "response_url": response_url}
+    what = f"{promotion.release.version} → {promotion.environment.name}"
+    return {
+        "type": "modal",
+        "callback_id": REJECT_VIEW,
+        "private_metadata": json.dumps(metadata),
+        "title": {"type": "plain_text", "text": "Reject this promotion"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _section(f"Reject *{esc(what)}*? A rejection ends the request for everyone."),
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "max_length": MAX_REASON,
+                },
+            },
+        ],
+    }
+
+
+def reject_submission(payload: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """(the modal's metadata, the typed reason) of a reject modal's ``view_submission``, or
+    None when the payload is something else."""
+    view = payload.get("view")
+    if payload.get("type") != "view_submission" or not isinstance(view, dict):
+        return None
+    if view.get("callback_id") != REJECT_VIEW:
+        return None
+    try:
+        metadata = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return None
+    if not isinstance(metadata, dict):
+        return None
+    values = (view.get("state") or {}).get("values") or {}
+    typed = ((values.get(REASON_BLOCK) or {}).get(REASON_INPUT) or {}).get("value")
+    return metadata, str(typed or "").strip()[:MAX_REASON]
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+
+def send(delivery: NotificationDelivery, target: NotificationTarget) -> Outcome:
+    """Post (or edit) the delivery's message in the target's channel."""
+    if not settings.SLACK_BOT_TOKEN:
+        return Outcome(DeliveryStatus.FAILED, error="SLACK_BOT_TOKEN is not set.")
+    client = web_client()
+    try:
+        if delivery.object_type == ObjectType.PROMOTION:
+            return _send_promotion(client, delivery, target)
+        title = events.title(delivery.event, delivery.project, delivery.payload)
+        blocks = event_message(delivery.event, title, delivery.payload)
+        response = client.chat_postMessage(
+            channel=target.destination, text=title, blocks=blocks, unfurl_links=False
+        )
+    except (SlackClientError, OSError) as exc:
+        code, message = describe(exc)
+        if is_transient(exc):
+            raise TransientError(message, code) from exc
+        return Outcome(DeliveryStatus.FAILED, response_code=code, error=message)
+    return _sent(response)
+
+
+def _sent(response: Any, channel: str = "", ts: str = "") -> Outcome:
+    return Outcome(
+        DeliveryStatus.SENT,
+        response_code=response.status_code,
+        fields={
+            "slack_channel": channel or response.get("channel") or "",
+            "slack_ts": ts or response.get("ts") or "",
+        },
+    )
+
+
+def _send_promotion(
+    client: WebClient, delivery: NotificationDelivery, target: NotificationTarget
+) -> Outcome:
+    """Post the promotion's message (pending, reminder) or edit the ones posted before.
+
+    Every message renders the promotion as it is now, so two updates racing each other, or
+    an update that runs before the message it follows, still end on the current state."""
+    promotion = events.load(ObjectType.PROMOTION, delivery.object_id)
+    if promotion is None:
+        return Outcome(DeliveryStatus.SKIPPED, error="The promotion no longer exists.")
+    data = events.promotion_data(promotion)
+    roots = list(
+        NotificationDelivery.objects.filter(
+            target=target,
+            object_type=ObjectType.PROMOTION,
+            object_id=promotion.pk,
+            event__in=SLACK_ROOT_EVENTS,
+        )
+        .exclude(slack_ts="")
+        .exclude(pk=delivery.pk)
+        .order_by("pk")
+    )
+    if delivery.event in SLACK_ROOT_EVENTS:
+        reminder = delivery.event == Event.PROMOTION_REMINDER
+        text, blocks = promotion_message(promotion, data, reminder=reminder)
+        thread = {}
+        if reminder and roots:
+            # In the first message's thread, and shown in the channel: people are notified
+            # and the whole story stays in one place.
+            thread = {"thread_ts": roots[0].slack_ts, "reply_broadcast": True}
+        channel = roots[0].slack_channel if thread else target.destination
+        response = client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, unfurl_links=False, **thread
+        )
+        return _sent(response)
+    text, blocks = promotion_message(promotion, data)
+    if not roots:
+        if delivery.event in SLACK_UPDATE_ONLY_EVENTS:
+            return Outcome(
+                DeliveryStatus.SKIPPED, error="No Slack message of this promotion to update."
+            )
+        response = client.chat_postMessage(
+            channel=target.destination, text=text, blocks=blocks, unfurl_links=False
+        )
+        return _sent(response)
+    response = None
+    for root in roots:
+        response = client.chat_update(
+            channel=root.slack_channel, ts=root.slack_ts, text=text, blocks=blocks
+        )
+    return _sent(response, roots[0].slack_channel, roots[0].slack_ts)

@@ -2,10 +2,10 @@
 
 from celery import shared_task
 
+from apps.core.transient import RETRY_TRANSIENT
 from controlplane.celery import CeleryQueue
 
-from . import services
-from .services import TransientDeliveryError
+from . import interactions, services
 
 
 @shared_task(
@@ -43,12 +43,8 @@ def dispatch_task(
     queue=CeleryQueue.DEFAULT.value,
     ignore_result=True,
     acks_late=True,
-    # Only what may pass (no answer, 5xx, 429); the service records everything else as final.
-    autoretry_for=(TransientDeliveryError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=5,
+    # Only what may pass (TransientError); the service records everything else as final.
+    **RETRY_TRANSIENT,
     soft_time_limit=60,
     time_limit=90,
 )
@@ -67,8 +63,9 @@ def deliver_task(self, delivery_id: int) -> None:
     time_limit=60,
 )
 def slack_interaction_task(payload: dict) -> None:
-    """An Approve / Reject click (the view verified Slack's signature before enqueuing)."""
-    services.slack_interaction_handle(payload=payload)
+    """An Approve click or a submitted reject modal (the view verified Slack's signature
+    before enqueuing)."""
+    interactions.slack_interaction_handle(payload=payload)
 
 
 @shared_task(

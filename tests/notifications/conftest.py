@@ -17,14 +17,16 @@ from django.urls import reverse
 from apps.notifications import services
 from apps.notifications.models import NotificationTarget, SlackIdentity
 from apps.notifications.tasks import deliver_task, dispatch_task, slack_interaction_task
+from apps.releases import services as release_services
 from apps.releases import signals as release_signals
 from apps.releases.models import Approval, Promotion
-from apps.releases.services import promotion_decide, promotion_request, release_create
+from apps.releases.services import promotion_request, release_create
 
 SITE = "https://cp.example.com"
 BOT_TOKEN = "xoxb-test-bot-token"  # noqa: S105 - a test value
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # noqa: S105 - a test value
 CHANNEL = "C0DEPLOYS"
+HOOK_SECRET = "whsec-a-long-random-secret-for-the-tests"  # noqa: S105 - a test value
 TEAM = "T0ACME"
 
 
@@ -88,6 +90,10 @@ class _SlackHandler(BaseHTTPRequestHandler):
             self._answer(200, {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts}})
         elif path == "/api/chat.update":
             self._answer(200, {"ok": True, "channel": data.get("channel"), "ts": data.get("ts")})
+        elif path == "/api/views.open":
+            view = data.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            self._answer(200, {"ok": True, "view": {"id": "V0MODAL", **(view or {})}})
         elif path == "/api/chat.postEphemeral":
             self._answer(200, {"ok": True, "message_ts": "1700000000.999999"})
         elif path == "/api/users.info":
@@ -154,6 +160,16 @@ def hook_server():
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def webhook_target(project, hook_server):
+    return NotificationTarget.objects.create(
+        project=project,
+        kind="webhook",
+        destination=hook_server.url + "/cp-events",
+        secret=HOOK_SECRET,
+    )
 
 
 def api_calls(server, method: str) -> list[dict]:
@@ -294,12 +310,17 @@ def request_promotion(after_commit, admin_user):
 
 @pytest.fixture
 def decide_in_browser(after_commit):
-    def decide(promotion, user, decision="approve"):
+    def decide(promotion, user, decision="approve", comment="Not this one."):
         before = _state(promotion)
         with sent_signals() as log, after_commit():
-            promotion = promotion_decide(
-                promotion=promotion, user=user, decision=decision, channel="web"
-            )
+            if decision == "reject":
+                promotion = release_services.promotion_reject(
+                    promotion=promotion, user=user, comment=comment, channel="web"
+                )
+            else:
+                promotion = release_services.promotion_approve(
+                    promotion=promotion, user=user, channel="web"
+                )
         with after_commit():
             send_missing_promotion_signals(log, promotion, before)
         return promotion
@@ -333,6 +354,33 @@ def block_actions(promotion_id, slack_user_id: str, *, action="promotion_approve
                 "action_ts": "1700000001.000000",
             }
         ],
+    }
+
+
+def view_submission(view: dict, slack_user_id: str, reason: str) -> dict:
+    """What Slack posts when the modal ``view`` (as our code opened it) is submitted with
+    ``reason`` typed into its one input."""
+    [field] = [b for b in view["blocks"] if b["type"] == "input"]
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "acme"},
+        "user": {"id": slack_user_id, "username": slack_user_id.lower(), "team_id": TEAM},
+        "api_app_id": "A0CONTROLPLANE",
+        "trigger_id": "4.5.6",
+        "view": {
+            **view,
+            "id": "V0MODAL",
+            "state": {
+                "values": {
+                    field["block_id"]: {
+                        field["element"]["action_id"]: {
+                            "type": "plain_text_input",
+                            "value": reason,
+                        }
+                    }
+                }
+            },
+        },
     }
 
 

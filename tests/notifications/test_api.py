@@ -257,7 +257,7 @@ def test_a_test_notification_reaches_slack(api, admin_user, project, slack_serve
 def test_a_bug_in_a_sender_is_recorded_not_looped(
     project, admin_user, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from apps.notifications import services
+    from apps.notifications import mail, services
 
     target_create(project=project, actor=admin_user, kind="email", destination="ops@example.com")
     with django_capture_on_commit_callbacks(execute=False):
@@ -268,6 +268,6 @@ def test_a_bug_in_a_sender_is_recorded_not_looped(
     def broken(*args):
         raise KeyError("oops")
 
-    monkeypatch.setattr(services, "_send_email", broken)
+    monkeypatch.setattr(mail, "send", broken)
     delivery = services.delivery_send(delivery_id=delivery.pk)
     assert (delivery.status, delivery.error) == ("failed", "Internal error (see the logs).")

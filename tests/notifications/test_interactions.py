@@ -17,12 +17,14 @@ from tests.factories import UserFactory
 
 from .conftest import (
     BOT_TOKEN,
+    SITE,
     TEAM,
     api_calls,
     block_actions,
     ephemeral_replies,
     slack_link,
     slack_signed,
+    view_submission,
 )
 
 pytestmark = pytest.mark.django_db
@@ -235,14 +237,97 @@ def test_two_approvals_needed(
     assert list(promotion.approvals.values_list("channel", flat=True)) == ["slack", "slack"]
 
 
+def _nothing_recorded(promotion, before) -> None:
+    assert _trail() == before
+    promotion.refresh_from_db()
+    assert promotion.status == "pending"
+
+
+def _reject_modal(click, promotion, slack_user_id, slack_server) -> dict:
+    """Click Reject; returns the modal Slack was asked to open."""
+    assert click(promotion, slack_user_id, action="promotion_reject").status_code == 200
+    [opened] = api_calls(slack_server, "views.open")
+    view = opened["json"]["view"]
+    return json.loads(view) if isinstance(view, str) else view
+
+
 def test_a_rejection_in_slack(click, promotion, member, slack_server):
     slack_link(member("approver", "carol"), "U0CAROL")
-    click(promotion, "U0CAROL", action="promotion_reject")
+    view = _reject_modal(click, promotion, "U0CAROL", slack_server)
+    click(promotion, "U0CAROL", payload=view_submission(view, "U0CAROL", "metrics regressed"))
     promotion.refresh_from_db()
     assert promotion.status == "rejected"
     approval = Approval.objects.get()
     assert (approval.decision, approval.channel) == ("reject", "slack")
+    assert approval.comment == "metrics regressed"
     assert "You rejected" in ephemeral_replies(slack_server)[-1]["text"]
+
+
+def test_reject_opens_a_modal_that_asks_for_a_reason(click, promotion, member, slack_server):
+    slack_link(member("approver", "carol"), "U0CAROL")
+    before = _trail()
+    assert click(promotion, "U0CAROL", action="promotion_reject").status_code == 200
+    [opened] = api_calls(slack_server, "views.open")
+    assert opened["headers"]["authorization"] == f"Bearer {BOT_TOKEN}"
+    assert opened["json"]["trigger_id"] == "1.2.3"  # the click's, used within Slack's 3 s
+    view = opened["json"]["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["type"] == "modal"
+    [field] = [b for b in view["blocks"] if b["type"] == "input"]
+    assert field["element"]["type"] == "plain_text_input"
+    assert field.get("optional", False) is False  # Slack refuses to submit it empty
+    assert "v3 → production" in json.dumps(view, ensure_ascii=False)
+    # The click alone records nothing and tells nothing.
+    assert ephemeral_replies(slack_server) == []
+    _nothing_recorded(promotion, before)
+
+
+def test_a_blank_reason_is_refused_in_the_modal(click, promotion, member, slack_server):
+    slack_link(member("approver", "carol"), "U0CAROL")
+    view = _reject_modal(click, promotion, "U0CAROL", slack_server)
+    before = _trail()
+    response = click(promotion, "U0CAROL", payload=view_submission(view, "U0CAROL", "   "))
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["response_action"] == "errors"
+    assert list(answer["errors"].values()) == ["A rejection needs a reason."]
+    _nothing_recorded(promotion, before)
+
+
+def test_a_forged_modal_submission_is_401(click, promotion, member, slack_server):
+    slack_link(member("approver", "carol"), "U0CAROL")
+    view = _reject_modal(click, promotion, "U0CAROL", slack_server)
+    payload = view_submission(view, "U0CAROL", "metrics regressed")
+    body = urlencode({"payload": json.dumps(payload)})
+    before = _trail()
+    response = click(
+        promotion, "U0CAROL", payload=payload, headers=slack_signed(body, secret="forged")
+    )
+    assert response.status_code == 401
+    _nothing_recorded(promotion, before)
+
+
+def test_a_modal_slack_cannot_open_sends_the_clicker_to_the_browser(
+    click, promotion, member, slack_server
+):
+    slack_link(member("approver", "carol"), "U0CAROL")
+    slack_server.codes = [{"ok": False, "error": "expired_trigger_id"}]
+    before = _trail()
+    click(promotion, "U0CAROL", action="promotion_reject")
+    [reply] = ephemeral_replies(slack_server)
+    assert "A rejection needs a reason: reject in the browser" in reply["text"]
+    assert f"{SITE}{promotion.get_absolute_url()}" in reply["text"]
+    _nothing_recorded(promotion, before)
+
+
+def test_a_rejection_in_slack_follows_the_same_rules(click, promotion, member, slack_server):
+    slack_link(member("developer", "dave"), "U0DAVE")
+    view = _reject_modal(click, promotion, "U0DAVE", slack_server)
+    before = _trail()
+    click(promotion, "U0DAVE", payload=view_submission(view, "U0DAVE", "no"))
+    [reply] = ephemeral_replies(slack_server)
+    assert "Nothing was recorded" in reply["text"]
+    _nothing_recorded(promotion, before)
 
 
 def test_a_developer_cannot_approve_and_is_told_why(click, promotion, member, slack_server):

@@ -10,25 +10,22 @@ import time
 import pytest
 
 from apps.notifications import outgoing
-from apps.notifications.models import NotificationDelivery, NotificationTarget
+from apps.notifications.models import NotificationDelivery
 from apps.notifications.services import dispatch
 from apps.notifications.tasks import deliver_task
 from apps.pipelines.models import PipelineRun
 from apps.pipelines.signals import run_status_changed
 from tests.factories import RunFactory
 
+from .conftest import HOOK_SECRET as SECRET
 from .conftest import SITE
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "whsec-a-long-random-secret-for-the-tests"
-
 
 @pytest.fixture
-def target(project, hook_server):
-    return NotificationTarget.objects.create(
-        project=project, kind="webhook", destination=hook_server.url + "/cp-events", secret=SECRET
-    )
+def target(webhook_target):
+    return webhook_target
 
 
 @pytest.fixture

@@ -102,15 +102,14 @@ def test_each_approval_edits_the_message_and_the_last_replaces_the_buttons(
 def test_a_rejection_shows_who_and_why(
     slack_server, slack_target, request_promotion, release, production, member, after_commit
 ):
-    from apps.releases.services import promotion_decide
+    from apps.releases import services as release_services
 
     promotion = request_promotion(release, production)
     before = _state(promotion)
     with record_signals() as log, after_commit():
-        promotion_decide(
+        release_services.promotion_reject(
             promotion=promotion,
             user=member("approver", "carol"),
-            decision="reject",
             comment="metrics <regressed>",
         )
     with after_commit():
@@ -298,3 +297,13 @@ def test_no_bot_token_fails_the_delivery(
         )
     delivery = delivery_send(delivery_id=delivery.pk)
     assert (delivery.status, delivery.error) == ("failed", "SLACK_BOT_TOKEN is not set.")
+
+
+def test_slacks_own_try_later_is_retried(
+    slack_server, slack_target, request_promotion, release, production
+):
+    slack_server.codes = [{"ok": False, "error": "ratelimited"}]  # an HTTP 200 answer
+    request_promotion(release, production)
+    assert len(api_calls(slack_server, "chat.postMessage")) == 2
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
