@@ -96,6 +96,34 @@ def environment_list_with_serving(*, user) -> QuerySet[Environment]:
     return with_serving(environment_list(user=user))
 
 
+def serving_deployment(environment: Environment) -> Deployment | None:
+    """The deployment whose release serves the environment now."""
+    return (
+        Deployment.objects.select_related("release")
+        .filter(environment=environment, status=DeploymentStatus.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def environment_needs_approval(environment: Environment) -> bool:
+    return not environment.auto_deploy and environment.required_approvals > 0
+
+
+def freeze_message(environment: Environment, at: datetime) -> str:
+    """Why deploys to ``environment`` are held at ``at`` (the open freeze window and its end),
+    or "" when no window is open."""
+    window = environment.active_freeze(at)
+    if window is None:
+        return ""
+    ends = window.ends_at(at)
+    why = f" ({window.reason})" if window.reason else ""
+    return (
+        f"{environment.name} is frozen{why} until {ends:%Y-%m-%d %H:%M} {ends.tzname() or 'UTC'}; "
+        "deploys are held until then."
+    )
+
+
 # --------------------------------------------------------------------------- approvals inbox
 
 

@@ -9,7 +9,7 @@ urlpatterns = [
     path("<slug:slug>/releases/<int:pk>/promote/", views.release_promote, name="promote"),
     path("<slug:slug>/deployments/<int:pk>/", views.deployment_detail, name="deployment"),
     path("<slug:slug>/promotions/<int:pk>/", views.promotion_detail, name="promotion"),
-    path("<slug:slug>/promotions/<int:pk>/decide/", views.promotion_decide, name="decide"),
+    path("<slug:slug>/promotions/<int:pk>/decide/", views.promotion_decision, name="decide"),
     path(
         "<slug:slug>/environments/<slug:name>/rollback/<int:release_pk>/",
         views.environment_rollback,

@@ -70,8 +70,8 @@ def release_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     environments = [
         {
             "environment": env,
-            "serving": services.serving_deployment(env),
-            "needs_approval": services.environment_needs_approval(env),
+            "serving": selectors.serving_deployment(env),
+            "needs_approval": selectors.environment_needs_approval(env),
             "open_promotion": open_promotions.get(env.pk),
         }
         for env in release.project.environments.order_by("order", "name")
@@ -147,9 +147,9 @@ def _promotion_or_404(request, slug: str, pk: int) -> Promotion:
     )
 
 
-@login_required
-def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    promotion = _promotion_or_404(request, slug, pk)
+def _promotion_page(
+    request: HttpRequest, promotion: Promotion, *, error: str = "", comment: str = "", status=200
+) -> HttpResponse:
     env = promotion.environment
     approvals = list(promotion.approvals.all())
     mine = next((a for a in approvals if a.user_id == request.user.pk), None)
@@ -174,32 +174,42 @@ def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "approvals_so_far": sum(a.decision == ApprovalDecision.APPROVE for a in approvals),
             "expired": expired,
             "refusal": refusal,
+            "decision_error": error,
+            "comment": comment,
             "evidence": selectors.promotion_evidence(
-                promotion=promotion, serving=services.serving_deployment(env)
+                promotion=promotion, serving=selectors.serving_deployment(env)
             ),
         },
+        status=status,
     )
 
 
 @login_required
+def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _promotion_page(request, _promotion_or_404(request, slug, pk))
+
+
+@login_required
 @require_POST
-def promotion_decide(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def promotion_decision(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """The approve / reject buttons of the promotion page. A refused decision (no comment on a
+    rejection, no role, decided already) shows the page again with why, and records nothing."""
     promotion = _promotion_or_404(request, slug, pk)
     decision = request.POST.get("decision")
-    if decision not in ApprovalDecision.values:
+    decide = {
+        ApprovalDecision.APPROVE: services.promotion_approve,
+        ApprovalDecision.REJECT: services.promotion_reject,
+    }.get(decision)
+    if decide is None:
         raise Http404
+    comment = request.POST.get("comment", "")[:4000]
     try:
-        services.promotion_decide(
-            promotion=promotion,
-            user=request.user,
-            decision=decision,
-            comment=request.POST.get("comment", "")[:4000],
-            channel=ApprovalChannel.WEB,
-        )
+        decide(promotion=promotion, user=request.user, comment=comment, channel=ApprovalChannel.WEB)
     except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Your decision ({decision}) is recorded.")
+        return _promotion_page(
+            request, promotion, error=exc.message, comment=comment, status=exc.status_code
+        )
+    messages.success(request, f"Your decision ({decision}) is recorded.")
     return redirect(promotion)
 
 
@@ -239,7 +249,7 @@ def _environment_or_404(request: HttpRequest, slug: str, name: str) -> Environme
 def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     environment = _environment_or_404(request, slug, name)
     now = timezone.now()
-    serving = services.serving_deployment(environment)
+    serving = selectors.serving_deployment(environment)
     freeze = environment.active_freeze(now)
     history = Paginator(selectors.deployment_history(environment=environment), 25)
     return render(
@@ -292,7 +302,7 @@ def environment_rollback(
         {
             "environment": environment,
             "release": release,
-            "serving": services.serving_deployment(environment),
+            "serving": selectors.serving_deployment(environment),
             "error": error,
             "reason": request.POST.get("reason", ""),
         },

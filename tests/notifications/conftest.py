@@ -19,7 +19,12 @@ from apps.notifications.models import NotificationTarget, SlackIdentity
 from apps.notifications.tasks import deliver_task, dispatch_task, slack_interaction_task
 from apps.releases import signals as release_signals
 from apps.releases.models import Approval, Promotion
-from apps.releases.services import promotion_decide, promotion_request, release_create
+from apps.releases.services import (
+    promotion_approve,
+    promotion_reject,
+    promotion_request,
+    release_create,
+)
 
 SITE = "https://cp.example.com"
 BOT_TOKEN = "xoxb-test-bot-token"  # noqa: S105 - a test value
@@ -297,9 +302,12 @@ def decide_in_browser(after_commit):
     def decide(promotion, user, decision="approve"):
         before = _state(promotion)
         with sent_signals() as log, after_commit():
-            promotion = promotion_decide(
-                promotion=promotion, user=user, decision=decision, channel="web"
-            )
+            if decision == "approve":
+                promotion = promotion_approve(promotion=promotion, user=user, channel="web")
+            else:
+                promotion = promotion_reject(
+                    promotion=promotion, user=user, comment="Not this one.", channel="web"
+                )
         with after_commit():
             send_missing_promotion_signals(log, promotion, before)
         return promotion

@@ -102,15 +102,14 @@ def test_each_approval_edits_the_message_and_the_last_replaces_the_buttons(
 def test_a_rejection_shows_who_and_why(
     slack_server, slack_target, request_promotion, release, production, member, after_commit
 ):
-    from apps.releases.services import promotion_decide
+    from apps.releases.services import promotion_reject
 
     promotion = request_promotion(release, production)
     before = _state(promotion)
     with record_signals() as log, after_commit():
-        promotion_decide(
+        promotion_reject(
             promotion=promotion,
             user=member("approver", "carol"),
-            decision="reject",
             comment="metrics <regressed>",
         )
     with after_commit():

@@ -8,8 +8,9 @@ from django.utils import timezone
 from apps.core.exceptions import ConflictError, PermissionDeniedError, ServiceError
 from apps.releases.choices import DeploymentStatus, PromotionStatus
 from apps.releases.services import (
-    promotion_decide,
+    promotion_approve,
     promotion_expire_due,
+    promotion_reject,
     promotion_request,
     release_block,
     release_create,
@@ -32,14 +33,10 @@ def test_two_approvals_needed_one_is_not_enough(production, release, member, adm
     production.required_approvals = 2
     production.save()
     promotion = promotion_request(release=release, environment=production, actor=admin_user)
-    promotion = promotion_decide(
-        promotion=promotion, user=member("approver", "a1"), decision="approve"
-    )
+    promotion = promotion_approve(promotion=promotion, user=member("approver", "a1"))
     assert promotion.status == PromotionStatus.PENDING
     assert not production.deployments.exists()  # one approval does not deploy
-    promotion = promotion_decide(
-        promotion=promotion, user=member("admin", "a2"), decision="approve"
-    )
+    promotion = promotion_approve(promotion=promotion, user=member("admin", "a2"))
     # Approved → its deployment is requested in the same transaction.
     assert promotion.status == PromotionStatus.DEPLOYING
     deployment = production.deployments.get()
@@ -51,7 +48,7 @@ def test_developer_and_viewer_cannot_approve(production, release, member, admin_
     promotion = promotion_request(release=release, environment=production, actor=admin_user)
     for role in ("viewer", "developer"):
         with pytest.raises(PermissionDeniedError):
-            promotion_decide(promotion=promotion, user=member(role), decision="approve")
+            promotion_approve(promotion=promotion, user=member(role))
     assert promotion.approvals.count() == 0
 
 
@@ -60,7 +57,7 @@ def test_admin_only_environment(production, release, member, admin_user):
     production.save()
     promotion = promotion_request(release=release, environment=production, actor=admin_user)
     with pytest.raises(PermissionDeniedError):
-        promotion_decide(promotion=promotion, user=member("approver"), decision="approve")
+        promotion_approve(promotion=promotion, user=member("approver"))
 
 
 def test_commit_author_cannot_approve_unless_allowed(
@@ -81,10 +78,10 @@ def test_commit_author_cannot_approve_unless_allowed(
     )
     promotion = promotion_request(release=release, environment=production, actor=admin_user)
     with pytest.raises(PermissionDeniedError, match="wrote this commit"):
-        promotion_decide(promotion=promotion, user=author, decision="approve")
+        promotion_approve(promotion=promotion, user=author)
     production.allow_self_approval = True
     production.save()
-    promotion = promotion_decide(promotion=promotion, user=author, decision="approve")
+    promotion = promotion_approve(promotion=promotion, user=author)
     assert promotion.status == PromotionStatus.DEPLOYING
 
 
@@ -97,7 +94,7 @@ def test_newer_release_supersedes_and_superseded_cannot_be_approved(
     old.refresh_from_db()
     assert old.status == PromotionStatus.SUPERSEDED
     with pytest.raises(ConflictError):
-        promotion_decide(promotion=old, user=member("approver"), decision="approve")
+        promotion_approve(promotion=old, user=member("approver"))
 
 
 def test_expired_promotion_cannot_be_approved(production, release, member, admin_user):
@@ -106,7 +103,7 @@ def test_expired_promotion_cannot_be_approved(production, release, member, admin
         expires_at=timezone.now() - timedelta(seconds=1)
     )
     with pytest.raises(ConflictError, match="expired"):
-        promotion_decide(promotion=promotion, user=member("approver"), decision="approve")
+        promotion_approve(promotion=promotion, user=member("approver"))
     assert promotion_expire_due() == 1
     promotion.refresh_from_db()
     assert promotion.status == PromotionStatus.EXPIRED
@@ -127,8 +124,8 @@ def test_blocked_release_rejects_pending_and_cannot_be_promoted(
 
 def test_rejection_ends_the_request(production, release, member, admin_user):
     promotion = promotion_request(release=release, environment=production, actor=admin_user)
-    promotion = promotion_decide(
-        promotion=promotion, user=member("approver"), decision="reject", comment="metrics worse"
+    promotion = promotion_reject(
+        promotion=promotion, user=member("approver"), comment="metrics worse"
     )
     assert promotion.status == PromotionStatus.REJECTED
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from apps.projects.services import freeze_window_add
 from apps.releases.choices import DeploymentStatus, PromotionStatus
 from apps.releases.models import Deployment, Promotion
-from apps.releases.services import promotion_decide, promotion_request, release_create
+from apps.releases.services import promotion_reject, promotion_request, release_create
 from tests.factories import DeploymentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -100,9 +100,7 @@ def test_environment_page_shows_what_serves_history_and_timeline(
     client, production, history, member, admin_user
 ):
     promotion = promotion_request(release=history["r14"], environment=production, actor=admin_user)
-    promotion_decide(
-        promotion=promotion, user=member("approver", "lead"), decision="reject", comment="not yet"
-    )
+    promotion_reject(promotion=promotion, user=member("approver", "lead"), comment="not yet")
     page = _get(client, member("viewer"), production.get_absolute_url())
 
     serving = page[page.index("Now serving") : page.index("Settings")]
