@@ -52,17 +52,28 @@ def _require_role(request: HttpRequest, project_id: int, role: str) -> None:
         raise PermissionDenied("You do not have the role this needs in this project.")
 
 
-def _release_or_404(request: HttpRequest, slug: str, pk: int) -> Release:
-    return get_object_or_404(
-        selectors.release_list(user=request.user).select_related("pipeline_run", "created_by"),
-        project__slug=slug,
-        pk=pk,
+def _release_by_key(releases, key: str) -> Release:
+    """The release named ``key`` in a URL: its version, or (old links) its id."""
+    release = releases.filter(version=key).first()
+    if release is None and key.isdigit():
+        release = releases.filter(pk=int(key)).first()
+    if release is None:
+        raise Http404("No such release in this project.")
+    return release
+
+
+def _release_or_404(request: HttpRequest, slug: str, key: str) -> Release:
+    releases = selectors.release_list(user=request.user).select_related(
+        "pipeline_run", "created_by"
     )
+    return _release_by_key(releases.filter(project__slug=slug), key)
 
 
 @login_required
-def release_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = _release_or_404(request, slug, pk)
+def release_detail(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    release = _release_or_404(request, slug, key)
+    if key != release.url_key:  # an old link by id
+        return redirect(release, permanent=True)
     may_act = not release.is_blocked and has_role(request.user, release.project_id, Role.DEVELOPER)
     open_promotions = {
         p.environment_id: p for p in release.promotions.filter(status=PromotionStatus.PENDING)
@@ -99,8 +110,8 @@ def _environment_of(release: Release, request: HttpRequest) -> Environment:
 
 @login_required
 @require_POST
-def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = _release_or_404(request, slug, pk)
+def release_deploy(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    release = _release_or_404(request, slug, key)
     _require_role(request, release.project_id, Role.DEVELOPER)
     environment = _environment_of(release, request)
     try:
@@ -119,8 +130,8 @@ def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def release_promote(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = _release_or_404(request, slug, pk)
+def release_promote(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    release = _release_or_404(request, slug, key)
     _require_role(request, release.project_id, Role.DEVELOPER)
     environment = _environment_of(release, request)
     try:
@@ -275,13 +286,11 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
 
 
 @login_required
-def environment_rollback(
-    request: HttpRequest, slug: str, name: str, release_pk: int
-) -> HttpResponse:
+def environment_rollback(request: HttpRequest, slug: str, name: str, key: str) -> HttpResponse:
     """Ask before redeploying an older release; the POST does it."""
     environment = _environment_or_404(request, slug, name)
     _require_role(request, environment.project_id, Role.DEVELOPER)
-    release = get_object_or_404(environment.project.releases, pk=release_pk)
+    release = _release_by_key(environment.project.releases.all(), key)
     error, status = "", 200
     if request.method == "POST":
         try:
