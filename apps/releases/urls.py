@@ -12,6 +12,16 @@ urlpatterns = [
     path("<slug:slug>/promotions/<int:pk>/", views.promotion_detail, name="promotion"),
     path("<slug:slug>/promotions/<int:pk>/decide/", views.promotion_decision, name="decide"),
     path(
+        "<slug:slug>/environments/<slug:name>/freeze-windows/",
+        views.freeze_window_add,
+        name="freeze-add",
+    ),
+    path(
+        "<slug:slug>/environments/<slug:name>/freeze-windows/<int:window_id>/remove/",
+        views.freeze_window_remove,
+        name="freeze-remove",
+    ),
+    path(
         "<slug:slug>/environments/<slug:name>/rollback/<str:key>/",
         views.environment_rollback,
         name="rollback",

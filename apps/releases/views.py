@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,11 +11,13 @@ from django.views.decorators.http import require_POST
 from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.core.exceptions import ServiceError
+from apps.projects import services as project_services
 from apps.projects.models import Environment
 from apps.projects.selectors import project_list
 
 from . import selectors, services
 from .choices import ApprovalChannel, ApprovalDecision, PromotionStatus
+from .forms import FreezeWindowForm
 from .models import Promotion, Release
 
 REASON_MAX = 2000
@@ -256,13 +259,18 @@ def _environment_or_404(request: HttpRequest, slug: str, name: str) -> Environme
     )
 
 
-@login_required
-def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = _environment_or_404(request, slug, name)
+def _environment_page(
+    request: HttpRequest,
+    environment: Environment,
+    *,
+    freeze_form: FreezeWindowForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     now = timezone.now()
     serving = selectors.serving_deployment(environment)
     freeze = environment.active_freeze(now)
     history = Paginator(selectors.deployment_history(environment=environment), 25)
+    may_freeze = has_role(request.user, environment.project_id, Role.ADMIN)
     return render(
         request,
         "releases/environment_detail.html",
@@ -273,6 +281,8 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
             "freeze": freeze,
             "freeze_ends": freeze.ends_at(now) if freeze else None,
             "freeze_windows": environment.freeze_windows.all(),
+            "may_freeze": may_freeze,
+            "freeze_form": (freeze_form or FreezeWindowForm()) if may_freeze else None,
             "waiting_promotions": environment.promotions.filter(
                 status__in=(PromotionStatus.PENDING, PromotionStatus.APPROVED)
             ).select_related("release"),
@@ -282,7 +292,47 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
             "may_deploy": has_role(request.user, environment.project_id, Role.DEVELOPER),
             "service_url_is_link": environment.service_url.startswith(("http://", "https://")),
         },
+        status=status,
     )
+
+
+@login_required
+def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    return _environment_page(request, _environment_or_404(request, slug, name))
+
+
+@login_required
+@require_POST
+def freeze_window_add(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    """Add a freeze window (the project's admin role, as in the API); a refused one shows the
+    page again with the form's errors."""
+    environment = _environment_or_404(request, slug, name)
+    _require_role(request, environment.project_id, Role.ADMIN)
+    form = FreezeWindowForm(request.POST)
+    if form.is_valid():
+        try:
+            window = project_services.freeze_window_add(
+                environment=environment, actor=request.user, **form.cleaned_data
+            )
+        except DjangoValidationError as exc:
+            form.add_error(None, exc)  # the service's checks (cron, duration), on their fields
+        else:
+            messages.success(request, f"Freeze window {window.cron} for {window.duration} added.")
+            return redirect(f"{environment.get_absolute_url()}#freeze-windows")
+    return _environment_page(request, environment, freeze_form=form, status=400)
+
+
+@login_required
+@require_POST
+def freeze_window_remove(
+    request: HttpRequest, slug: str, name: str, window_id: int
+) -> HttpResponse:
+    environment = _environment_or_404(request, slug, name)
+    _require_role(request, environment.project_id, Role.ADMIN)
+    window = get_object_or_404(environment.freeze_windows, pk=window_id)
+    project_services.freeze_window_remove(window=window, actor=request.user)
+    messages.success(request, f"Freeze window {window.cron} removed.")
+    return redirect(f"{environment.get_absolute_url()}#freeze-windows")
 
 
 @login_required
