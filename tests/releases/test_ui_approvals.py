@@ -244,6 +244,42 @@ def test_promotion_page_shows_evidence_and_metrics_against_production(
     assert "Commits cannot be shown" in page
 
 
+def test_promotion_page_shows_seeds_versions_and_hashes_as_parameters_not_metrics(
+    client, project, production, member, admin_user
+):
+    recorded = {
+        "accuracy": 0.81,
+        "roc_auc": 0.9,
+        "seed": 42,
+        "n_train": 4000,
+        "sklearn_version": "1.5.2",
+        "dataset_sha256": "9f86d081884c7d65",
+        "model": "churn",
+    }
+    _serving(
+        production,
+        _release(project, "r1-prod", admin_user, evidence={"model": {"metrics": {**recorded}}}),
+    )
+    candidate = _release(
+        project,
+        "r2-new",
+        admin_user,
+        evidence={"model": {"metrics": {**recorded, "accuracy": 0.83, "seed": 7}}},
+    )
+    promotion = promotion_request(release=candidate, environment=production, actor=admin_user)
+    page = _page(client, member("approver"), promotion.get_absolute_url())
+    metrics = page[page.index('id="metrics-title"') : page.index('id="parameters-title"')]
+    parameters = page[page.index('id="parameters-title"') : page.index('id="drift-title"')]
+    assert "accuracy" in metrics and "roc_auc" in metrics and "+0.0200" in metrics
+    for name in ("seed", "n_train", "sklearn_version", "dataset_sha256", "model"):
+        assert f'<td class="mono">{name}</td>' not in metrics
+        assert f'<td class="mono">{name}</td>' in parameters
+    for value in ("seed", "n_train", "sklearn_version", "1.5.2", "9f86d081884c7d65", "churn"):
+        assert value in parameters
+    assert ">7<" in parameters and ">42<" in parameters  # this release's seed and production's
+    assert "-35" not in page  # a seed is not a change to judge
+
+
 def test_promotion_page_without_metrics_says_so(client, project, production, admin_user):
     promotion = promotion_request(
         release=_release(project, "r1", admin_user), environment=production, actor=admin_user
