@@ -162,7 +162,12 @@ def _promotion_or_404(request, slug: str, pk: int) -> Promotion:
 
 
 def _promotion_page(
-    request: HttpRequest, promotion: Promotion, *, error: str = "", comment: str = "", status=200
+    request: HttpRequest,
+    promotion: Promotion,
+    *,
+    error: str = "",
+    comment: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     env = promotion.environment
     approvals = list(promotion.approvals.all())
