@@ -88,7 +88,7 @@ def main() -> None:
     from apps.projects.services import membership_set, project_create
     from apps.releases.choices import DeploymentStatus
     from apps.releases.models import Deployment
-    from apps.releases.services import promotion_decide, promotion_request, release_create
+    from apps.releases.services import promotion_approve, promotion_request, release_create
 
     users = get_user_model().objects
     admin = users.create_superuser("bench-admin", "admin@example.com", "x")
@@ -123,7 +123,7 @@ def main() -> None:
             release = releases[i % 2]
             promotion = promotion_request(release=release, environment=production, actor="bench")
             started = time.perf_counter()
-            promotion_decide(promotion=promotion, user=lead, decision="approve")
+            promotion_approve(promotion=promotion, user=lead)
             while True:
                 deployment = Deployment.objects.filter(promotion=promotion).first()
                 if deployment and deployment.status not in ("pending", "running"):

@@ -3,15 +3,11 @@ from django.contrib import admin
 from .models import AuditEvent, WorkerPing
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["created", "actor_label", "action", "object_repr", "from_state", "to_state"]
-    list_filter = ["action", "content_type"]
-    search_fields = ["object_repr", "actor_label", "reason"]
-    date_hierarchy = "created"
+class ReadOnlyAdminMixin:
+    """View only, even for superusers: these rows change through services (state machines,
+    audited) or never, so the admin must not add, change or delete them."""
 
-    # The audit log is append-only, also here.
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
@@ -19,6 +15,16 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit log is append-only, also here."""
+
+    list_display = ["created", "actor_label", "action", "object_repr", "from_state", "to_state"]
+    list_filter = ["action", "content_type"]
+    search_fields = ["object_repr", "actor_label", "reason"]
+    date_hierarchy = "created"
 
 
 @admin.register(WorkerPing)

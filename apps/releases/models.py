@@ -68,7 +68,13 @@ class Release(TimeStampedModel):
         return f"{self.project.slug} {self.version}"
 
     def get_absolute_url(self) -> str:
-        return reverse("releases:detail", kwargs={"slug": self.project.slug, "pk": self.pk})
+        return reverse("releases:detail", kwargs={"slug": self.project.slug, "key": self.url_key})
+
+    @property
+    def url_key(self) -> str:
+        """What names the release in its page's URL: its version (the id for a version a URL
+        path cannot hold)."""
+        return self.version if self.version and "/" not in self.version else str(self.pk)
 
     @property
     def is_blocked(self) -> bool:

@@ -1,5 +1,6 @@
 """Reads of releases, deployments, promotions and approvals, scoped to what the user may see."""
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from numbers import Real
@@ -96,6 +97,34 @@ def environment_list_with_serving(*, user) -> QuerySet[Environment]:
     return with_serving(environment_list(user=user))
 
 
+def serving_deployment(environment: Environment) -> Deployment | None:
+    """The deployment whose release serves the environment now."""
+    return (
+        Deployment.objects.select_related("release")
+        .filter(environment=environment, status=DeploymentStatus.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def environment_needs_approval(environment: Environment) -> bool:
+    return not environment.auto_deploy and environment.required_approvals > 0
+
+
+def freeze_message(environment: Environment, at: datetime) -> str:
+    """Why deploys to ``environment`` are held at ``at`` (the open freeze window and its end),
+    or "" when no window is open."""
+    window = environment.active_freeze(at)
+    if window is None:
+        return ""
+    ends = window.ends_at(at)
+    why = f" ({window.reason})" if window.reason else ""
+    return (
+        f"{environment.name} is frozen{why} until {ends:%Y-%m-%d %H:%M} {ends.tzname() or 'UTC'}; "
+        "deploys are held until then."
+    )
+
+
 # --------------------------------------------------------------------------- approvals inbox
 
 
@@ -154,14 +183,42 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+# What a training run records beside its scores: seeds, sizes, library versions, hashes. They
+# say how a model was made, not how good it is, so they are not compared as metrics.
+_PARAMETER_NAME = re.compile(
+    r"(^|_)(seed|random_state)$|(^|_)version$|(^|_)(hash|digest|sha\d*|fingerprint)$|^n_"
+)
+
+
+def is_judging_metric(name: str, value: Any) -> bool:
+    """A score to judge a model by: a number whose name is not a seed, a size (``n_*``), a
+    version or a hash."""
+    return _is_number(value) and not _PARAMETER_NAME.search(name.lower())
+
+
 def metrics_comparison(*, release: Release, production: Release | None) -> list[dict[str, Any]]:
-    """One row per metric of either release: this release's value, production's, the delta
-    (this minus production) when both are numbers."""
+    """One row per metric of either release (see :func:`is_judging_metric`): this release's
+    value, production's, the delta (this minus production) when both are numbers."""
+    return _compared(release=release, production=production, metrics=True)
+
+
+def parameters_comparison(*, release: Release, production: Release | None) -> list[dict[str, Any]]:
+    """The other values the model recorded (seed, library versions, dataset hash, …): this
+    release's and production's, side by side, no delta."""
+    return _compared(release=release, production=production, metrics=False)
+
+
+def _compared(
+    *, release: Release, production: Release | None, metrics: bool
+) -> list[dict[str, Any]]:
     mine, theirs = _model_metrics(release), _model_metrics(production)
     rows = []
     for name in sorted(set(mine) | set(theirs)):
         value, base = mine.get(name), theirs.get(name)
-        delta = value - base if _is_number(value) and _is_number(base) else None
+        judged = is_judging_metric(name, value if name in mine else base)
+        if judged != metrics:
+            continue
+        delta = value - base if metrics and _is_number(value) and _is_number(base) else None
         rows.append({"name": name, "value": value, "production": base, "delta": delta})
     return rows
 
@@ -218,6 +275,7 @@ def promotion_evidence(*, promotion: Promotion, serving: Deployment | None) -> d
         "tests": evidence.get("tests") or {},
         "reproducibility": evidence.get("reproducibility") or {},
         "metrics": metrics_comparison(release=release, production=base_release),
+        "parameters": parameters_comparison(release=release, production=base_release),
         "run": run,
         "deployment": deployment,
     }

@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,11 +11,13 @@ from django.views.decorators.http import require_POST
 from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.core.exceptions import ServiceError
+from apps.projects import services as project_services
 from apps.projects.models import Environment
 from apps.projects.selectors import project_list
 
 from . import selectors, services
 from .choices import ApprovalChannel, ApprovalDecision, PromotionStatus
+from .forms import FreezeWindowForm
 from .models import Promotion, Release
 
 REASON_MAX = 2000
@@ -52,17 +55,28 @@ def _require_role(request: HttpRequest, project_id: int, role: str) -> None:
         raise PermissionDenied("You do not have the role this needs in this project.")
 
 
-def _release_or_404(request: HttpRequest, slug: str, pk: int) -> Release:
-    return get_object_or_404(
-        selectors.release_list(user=request.user).select_related("pipeline_run", "created_by"),
-        project__slug=slug,
-        pk=pk,
+def _release_by_key(releases, key: str) -> Release:
+    """The release named ``key`` in a URL: its version, or (old links) its id."""
+    release = releases.filter(version=key).first()
+    if release is None and key.isdigit():
+        release = releases.filter(pk=int(key)).first()
+    if release is None:
+        raise Http404("No such release in this project.")
+    return release
+
+
+def _release_or_404(request: HttpRequest, slug: str, key: str) -> Release:
+    releases = selectors.release_list(user=request.user).select_related(
+        "pipeline_run", "created_by"
     )
+    return _release_by_key(releases.filter(project__slug=slug), key)
 
 
 @login_required
-def release_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = _release_or_404(request, slug, pk)
+def release_detail(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    release = _release_or_404(request, slug, key)
+    if key != release.url_key:  # an old link by id
+        return redirect(release, permanent=True)
     may_act = not release.is_blocked and has_role(request.user, release.project_id, Role.DEVELOPER)
     open_promotions = {
         p.environment_id: p for p in release.promotions.filter(status=PromotionStatus.PENDING)
@@ -70,8 +84,8 @@ def release_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     environments = [
         {
             "environment": env,
-            "serving": services.serving_deployment(env),
-            "needs_approval": services.environment_needs_approval(env),
+            "serving": selectors.serving_deployment(env),
+            "needs_approval": selectors.environment_needs_approval(env),
             "open_promotion": open_promotions.get(env.pk),
         }
         for env in release.project.environments.order_by("order", "name")
@@ -99,8 +113,8 @@ def _environment_of(release: Release, request: HttpRequest) -> Environment:
 
 @login_required
 @require_POST
-def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = _release_or_404(request, slug, pk)
+def release_deploy(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    release = _release_or_404(request, slug, key)
     _require_role(request, release.project_id, Role.DEVELOPER)
     environment = _environment_of(release, request)
     try:
@@ -119,8 +133,8 @@ def release_deploy(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def release_promote(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    release = _release_or_404(request, slug, pk)
+def release_promote(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    release = _release_or_404(request, slug, key)
     _require_role(request, release.project_id, Role.DEVELOPER)
     environment = _environment_of(release, request)
     try:
@@ -147,9 +161,14 @@ def _promotion_or_404(request, slug: str, pk: int) -> Promotion:
     )
 
 
-@login_required
-def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    promotion = _promotion_or_404(request, slug, pk)
+def _promotion_page(
+    request: HttpRequest,
+    promotion: Promotion,
+    *,
+    error: str = "",
+    comment: str = "",
+    status: int = 200,
+) -> HttpResponse:
     env = promotion.environment
     approvals = list(promotion.approvals.all())
     mine = next((a for a in approvals if a.user_id == request.user.pk), None)
@@ -174,32 +193,42 @@ def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "approvals_so_far": sum(a.decision == ApprovalDecision.APPROVE for a in approvals),
             "expired": expired,
             "refusal": refusal,
+            "decision_error": error,
+            "comment": comment,
             "evidence": selectors.promotion_evidence(
-                promotion=promotion, serving=services.serving_deployment(env)
+                promotion=promotion, serving=selectors.serving_deployment(env)
             ),
         },
+        status=status,
     )
 
 
 @login_required
+def promotion_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _promotion_page(request, _promotion_or_404(request, slug, pk))
+
+
+@login_required
 @require_POST
-def promotion_decide(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+def promotion_decision(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """The approve / reject buttons of the promotion page. A refused decision (no comment on a
+    rejection, no role, decided already) shows the page again with why, and records nothing."""
     promotion = _promotion_or_404(request, slug, pk)
     decision = request.POST.get("decision")
-    if decision not in ApprovalDecision.values:
+    decide = {
+        ApprovalDecision.APPROVE: services.promotion_approve,
+        ApprovalDecision.REJECT: services.promotion_reject,
+    }.get(decision)
+    if decide is None:
         raise Http404
+    comment = request.POST.get("comment", "")[:4000]
     try:
-        services.promotion_decide(
-            promotion=promotion,
-            user=request.user,
-            decision=decision,
-            comment=request.POST.get("comment", "")[:4000],
-            channel=ApprovalChannel.WEB,
-        )
+        decide(promotion=promotion, user=request.user, comment=comment, channel=ApprovalChannel.WEB)
     except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Your decision ({decision}) is recorded.")
+        return _promotion_page(
+            request, promotion, error=exc.message, comment=comment, status=exc.status_code
+        )
+    messages.success(request, f"Your decision ({decision}) is recorded.")
     return redirect(promotion)
 
 
@@ -235,13 +264,18 @@ def _environment_or_404(request: HttpRequest, slug: str, name: str) -> Environme
     )
 
 
-@login_required
-def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
-    environment = _environment_or_404(request, slug, name)
+def _environment_page(
+    request: HttpRequest,
+    environment: Environment,
+    *,
+    freeze_form: FreezeWindowForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     now = timezone.now()
-    serving = services.serving_deployment(environment)
+    serving = selectors.serving_deployment(environment)
     freeze = environment.active_freeze(now)
     history = Paginator(selectors.deployment_history(environment=environment), 25)
+    may_freeze = has_role(request.user, environment.project_id, Role.ADMIN)
     return render(
         request,
         "releases/environment_detail.html",
@@ -252,6 +286,8 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
             "freeze": freeze,
             "freeze_ends": freeze.ends_at(now) if freeze else None,
             "freeze_windows": environment.freeze_windows.all(),
+            "may_freeze": may_freeze,
+            "freeze_form": (freeze_form or FreezeWindowForm()) if may_freeze else None,
             "waiting_promotions": environment.promotions.filter(
                 status__in=(PromotionStatus.PENDING, PromotionStatus.APPROVED)
             ).select_related("release"),
@@ -261,17 +297,55 @@ def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpRespon
             "may_deploy": has_role(request.user, environment.project_id, Role.DEVELOPER),
             "service_url_is_link": environment.service_url.startswith(("http://", "https://")),
         },
+        status=status,
     )
 
 
 @login_required
-def environment_rollback(
-    request: HttpRequest, slug: str, name: str, release_pk: int
+def environment_detail(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    return _environment_page(request, _environment_or_404(request, slug, name))
+
+
+@login_required
+@require_POST
+def freeze_window_add(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    """Add a freeze window (the project's admin role, as in the API); a refused one shows the
+    page again with the form's errors."""
+    environment = _environment_or_404(request, slug, name)
+    _require_role(request, environment.project_id, Role.ADMIN)
+    form = FreezeWindowForm(request.POST)
+    if form.is_valid():
+        try:
+            window = project_services.freeze_window_add(
+                environment=environment, actor=request.user, **form.cleaned_data
+            )
+        except DjangoValidationError as exc:
+            form.add_error(None, exc)  # the service's checks (cron, duration), on their fields
+        else:
+            messages.success(request, f"Freeze window {window.cron} for {window.duration} added.")
+            return redirect(f"{environment.get_absolute_url()}#freeze-windows")
+    return _environment_page(request, environment, freeze_form=form, status=400)
+
+
+@login_required
+@require_POST
+def freeze_window_remove(
+    request: HttpRequest, slug: str, name: str, window_id: int
 ) -> HttpResponse:
+    environment = _environment_or_404(request, slug, name)
+    _require_role(request, environment.project_id, Role.ADMIN)
+    window = get_object_or_404(environment.freeze_windows, pk=window_id)
+    project_services.freeze_window_remove(window=window, actor=request.user)
+    messages.success(request, f"Freeze window {window.cron} removed.")
+    return redirect(f"{environment.get_absolute_url()}#freeze-windows")
+
+
+@login_required
+def environment_rollback(request: HttpRequest, slug: str, name: str, key: str) -> HttpResponse:
     """Ask before redeploying an older release; the POST does it."""
     environment = _environment_or_404(request, slug, name)
     _require_role(request, environment.project_id, Role.DEVELOPER)
-    release = get_object_or_404(environment.project.releases, pk=release_pk)
+    release = _release_by_key(environment.project.releases.all(), key)
     error, status = "", 200
     if request.method == "POST":
         try:
@@ -292,7 +366,7 @@ def environment_rollback(
         {
             "environment": environment,
             "release": release,
-            "serving": services.serving_deployment(environment),
+            "serving": selectors.serving_deployment(environment),
             "error": error,
             "reason": request.POST.get("reason", ""),
         },

@@ -24,7 +24,7 @@ from apps.releases.services import (
     deployment_execute,
     deployment_request,
     deployment_rollback,
-    promotion_decide,
+    promotion_approve,
     release_advance,
     release_block,
     release_create,
@@ -213,7 +213,7 @@ def test_a_release_moves_through_the_environments_with_the_process_deployer(
     promotion = Promotion.objects.get(environment=envs["production"])
     assert promotion.status == PromotionStatus.PENDING
     assert not Deployment.objects.filter(environment=envs["production"]).exists()
-    promotion = promotion_decide(promotion=promotion, user=member("approver"), decision="approve")
+    promotion = promotion_approve(promotion=promotion, user=member("approver"))
     assert promotion.status == PromotionStatus.DEPLOYING
     prod = deployment_execute(deployment_id=promotion.deployment_id)
     assert prod.status == DeploymentStatus.SUCCEEDED, prod.log

@@ -12,7 +12,7 @@ from apps.pipelines.git import mirror_path, mirror_update
 from apps.projects.services import project_create
 from apps.releases.choices import DeploymentStatus
 from apps.releases.models import Promotion
-from apps.releases.services import promotion_decide, promotion_request, release_create
+from apps.releases.services import promotion_approve, promotion_request, release_create
 from tests.factories import DeploymentFactory, UserFactory
 from tests.pipelines.gitrepo import Repo
 
@@ -76,7 +76,7 @@ def test_inbox_lists_only_promotions_the_user_may_decide_oldest_deadline_first(
     waiting = promotion_request(
         release=_release(project, "r2-wait", admin_user), environment=staging, actor=admin_user
     )
-    promotion_decide(promotion=waiting, user=other_approver, decision="approve")
+    promotion_approve(promotion=waiting, user=other_approver)
     Promotion.objects.filter(pk=own.pk).update(expires_at=timezone.now() + timedelta(hours=1))
     Promotion.objects.filter(pk=waiting.pk).update(expires_at=timezone.now() + timedelta(hours=5))
     # An admin-only environment: the approver role is not enough, so it is not listed.
@@ -153,7 +153,7 @@ def test_nav_badge_counts_what_waits_for_this_users_decision(
     decided = promotion_request(
         release=_release(project, "r2", admin_user), environment=staging, actor=admin_user
     )
-    promotion_decide(promotion=decided, user=lead, decision="approve")
+    promotion_approve(promotion=decided, user=lead)
     page = _page(client, lead, reverse("dashboard"))
     assert '1<span class="visually-hidden"> waiting for your decision</span>' in page
     page = _page(client, member("viewer"), reverse("dashboard"))
@@ -172,7 +172,7 @@ def test_promotion_page_shows_the_refusal_the_service_would_give(
     viewer = member("viewer")
     page = _page(client, viewer, promotion.get_absolute_url())
     with pytest.raises(PermissionDeniedError) as refused:
-        promotion_decide(promotion=promotion, user=viewer, decision="approve")
+        promotion_approve(promotion=promotion, user=viewer)
     assert refused.value.message in page
     assert 'value="approve"' not in page
     # Someone who may decide gets the form.
@@ -187,7 +187,7 @@ def test_promotion_page_shows_decisions_and_who_already_decided(
         release=_release(project, "r1", admin_user), environment=staging, actor=admin_user
     )
     first = member("approver", "first")
-    promotion_decide(promotion=promotion, user=first, decision="approve", comment="metrics ok")
+    promotion_approve(promotion=promotion, user=first, comment="metrics ok")
     page = _page(client, first, promotion.get_absolute_url())
     assert "metrics ok" in page and "Browser" in page
     assert "1 of 2" in page
@@ -242,6 +242,42 @@ def test_promotion_page_shows_evidence_and_metrics_against_production(
     assert "Monitoring not set up." in page
     # No repository: the page says so instead of failing.
     assert "Commits cannot be shown" in page
+
+
+def test_promotion_page_shows_seeds_versions_and_hashes_as_parameters_not_metrics(
+    client, project, production, member, admin_user
+):
+    recorded = {
+        "accuracy": 0.81,
+        "roc_auc": 0.9,
+        "seed": 42,
+        "n_train": 4000,
+        "sklearn_version": "1.5.2",
+        "dataset_sha256": "9f86d081884c7d65",
+        "model": "churn",
+    }
+    _serving(
+        production,
+        _release(project, "r1-prod", admin_user, evidence={"model": {"metrics": {**recorded}}}),
+    )
+    candidate = _release(
+        project,
+        "r2-new",
+        admin_user,
+        evidence={"model": {"metrics": {**recorded, "accuracy": 0.83, "seed": 7}}},
+    )
+    promotion = promotion_request(release=candidate, environment=production, actor=admin_user)
+    page = _page(client, member("approver"), promotion.get_absolute_url())
+    metrics = page[page.index('id="metrics-title"') : page.index('id="parameters-title"')]
+    parameters = page[page.index('id="parameters-title"') : page.index('id="drift-title"')]
+    assert "accuracy" in metrics and "roc_auc" in metrics and "+0.0200" in metrics
+    for name in ("seed", "n_train", "sklearn_version", "dataset_sha256", "model"):
+        assert f'<td class="mono">{name}</td>' not in metrics
+        assert f'<td class="mono">{name}</td>' in parameters
+    for value in ("seed", "n_train", "sklearn_version", "1.5.2", "9f86d081884c7d65", "churn"):
+        assert value in parameters
+    assert ">7<" in parameters and ">42<" in parameters  # this release's seed and production's
+    assert "-35" not in page  # a seed is not a change to judge
 
 
 def test_promotion_page_without_metrics_says_so(client, project, production, admin_user):

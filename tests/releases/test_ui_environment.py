@@ -14,7 +14,7 @@ from django.utils import timezone
 from apps.projects.services import freeze_window_add
 from apps.releases.choices import DeploymentStatus, PromotionStatus
 from apps.releases.models import Deployment, Promotion
-from apps.releases.services import promotion_decide, promotion_request, release_create
+from apps.releases.services import promotion_reject, promotion_request, release_create
 from tests.factories import DeploymentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -81,7 +81,7 @@ def _rollback_url(environment, release):
         kwargs={
             "slug": environment.project.slug,
             "name": environment.name,
-            "release_pk": release.pk,
+            "key": release.version,
         },
     )
 
@@ -100,9 +100,7 @@ def test_environment_page_shows_what_serves_history_and_timeline(
     client, production, history, member, admin_user
 ):
     promotion = promotion_request(release=history["r14"], environment=production, actor=admin_user)
-    promotion_decide(
-        promotion=promotion, user=member("approver", "lead"), decision="reject", comment="not yet"
-    )
+    promotion_reject(promotion=promotion, user=member("approver", "lead"), comment="not yet")
     page = _get(client, member("viewer"), production.get_absolute_url())
 
     serving = page[page.index("Now serving") : page.index("Settings")]
@@ -239,8 +237,8 @@ def test_viewer_cannot_deploy_or_request_promotion(client, project, dev, member,
     release = _release(project, "r20", admin_user)
     client.force_login(member("viewer"))
     production = project.environments.get(name="production")
-    deploy = reverse("releases:deploy", args=[project.slug, release.pk])
-    promote = reverse("releases:promote", args=[project.slug, release.pk])
+    deploy = reverse("releases:deploy", args=[project.slug, release.version])
+    promote = reverse("releases:promote", args=[project.slug, release.version])
     assert client.post(deploy, {"environment": dev.pk}).status_code == 403
     assert client.post(promote, {"environment": production.pk}).status_code == 403
     assert not Deployment.objects.exists() and not Promotion.objects.exists()
@@ -252,7 +250,7 @@ def test_request_promotion_from_the_release_page(client, project, member, admin_
     developer = member("developer")
     client.force_login(developer)
     response = client.post(
-        reverse("releases:promote", args=[project.slug, release.pk]),
+        reverse("releases:promote", args=[project.slug, release.version]),
         {"environment": production.pk},
     )
     promotion = Promotion.objects.get()
@@ -266,7 +264,7 @@ def test_developer_deploys_to_dev_but_not_to_production(
 ):
     release = _release(project, "r20", admin_user)
     production = project.environments.get(name="production")
-    deploy = reverse("releases:deploy", args=[project.slug, release.pk])
+    deploy = reverse("releases:deploy", args=[project.slug, release.version])
     client.force_login(member("developer"))
 
     response = client.post(deploy, {"environment": production.pk, "reason": "hotfix"})
@@ -288,7 +286,28 @@ def test_deploy_to_another_projects_environment_is_not_found(client, project, me
     other = project_create(name="Other", actor=admin_user).environments.get(name="dev")
     client.force_login(admin_user)
     response = client.post(
-        reverse("releases:deploy", args=[project.slug, release.pk]), {"environment": other.pk}
+        reverse("releases:deploy", args=[project.slug, release.version]), {"environment": other.pk}
     )
     assert response.status_code == 404
     assert not Deployment.objects.exists()
+
+
+def test_a_release_page_is_named_by_its_version_and_old_id_links_redirect(
+    client, project, member, admin_user
+):
+    release = _release(project, "r21-0a1b2c3d", admin_user)
+    assert release.get_absolute_url() == f"/p/{project.slug}/releases/r21-0a1b2c3d/"
+    viewer = member("viewer")
+    page = _get(client, viewer, release.get_absolute_url())
+    assert "r21-0a1b2c3d" in page
+    client.force_login(viewer)
+    old = client.get(f"/p/{project.slug}/releases/{release.pk}/")
+    assert old.status_code == 301 and old["Location"] == release.get_absolute_url()
+    assert client.get(f"/p/{project.slug}/releases/r99-nothing/").status_code == 404
+    # A version that looks like an id is the version, not the other release's id.
+    numeric = _release(project, str(release.pk), admin_user)
+    assert client.get(numeric.get_absolute_url()).context["release"] == numeric
+    # The environment page links rollbacks by version.
+    assert _rollback_url(project.environments.get(name="dev"), release).endswith(
+        "/rollback/r21-0a1b2c3d/"
+    )

@@ -8,7 +8,7 @@ from apps.accounts.choices import Role
 from apps.projects.api.views import EnvironmentViewSet as ProjectEnvironmentViewSet
 
 from .. import selectors, services
-from ..choices import ApprovalChannel, ApprovalDecision
+from ..choices import ApprovalChannel
 from .filters import DeploymentFilter, PromotionFilter, ReleaseFilter
 from .serializers import (
     BlockSerializer,
@@ -99,13 +99,12 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
     def get_queryset(self):
         return selectors.promotion_list(user=self.request.user)
 
-    def _decide(self, request, decision: str) -> Response:
+    def _decided(self, request, decide) -> Response:
         body = DecisionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        promotion = services.promotion_decide(
+        promotion = decide(
             promotion=self.get_object(),
             user=request.user,
-            decision=decision,
             comment=body.validated_data["comment"],
             channel=ApprovalChannel.API,
         )
@@ -115,12 +114,20 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Project
     @extend_schema(request=DecisionSerializer, responses={200: PromotionSerializer})
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
-        return self._decide(request, ApprovalDecision.APPROVE)
+        """Approve (the comment is optional); the N-th approval requests the deployment."""
+        return self._decided(request, services.promotion_approve)
 
-    @extend_schema(request=DecisionSerializer, responses={200: PromotionSerializer})
+    @extend_schema(
+        request=DecisionSerializer,
+        responses={
+            200: PromotionSerializer,
+            400: OpenApiResponse(ServiceErrorSerializer, description="No comment: say why."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
-        return self._decide(request, ApprovalDecision.REJECT)
+        """Reject; the comment (why) is required."""
+        return self._decided(request, services.promotion_reject)
 
 
 class EnvironmentViewSet(ProjectEnvironmentViewSet):
