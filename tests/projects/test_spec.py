@@ -573,3 +573,53 @@ def test_in_image_must_name_a_build_job_it_needs():
             parse_spec((base + f"    in_image: {wrong}\n").encode())
     with pytest.raises(SpecError, match="in_image"):
         parse_spec(b"version: 1\njobs:\n  unit: {kind: test, script: [x], in_image: b}\n")
+
+
+# ------------------------------------------------------------------ warnings
+
+
+def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
+    text = spec("""
+        version: 1
+        jobs:
+          unit: {kind: test, script: pytest -q}
+          fit:
+            kind: train
+            script: python train.py
+            metrics: metrics.json
+            gate: {metric: f1}
+        monitor:
+          reference: data/reference.csv
+        schedules:
+          nightly: "@daily"
+    """)
+    assert parse_spec(text).warnings == (
+        "`kind: train` of `jobs.fit` (line 5) is accepted but not acted on yet: the job runs "
+        "its script like a `script` job; its `model` and `metrics` are not registered "
+        "(a build job's are)",
+        "`jobs.fit.gate` (line 8) is accepted but not acted on yet: no model is held back by "
+        "the gate",
+        "`monitor` (line 9) is accepted but not acted on yet: no drift check runs and no run "
+        "is started on drift",
+        "`schedules` (line 11) is accepted but not acted on yet: no run is scheduled",
+    )
+
+
+def test_a_spec_using_only_what_works_has_no_warnings() -> None:
+    assert parse_spec(MINIMAL).warnings == ()
+    assert parse_spec(MINIMAL + "schedules: {}\n").warnings == ()
+
+
+def test_warnings_survive_the_json_round_trip() -> None:
+    parsed = parse_spec(FULL_EXAMPLE)
+    assert [w.split(" is accepted")[0] for w in parsed.warnings] == [
+        "`kind: train` of `jobs.train` (line 7)",
+        "`jobs.train.gate` (line 8)",
+        "`monitor` (line 12)",
+        "`schedules` (line 14)",
+    ]
+    stored = json.loads(json.dumps(parsed.to_dict()))
+    assert stored["warnings"] == list(parsed.warnings)
+    assert PipelineSpec.from_dict(stored).warnings == parsed.warnings
+    del stored["warnings"]  # a run stored before warnings existed
+    assert PipelineSpec.from_dict(stored).warnings == ()

@@ -1,9 +1,13 @@
-"""Pipeline spec (`.controlplane.yml`): JSON Schema, parser and normalised dataclasses."""
+"""Pipeline spec (`.controlplane.yml`): JSON Schema, parser and normalised dataclasses.
 
-from apps.projects.spec.parser import (
-    JOB_KINDS,
-    MAX_SPEC_BYTES,
-    SCHEMA_PATH,
+`parser.parse_spec` is the entry point; it uses `loader` (YAML with line positions), `schema`
+(the JSON Schema and its messages) and `checks` (semantic checks and warnings), and returns the
+dataclasses of `parsed`.
+"""
+
+from apps.projects.spec.checks import cron_problem
+from apps.projects.spec.loader import MAX_SPEC_BYTES
+from apps.projects.spec.parsed import (
     SPEC_FILENAME,
     EnvironmentSpec,
     JobSpec,
@@ -13,11 +17,10 @@ from apps.projects.spec.parser import (
     ServeSpec,
     SpecError,
     SpecIssue,
-    cron_problem,
-    load_schema,
-    parse_spec,
     ref_matches,
 )
+from apps.projects.spec.parser import JOB_KINDS, parse_spec
+from apps.projects.spec.schema import SCHEMA_PATH, load_schema
 
 __all__ = [
     "JOB_KINDS",
