@@ -168,3 +168,37 @@ def test_a_gitea_form_without_a_payload_field_is_refused(deliver):
         headers=_gitea_signature(SECRET, b"{}"),
     )
     assert response.status_code == 403
+
+
+def test_the_migration_moves_a_gitlab_whsec_secret_to_the_signing_token(hook_project):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module(
+        "apps.projects.migrations.0003_project_webhook_signing_token"
+    )
+    token = "whsec_" + "a" * 44
+    hook_project.git_provider, hook_project.webhook_secret = "gitlab", token
+    hook_project.save()
+    migration.move_gitlab_signing_tokens(apps, None)
+    hook_project.refresh_from_db()
+    assert (hook_project.webhook_secret, hook_project.webhook_signing_token) == ("", token)
+    migration.move_back(apps, None)
+    hook_project.refresh_from_db()
+    assert (hook_project.webhook_secret, hook_project.webhook_signing_token) == (token, "")
+
+
+def test_the_migration_leaves_other_secrets_alone(hook_project):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module(
+        "apps.projects.migrations.0003_project_webhook_signing_token"
+    )
+    hook_project.git_provider = "gitlab"
+    hook_project.save()
+    migration.move_gitlab_signing_tokens(apps, None)
+    hook_project.refresh_from_db()
+    assert (hook_project.webhook_secret, hook_project.webhook_signing_token) == (SECRET, "")
