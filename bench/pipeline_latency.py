@@ -42,6 +42,7 @@ def main() -> None:
     var = _stack.setup(args, "pipeline")
     from apps.pipelines import services
     from apps.pipelines.choices import RunStatus, Trigger
+    from apps.pipelines.commits import Commit
     from apps.pipelines.models import PipelineRun
     from apps.projects.services import project_create
 
@@ -53,7 +54,10 @@ def main() -> None:
         for i in range(args.runs + 2):
             started = time.perf_counter()
             run = services.run_request(
-                project=project, actor="bench", trigger=Trigger.PUSH, ref="main", commit_sha=sha
+                project=project,
+                actor="bench",
+                trigger=Trigger.PUSH,
+                commit=Commit(sha=sha, ref="main"),
             )
             while True:
                 status = PipelineRun.objects.filter(pk=run.pk).values_list("status", flat=True)[0]

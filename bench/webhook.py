@@ -156,7 +156,7 @@ def main() -> None:
     from apps.pipelines.models import PipelineRun
     from apps.projects.services import project_create, variable_set
     from apps.webhooks.models import WebhookDelivery
-    from apps.webhooks.services import delivery_start_runs
+    from apps.webhooks.outbox import delivery_start_runs
     from apps.webhooks.testing import sign
     from controlplane.celery import app as celery_app
 

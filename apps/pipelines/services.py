@@ -30,6 +30,7 @@ from .choices import (
     RunStatus,
     Trigger,
 )
+from .commits import Commit
 from .models import Artifact, Job, PipelineRun
 from .signals import run_status_changed
 
@@ -199,35 +200,20 @@ def run_request(
     *,
     project: Project,
     actor: Any,
-    commit_sha: str = "",
+    commit: Commit,
     trigger: str = Trigger.PUSH,
-    ref: str = "",
-    commit_message: str = "",
-    commit_author: str = "",
-    commit_author_email: str = "",
-    commit_url: str = "",
 ) -> PipelineRun:
-    """Start a run of the pipeline spec found at ``commit_sha`` (or at the head of ``ref``).
+    """Start a run of the pipeline spec found at ``commit.sha`` (or at the head of ``commit.ref``).
 
     Fast on purpose (UI and API requests, and the webhook outbox worker, call it): it only
     records a queued run with no jobs yet. A worker then fetches the commit, reads
     `.controlplane.yml` there and creates the jobs, or fails the run with the spec's errors
     (:func:`run_prepare`).
     """
-    if not commit_sha and not ref:
+    if not commit.sha and not commit.ref:
         raise ServiceError("Say which branch, tag or commit to run.")
     with transaction.atomic():
-        run = _run_insert(
-            project=project,
-            actor=actor,
-            trigger=trigger,
-            ref=ref,
-            commit_sha=commit_sha,
-            commit_message=commit_message,
-            commit_author=commit_author,
-            commit_author_email=commit_author_email,
-            commit_url=commit_url,
-        )
+        run = _run_insert(project=project, actor=actor, trigger=trigger, **commit.run_fields())
         transaction.on_commit(lambda: _send_prepare(run))
     return run
 
@@ -484,15 +470,7 @@ def run_rerun(*, run: PipelineRun, actor: Any) -> PipelineRun:
     if not run.commit_sha or not run.project.repository_url:
         raise ConflictError("Only runs of a Git commit can be re-run; trigger a new run instead.")
     return run_request(
-        project=run.project,
-        actor=actor,
-        commit_sha=run.commit_sha,
-        ref=run.ref,
-        trigger=Trigger.RERUN,
-        commit_message=run.commit_message,
-        commit_author=run.commit_author,
-        commit_author_email=run.commit_author_email,
-        commit_url=run.commit_url,
+        project=run.project, actor=actor, commit=Commit.of_run(run), trigger=Trigger.RERUN
     )
 
 

@@ -14,6 +14,7 @@ from apps.core.exceptions import PermissionDeniedError, ServiceError
 from . import git, selectors, services
 from .api.filters import RunFilter
 from .choices import Trigger
+from .commits import Commit
 from .logs import log_path, read_range
 from .models import Job, PipelineRun
 
@@ -96,8 +97,7 @@ def run_trigger(request: HttpRequest, slug: str) -> HttpResponse:
             project=project,
             actor=request.user,
             trigger=Trigger.MANUAL,
-            ref=ref or ("" if sha else project.default_branch),
-            commit_sha=sha,
+            commit=Commit(sha=sha, ref=ref or ("" if sha else project.default_branch)),
         )
     except ServiceError as exc:
         messages.error(request, exc.message)

@@ -24,7 +24,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [EnvironmentInline]
-    exclude = ["webhook_secret", "git_api_token"]
+    exclude = ["webhook_secret", "webhook_signing_token", "git_api_token"]
 
 
 class FreezeWindowInline(admin.TabularInline):

@@ -35,8 +35,10 @@ class Project(TimeStampedModel):
     git_provider = models.CharField(
         max_length=16, choices=GitProvider.choices, default=GitProvider.GENERIC
     )
-    # Shared secret that signs incoming push webhooks.
+    # Shared secret that signs incoming push webhooks (GitLab: the secret token).
     webhook_secret = EncryptedTextField(blank=True)
+    # GitLab's signing token (Standard Webhooks, whsec_…): checked apart from the secret token.
+    webhook_signing_token = EncryptedTextField(blank=True)
     # Which pushes start a pipeline: space-separated glob patterns, empty = all.
     branch_filter = models.CharField(
         max_length=500, blank=True, help_text="e.g. 'main release/*'. Empty: every branch."

@@ -10,8 +10,9 @@ Provider = GitProvider
 
 
 class DeliveryStatus(models.TextChoices):
-    """What became of a delivery. A ledger row is written once and keeps its status, but for
-    an accepted push whose run the worker could not start: that one becomes ``error``."""
+    """What became of a delivery. A ledger row is written once with its status, which it keeps
+    but for one move (:data:`DELIVERY_TRANSITIONS`): an accepted push whose run the worker could
+    not start becomes ``error``."""
 
     ACCEPTED = "accepted", "Accepted (run started)"
     DUPLICATE = "duplicate", "Duplicate (already received)"
@@ -22,6 +23,12 @@ class DeliveryStatus(models.TextChoices):
     ERROR = "error", "Error"
 
 
+#: The ledger's one state change, made through ``apps.core.services.state_transition`` (locked,
+#: checked, audited): accepted → error when the run cannot be started. Every other status is
+#: final from the insert on.
+DELIVERY_TRANSITIONS: dict[str, frozenset[str]] = {
+    DeliveryStatus.ACCEPTED: frozenset({DeliveryStatus.ERROR}),
+}
 #: Outcomes whose payload was authenticated and stored, so they can be redelivered.
 DELIVERY_REDELIVERABLE = frozenset(
     {

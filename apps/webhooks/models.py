@@ -13,7 +13,8 @@ class WebhookDelivery(models.Model):
     """The ledger: one row per request a receiver answered (and per redelivery), with what
     became of it. Rows are written once, but for an accepted push's run: the receiver answers as
     soon as the row is in (``awaiting_run``), and a worker starts the run and records it
-    (``delivery_start_runs``) — or marks the row ``error`` when the run cannot be started.
+    (``outbox.delivery_start_runs``) — or moves the row to ``error`` when the run cannot be
+    started (``DELIVERY_TRANSITIONS``, the ledger's one state change, audited).
 
     Forged, unreadable or oversized requests get a minimal row (no payload, a bounded subset of
     headers) so a project's owner can see that something knocked, while a forger cannot fill
@@ -25,6 +26,9 @@ class WebhookDelivery(models.Model):
     project = models.ForeignKey(
         Project, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries"
     )
+    # The hook, where one event reaches several hooks under one delivery id (GitHub's
+    # X-GitHub-Hook-ID); empty for the others.
+    hook_id = models.CharField(max_length=64, blank=True)
     # X-GitHub-Delivery, Idempotency-Key / X-Gitlab-Webhook-UUID, X-Gitea-Delivery, … or the
     # SHA-256 of the body when the sender gives none.
     delivery_id = models.CharField(max_length=200)
@@ -69,9 +73,10 @@ class WebhookDelivery(models.Model):
         constraints = [
             # TRICKY: the guarantee behind "the same delivery sent N times makes one run", also
             # when the copies arrive at once: the second insert waits for the first transaction
-            # and then fails; the receiver turns that into "already received".
+            # and then fails; the receiver turns that into "already received". Per hook: two
+            # GitHub hooks on one project get the same X-GitHub-Delivery for one push.
             models.UniqueConstraint(
-                fields=["project", "provider", "delivery_id"],
+                fields=["project", "provider", "hook_id", "delivery_id"],
                 condition=models.Q(status="accepted"),
                 name="webhookdelivery_unique_accepted",
             ),

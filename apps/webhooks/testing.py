@@ -21,14 +21,23 @@ def sign(
     *,
     event: str | None = None,
     delivery_id: str | None = None,
+    signing_token: str | None = None,
 ) -> dict[str, str]:
     """The headers ``provider`` sends with ``body``: signature (or token), event, delivery id
     and content type. ``event`` defaults to the provider's push event, ``delivery_id`` to a
     fresh UUID. For GitLab a secret of the form ``whsec_<base64>`` adds the signing-token
-    headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)."""
-    return get_provider(provider).sign(
-        secret=secret,
-        body=body,
-        event=event or PUSH_EVENTS[provider],
-        delivery_id=delivery_id if delivery_id is not None else str(uuid.uuid4()),
-    )
+    headers (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``); ``signing_token``
+    (GitLab only) signs with that token and sends ``secret`` as the secret token (``""``: none).
+    """
+    source = get_provider(provider)
+    event = event or PUSH_EVENTS[provider]
+    delivery_id = delivery_id if delivery_id is not None else str(uuid.uuid4())
+    if signing_token is not None:
+        return source.sign_with(
+            secret=secret,
+            signing_token=signing_token,
+            body=body,
+            event=event,
+            delivery_id=delivery_id,
+        )
+    return source.sign(secret=secret, body=body, event=event, delivery_id=delivery_id)

@@ -5,6 +5,7 @@ import pytest
 
 from apps.pipelines import services
 from apps.pipelines.choices import JobStatus, RunStatus
+from apps.pipelines.commits import Commit
 from apps.pipelines.models import PipelineRun
 
 from ..dockerengine import IMAGE, docker_client
@@ -41,7 +42,9 @@ def test_build_job_builds_a_labelled_image_from_the_bundle(project, tmp_path, en
     try:
         runs = []
         for _ in range(2):  # the same commit twice: the same bundle, the same image content
-            run = services.run_request(project=project, actor="t", ref="main", commit_sha=repo.head)
+            run = services.run_request(
+                project=project, actor="t", commit=Commit(sha=repo.head, ref="main")
+            )
             runs.append(finished(run))
         results = []
         for run in runs:
@@ -79,7 +82,9 @@ def test_a_broken_dockerfile_fails_the_build_with_its_error(project, tmp_path, e
     worker = WorkerProcess(extra_env={"CONTROLPLANE_BUILD_IMAGES": "1"}).start()
     try:
         run = finished(
-            services.run_request(project=project, actor="t", ref="main", commit_sha=repo.head)
+            services.run_request(
+                project=project, actor="t", commit=Commit(sha=repo.head, ref="main")
+            )
         )
     finally:
         worker.stop()

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from apps.pipelines import services
 from apps.pipelines.choices import JobStatus, RunStatus, Trigger
+from apps.pipelines.commits import Commit
 from apps.pipelines.models import PipelineRun
 
 from .gitrepo import Repo
@@ -184,7 +185,10 @@ def test_missing_spec_and_unknown_ref(git_project, repo, admin_user, running_wor
     assert "No .controlplane.yml" in run.error_message
     run = finished(
         services.run_request(
-            project=git_project, actor=admin_user, trigger=Trigger.MANUAL, ref="no-such-branch"
+            project=git_project,
+            actor=admin_user,
+            trigger=Trigger.MANUAL,
+            commit=Commit(ref="no-such-branch"),
         )
     )
     assert run.status == RunStatus.FAILED

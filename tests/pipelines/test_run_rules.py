@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from apps.pipelines import services
 from apps.pipelines.choices import JobStatus, RunStatus, Trigger
+from apps.pipelines.commits import Commit
 from apps.pipelines.models import PipelineRun
 
 from .gitrepo import Repo
@@ -48,10 +49,10 @@ def test_newer_push_cancels_the_older_run_on_the_branch(project, tmp_path, runni
     repo.commit("slow pipeline", {".controlplane.yml": SLOW_SPEC})
     project.repository_url = repo.url
     project.save()
-    old = services.run_request(project=project, actor="t", ref="main", commit_sha=repo.head)
+    old = services.run_request(project=project, actor="t", commit=Commit(sha=repo.head, ref="main"))
     wait_for(lambda: PipelineRun.objects.get(pk=old.pk).status == RunStatus.RUNNING, 30)
     repo.commit("newer", {"README.md": "newer\n"})
-    new = services.run_request(project=project, actor="t", ref="main", commit_sha=repo.head)
+    new = services.run_request(project=project, actor="t", commit=Commit(sha=repo.head, ref="main"))
     old = finished(old)
     assert old.status == RunStatus.CANCELED
     assert f"Superseded by run #{new.number}" in old.error_message

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from apps.webhooks.services import delivery_start_runs
+from apps.webhooks.outbox import delivery_start_runs
 from apps.webhooks.testing import sign
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -52,8 +52,16 @@ def deliver(client, hook_project):
         headers: dict | None = None,
         content_type: str = "application/json",
         start_runs: bool = True,
+        signing_token: str | None = None,
     ):
-        signed = sign(provider, secret, body, event=event, delivery_id=delivery_id)
+        signed = sign(
+            provider,
+            secret,
+            body,
+            event=event,
+            delivery_id=delivery_id,
+            signing_token=signing_token,
+        )
         signed.pop("Content-Type")
         for name, value in (headers or {}).items():
             signed.pop(name, None)

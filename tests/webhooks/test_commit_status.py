@@ -12,8 +12,8 @@ import pytest
 from apps.pipelines.choices import RunStatus
 from apps.pipelines.models import PipelineRun
 from apps.pipelines.signals import run_status_changed
+from apps.webhooks.commit_status import commit_status_report
 from apps.webhooks.models import CommitStatusReport
-from apps.webhooks.services import commit_status_report
 from apps.webhooks.tasks import report_commit_status_task
 from tests.factories import RunFactory
 

@@ -12,7 +12,7 @@ import requests
 from apps.pipelines.models import PipelineRun
 from apps.webhooks.choices import DeliveryStatus
 from apps.webhooks.models import WebhookDelivery
-from apps.webhooks.services import delivery_start_runs
+from apps.webhooks.outbox import delivery_start_runs
 from apps.webhooks.testing import sign
 
 from .conftest import SECRET, hook_url, payload_bytes

@@ -12,11 +12,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.exceptions import ConflictError
+from apps.core.models import AuditEvent
 from apps.pipelines.models import PipelineRun
-from apps.webhooks import services
+from apps.webhooks import outbox, services
 from apps.webhooks.choices import DeliveryStatus
 from apps.webhooks.models import WebhookDelivery
-from apps.webhooks.services import INTERNAL_ERROR, WAKE_WINDOW, delivery_start_runs
+from apps.webhooks.outbox import INTERNAL_ERROR, WAKE_WINDOW, Debounce, delivery_start_runs
 from apps.webhooks.tasks import start_runs_task
 from apps.webhooks.testing import sign
 
@@ -70,17 +71,17 @@ def test_accepting_a_push_is_one_insert(client, hook_project, sends):
 def test_a_delivery_whose_run_cannot_start_is_marked_error_and_the_others_get_runs(
     deliver, monkeypatch
 ):
-    real = services.run_request
+    real = outbox.run_request
     refused, broken = f"{2:040x}", f"{4:040x}"
 
     def run_request(**kwargs):
-        if kwargs["commit_sha"] == refused:
+        if kwargs["commit"].sha == refused:
             raise ConflictError("The project is archived.")
-        if kwargs["commit_sha"] == broken:
+        if kwargs["commit"].sha == broken:
             raise RuntimeError("database on fire")
         return real(**kwargs)
 
-    monkeypatch.setattr("apps.webhooks.services.run_request", run_request)
+    monkeypatch.setattr("apps.webhooks.outbox.run_request", run_request)
     first, second, third, fourth, fifth = _accept(deliver, 1, 2, 3, 4, 5)
 
     assert delivery_start_runs() == 5
@@ -115,7 +116,7 @@ def test_an_errored_delivery_id_may_be_sent_again(deliver, monkeypatch):
     def refuse(**kwargs):
         raise ConflictError("Not now.")
 
-    monkeypatch.setattr("apps.webhooks.services.run_request", refuse)
+    monkeypatch.setattr("apps.webhooks.outbox.run_request", refuse)
     deliver("github", body, delivery_id="retry-me")
     assert WebhookDelivery.objects.get().status == DeliveryStatus.ERROR
     monkeypatch.undo()
@@ -193,7 +194,7 @@ def test_a_redelivery_whose_run_cannot_start_answers_409(api, admin_user, delive
     def refuse(**kwargs):
         raise ConflictError("The project is archived.")
 
-    monkeypatch.setattr("apps.webhooks.services.run_request", refuse)
+    monkeypatch.setattr("apps.webhooks.outbox.run_request", refuse)
     response = api(admin_user).post(reverse("webhook-delivery-redeliver", args=[original.pk]))
     body = response.json()
     assert (body["status"], body["http_status"]) == ("error", 409)
@@ -210,12 +211,26 @@ def sends(monkeypatch):
     """The wake-up messages a web process would send: (when, countdown)."""
     sent: list[tuple[float, float | None]] = []
     monkeypatch.setattr(
-        "apps.webhooks.services._send_start_runs",
+        "apps.webhooks.outbox._send_start_runs",
         lambda countdown: sent.append((time.monotonic(), countdown)),
     )
-    services._wake.reset()
+    outbox._wake.reset()
     yield sent
-    services._wake.reset()
+    outbox._wake.reset()
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told (thread-safe: read under the debounce's
+    lock, advanced by each read when ``step`` is set)."""
+
+    def __init__(self, step: float = 0.0) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        now = self.now
+        self.now += self.step
+        return now
 
 
 def test_an_accepted_push_wakes_a_worker_after_commit(
@@ -236,40 +251,54 @@ def test_other_answers_wake_nobody(deliver, sends, django_capture_on_commit_call
     assert len(sends) == 1
 
 
-def test_a_burst_sends_one_leading_and_one_trailing_message(sends):
-    started = time.monotonic()
-    for _ in range(1000):
-        services._wake_run_starter()
-    elapsed = time.monotonic() - started
-    if elapsed < WAKE_WINDOW:  # else the machine stalled: the bounds below still hold
-        assert [countdown for _, countdown in sends] == [None, WAKE_WINDOW]
-    time.sleep(WAKE_WINDOW * 1.2)
-    services._wake_run_starter()
-    assert sends[-1][1] is None  # a new window: at once again
+def test_a_burst_sends_one_leading_and_one_trailing_message():
+    clock = FakeClock()
+    wake = Debounce(WAKE_WINDOW, clock=clock)
+    decisions = [wake.next() for _ in range(1000)]  # all at the same instant
+    assert [countdown for send, countdown in decisions if send] == [None, WAKE_WINDOW]
+    clock.now += WAKE_WINDOW * 0.99
+    assert wake.next() == (False, None)  # still the same window: its trailing message is due
+    clock.now += WAKE_WINDOW * 0.02
+    assert wake.next() == (True, None)  # a new window: at once again
+    assert wake.next() == (True, WAKE_WINDOW)
 
 
-def test_rapid_calls_from_many_threads_stay_within_the_window(sends):
-    """Leading messages at least a window apart, at most one trailing message per window."""
-    stop = time.monotonic() + 0.5
+def test_the_wake_up_uses_the_process_debounce(sends, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(outbox._wake, "clock", clock)
+    for _ in range(100):
+        outbox.wake_run_starter()
+    assert [countdown for _, countdown in sends] == [None, WAKE_WINDOW]
+    clock.now += WAKE_WINDOW
+    outbox.wake_run_starter()
+    assert sends[-1][1] is None
+
+
+def test_rapid_calls_from_many_threads_stay_within_the_window():
+    """Leading events exactly a window apart, one trailing event per window, whatever the
+    interleaving: 4 threads × 500 calls, each call 1 ms later on the injected clock."""
+    clock = FakeClock(step=0.001)
+    wake = Debounce(WAKE_WINDOW, clock=clock)
     barrier = threading.Barrier(4)
+    decisions: list[tuple[bool, float | None]] = []
 
     def hammer():
         barrier.wait(timeout=10)
-        while time.monotonic() < stop:
-            services._wake_run_starter()
+        for _ in range(500):
+            decisions.append(wake.next())
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    leading = [at for at, countdown in sends if countdown is None]
-    trailing = [countdown for _, countdown in sends if countdown is not None]
-    windows = 0.5 / WAKE_WINDOW + 2
-    assert 1 <= len(leading) <= windows
-    assert 1 <= len(trailing) <= len(leading)
-    assert set(trailing) == {WAKE_WINDOW}
-    assert len(sends) <= 2 * windows  # not one per call: thousands of calls were made
+    assert len(decisions) == 2000  # 2 simulated seconds
+    leading = [d for d in decisions if d == (True, None)]
+    trailing = [d for d in decisions if d == (True, WAKE_WINDOW)]
+    windows = round(2.0 / WAKE_WINDOW)
+    assert len(leading) == windows
+    assert len(trailing) == windows
+    assert sum(1 for send, _ in decisions if send) == 2 * windows  # not one per call
 
 
 def test_a_failed_publish_is_logged_and_ignored(monkeypatch, caplog):
@@ -277,7 +306,36 @@ def test_a_failed_publish_is_logged_and_ignored(monkeypatch, caplog):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(start_runs_task, "apply_async", down)
-    services._wake.reset()
-    services._wake_run_starter()  # does not raise
-    services._wake.reset()
+    outbox._wake.reset()
+    outbox.wake_run_starter()  # does not raise
+    outbox._wake.reset()
     assert "Could not wake a worker" in caplog.text
+
+
+def test_the_move_to_error_goes_through_the_transition_table_and_is_audited(deliver, monkeypatch):
+    def refuse(**kwargs):
+        raise ConflictError("The project is archived.")
+
+    monkeypatch.setattr("apps.webhooks.outbox.run_request", refuse)
+    deliver("generic", _push(1))
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.ERROR
+    event = AuditEvent.objects.get(action="webhookdelivery.error")
+    assert (event.from_state, event.to_state) == ("accepted", "error")
+    assert event.actor_label == "webhook:generic"
+    assert event.reason == "The project is archived."
+    assert event.project_id == delivery.project_id
+
+
+def test_a_final_delivery_cannot_be_moved(deliver):
+    from apps.core.exceptions import IllegalTransition
+    from apps.core.services import state_transition
+    from apps.webhooks.choices import DELIVERY_TRANSITIONS
+
+    deliver("github", payload_bytes("github", "ping__default"), event="ping")
+    ping = WebhookDelivery.objects.get()
+    with pytest.raises(IllegalTransition):
+        state_transition(
+            instance=ping, to=DeliveryStatus.ERROR, table=DELIVERY_TRANSITIONS, actor="t"
+        )
+    assert WebhookDelivery.objects.get().status == DeliveryStatus.PING

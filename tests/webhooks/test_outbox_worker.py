@@ -48,7 +48,7 @@ def test_the_woken_worker_starts_the_run(deliver, start_worker):
 
 
 def test_when_the_wake_up_is_lost_the_beat_starts_the_run(deliver, start_worker, monkeypatch):
-    monkeypatch.setattr("apps.webhooks.services._send_start_runs", lambda countdown: None)
+    monkeypatch.setattr("apps.webhooks.outbox._send_start_runs", lambda countdown: None)
     response = deliver("generic", _push(2), start_runs=False)
     pk = response.json()["delivery"]
     assert WebhookDelivery.objects.get(pk=pk).awaiting_run

@@ -15,7 +15,7 @@ from apps.pipelines.choices import Trigger
 from apps.pipelines.models import PipelineRun
 from apps.webhooks.choices import DeliveryStatus
 from apps.webhooks.models import WebhookDelivery
-from apps.webhooks.services import INTERNAL_ERROR, delivery_start_runs
+from apps.webhooks.outbox import INTERNAL_ERROR, delivery_start_runs
 
 from .conftest import SECRET, hook_url, payload, payload_bytes
 
@@ -231,49 +231,105 @@ def _gitlab_signature(body: bytes, msg_id: str, timestamp: int, key: bytes = b"k
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
+#: The project's secret token for GitLab, a separate setting from its signing token.
+GITLAB_TOKEN = "a-gitlab-secret-token-apart-from-the-signing-token"
+
+
 @pytest.mark.parametrize(
-    ("case", "status"),
+    ("case", "configured", "status"),
     [
-        ("signature only", 202),
-        ("token and signature", 202),
-        ("bad signature", 403),
-        ("good signature, bad token", 403),
-        ("stale timestamp", 403),
-        ("several signatures, one good", 202),
+        ("signature only", "signing", 202),
+        ("token and signature", "both", 202),
+        ("bad signature", "signing", 403),
+        ("good signature, bad token", "both", 403),
+        ("stale timestamp", "signing", 403),
+        ("several signatures, one good", "signing", 202),
+        # Every credential the project set must verify, each against its own value.
+        ("token only", "both", 403),
+        ("signature only", "both", 403),
+        ("signed with the secret token", "both", 403),
+        ("token as the signing key", "signing", 403),
+        # A header for a credential the project has not set is not looked at.
+        ("token and signature", "token", 202),
+        ("token and bad signature", "token", 202),
+        ("bad token and signature", "signing", 202),
     ],
 )
-def test_gitlab_signing_token(deliver, hook_project, case, status):
-    hook_project.webhook_secret = SIGNING_TOKEN
+def test_gitlab_secret_token_and_signing_token(deliver, hook_project, case, configured, status):
+    hook_project.webhook_secret = GITLAB_TOKEN if configured in ("both", "token") else ""
+    hook_project.webhook_signing_token = SIGNING_TOKEN if configured in ("both", "signing") else ""
     hook_project.save()
     body = payload_bytes("gitlab", "push__branch")
     now = int(time.time())
     good = _gitlab_signature(body, "msg-1", now)
+    token_key = GITLAB_TOKEN.encode()
     signature = {
-        "signature only": good,
-        "token and signature": good,
         "bad signature": _gitlab_signature(body, "msg-1", now, key=b"x" * 32),
-        "good signature, bad token": good,
         "stale timestamp": _gitlab_signature(body, "msg-1", now - 3600),
         "several signatures, one good": f"v1,AAAA {good}",
-    }[case]
+        "token only": None,
+        "signed with the secret token": _gitlab_signature(body, "msg-1", now, key=token_key),
+        "token as the signing key": _gitlab_signature(body, "msg-1", now, key=token_key),
+        "token and bad signature": _gitlab_signature(body, "msg-1", now, key=b"x" * 32),
+    }.get(case, good)
     timestamp = now - 3600 if case == "stale timestamp" else now
-    token = {"token and signature": SIGNING_TOKEN, "good signature, bad token": "nope"}.get(case)
+    token = {
+        "token and signature": GITLAB_TOKEN,
+        "good signature, bad token": "nope",
+        "token only": GITLAB_TOKEN,
+        "signed with the secret token": GITLAB_TOKEN,
+        "token as the signing key": None,
+        "token and bad signature": GITLAB_TOKEN,
+        "bad token and signature": "nope",
+    }.get(case)
     headers = {
         "X-Gitlab-Token": token,
         "webhook-id": "msg-1",
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature,
     }
-    response = deliver("gitlab", body, secret=SIGNING_TOKEN, headers=headers)
+    response = deliver("gitlab", body, secret="", headers=headers)
     assert response.status_code == status, response.content
 
 
 def test_gitlab_signing_headers_from_the_sign_helper(deliver, hook_project):
-    hook_project.webhook_secret = SIGNING_TOKEN
+    hook_project.webhook_secret = GITLAB_TOKEN
+    hook_project.webhook_signing_token = SIGNING_TOKEN
     hook_project.save()
     body = payload_bytes("gitlab", "push__branch")
-    response = deliver("gitlab", body, secret=SIGNING_TOKEN, headers={"X-Gitlab-Token": None})
+    response = deliver("gitlab", body, secret=GITLAB_TOKEN, signing_token=SIGNING_TOKEN)
     assert response.status_code == 202
+    # Each credential against its own value: swapped, both fail.
+    response = deliver("gitlab", body, secret=SIGNING_TOKEN, signing_token=GITLAB_TOKEN)
+    assert response.status_code == 403
+    assert WebhookDelivery.objects.filter(status="rejected").get().detail == (
+        "Bad or missing signature."
+    )
+
+
+def test_a_gitlab_project_with_neither_credential_refuses(deliver, hook_project):
+    hook_project.webhook_secret = ""
+    hook_project.save()
+    body = payload_bytes("gitlab", "push__branch")
+    response = deliver("gitlab", body, secret="", signing_token=SIGNING_TOKEN)
+    assert response.status_code == 403
+    assert WebhookDelivery.objects.get().detail == "The project has no webhook secret."
+
+
+def test_the_signing_token_is_set_through_the_api_and_never_shown(api, admin_user, hook_project):
+    from django.urls import reverse
+
+    url = reverse("project-detail", args=[hook_project.slug])
+    client = api(admin_user)
+    response = client.patch(url, {"webhook_signing_token": SIGNING_TOKEN}, format="json")
+    assert response.status_code == 200, response.content
+    assert "webhook_signing_token" not in response.json()
+    assert SIGNING_TOKEN not in response.content.decode()
+    hook_project.refresh_from_db()
+    assert (hook_project.webhook_secret, hook_project.webhook_signing_token) == (
+        SECRET,
+        SIGNING_TOKEN,
+    )
 
 
 def test_get_is_not_allowed(client, hook_project):
@@ -548,7 +604,7 @@ def test_the_run_request_error_is_recorded_and_the_payload_kept(deliver, monkeyp
     def boom(**kwargs):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("apps.webhooks.services.run_request", boom)
+    monkeypatch.setattr("apps.webhooks.outbox.run_request", boom)
     response = deliver("github", payload_bytes("github", "push__branch"))
     # The Git server was answered before the worker tried; the row tells what became of it.
     assert response.status_code == 202
@@ -565,12 +621,12 @@ def test_refusals_do_the_same_work_whether_or_not_the_project_exists(
     """No timing hint: an unknown slug still costs one secret decryption and one HMAC."""
     import apps.core.fields
     import apps.webhooks.providers.github
-    import apps.webhooks.services
+    import apps.webhooks.verify
 
     work = []
     for module, name in [
         (apps.core.fields, "decrypt"),
-        (apps.webhooks.services, "decrypt"),
+        (apps.webhooks.verify, "decrypt"),
         (apps.webhooks.providers.github, "hmac_sha256_hex"),
     ]:
         original = getattr(module, name)

@@ -9,6 +9,7 @@ from apps.projects.models import Project
 
 from .. import selectors, services
 from ..choices import Trigger
+from ..commits import Commit
 from ..logs import log_path, read_range
 from .filters import JobFilter, RunFilter
 from .serializers import JobSerializer, RunCreateSerializer, RunSerializer
@@ -51,8 +52,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
                 project=data["project"],
                 actor=request.user,
                 trigger=Trigger.API,
-                ref=data["ref"],
-                commit_sha=data["commit_sha"],
+                commit=Commit(sha=data["commit_sha"], ref=data["ref"]),
             )
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 

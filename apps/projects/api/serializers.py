@@ -42,6 +42,7 @@ class ProjectSerializer(serializers.ModelSerializer):
     environments = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     # Write-only: secrets are never sent back.
     webhook_secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    webhook_signing_token = serializers.CharField(write_only=True, required=False, allow_blank=True)
     git_api_token = serializers.CharField(write_only=True, required=False, allow_blank=True)
 
     class Meta:
@@ -61,6 +62,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "git_repository",
             "max_concurrent_runs",
             "webhook_secret",
+            "webhook_signing_token",
             "git_api_token",
             "environments",
             "created",

@@ -14,6 +14,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "id",
             "project",
             "provider",
+            "hook_id",
             "delivery_id",
             "event",
             "status",

@@ -8,7 +8,8 @@ Payload: ``ref`` (``refs/heads/main``, ``refs/tags/v1`` or a bare branch name), 
 from collections.abc import Mapping
 from typing import Any
 
-from .base import BaseProvider, Push, constant_time_equals, hmac_sha256_hex, make_push, obj, text
+from ..verify import DUMMY_SECRET, Credentials, constant_time_equals, hmac_sha256_hex
+from .base import BaseProvider, Push, make_push, obj, text
 
 
 class Generic(BaseProvider):
@@ -19,9 +20,10 @@ class Generic(BaseProvider):
     default_event = "push"
     signature_header = "X-Controlplane-Signature"
 
-    def verify(self, *, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        expected = "sha256=" + hmac_sha256_hex(secret, body)
-        return constant_time_equals(headers.get(self.signature_header, ""), expected)
+    def verify(self, *, headers: Mapping[str, str], body: bytes, credentials: Credentials) -> bool:
+        expected = "sha256=" + hmac_sha256_hex(credentials.secret or DUMMY_SECRET, body)
+        signed = constant_time_equals(headers.get(self.signature_header, ""), expected)
+        return signed and bool(credentials.secret)
 
     def sign(self, *, secret: str, body: bytes, event: str, delivery_id: str) -> dict[str, str]:
         headers = {

@@ -13,6 +13,7 @@ from django.db import transaction
 from apps.accounts.choices import Role
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.choices import Trigger
+from apps.pipelines.commits import Commit
 from apps.projects import services
 from apps.projects.models import Project
 
@@ -133,5 +134,5 @@ class Command(BaseCommand):
         project.repository_url = url
         project.save(update_fields=["repository_url"])
         pipeline_services.run_request(
-            project=project, actor=admin, trigger=Trigger.PUSH, ref="main", commit_sha=sha
+            project=project, actor=admin, trigger=Trigger.PUSH, commit=Commit(sha=sha, ref="main")
         )
