@@ -23,7 +23,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from apps.core.exceptions import ConflictError, ServiceError
-from apps.core.services import audit_log, state_transition
+from apps.core.services import StateMachine, audit_log
 from apps.core.transient import TransientError
 from apps.projects.models import Project
 
@@ -38,6 +38,14 @@ from .choices import (
 )
 from .models import NotificationDelivery, NotificationTarget, SlackIdentity
 from .outcome import Outcome
+
+#: The ledger's ends (pending → sent | failed | skipped), audited like every status change.
+delivery_transition: StateMachine[NotificationDelivery] = StateMachine(
+    noun="delivery",
+    table=DELIVERY_TRANSITIONS,
+    timestamps=DELIVERY_TIMESTAMPS,
+    project_id=lambda delivery: delivery.project_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -448,13 +456,10 @@ def _record(delivery: NotificationDelivery, outcome: Outcome) -> NotificationDel
             setattr(delivery, name, value)
         delivery.save(update_fields=list(changes))
         return delivery
-    return state_transition(
-        instance=delivery,
+    return delivery_transition(
+        delivery=delivery,
         to=outcome.status,
-        table=DELIVERY_TRANSITIONS,
-        timestamps=DELIVERY_TIMESTAMPS,
         actor=LEDGER_ACTOR,
         reason=outcome.error[:2000],
-        project_id=delivery.project_id,
         update=changes,
     )

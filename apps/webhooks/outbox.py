@@ -16,7 +16,7 @@ from typing import Any
 from django.db import OperationalError, transaction
 
 from apps.core.exceptions import ServiceError
-from apps.core.services import state_transition
+from apps.core.services import StateMachine
 from apps.pipelines.choices import Trigger
 from apps.pipelines.services import run_request
 from apps.projects.models import Project
@@ -25,6 +25,14 @@ from .choices import DELIVERY_TRANSITIONS, DeliveryStatus, RefType
 from .commit_status import commit_status_enqueue
 from .models import WebhookDelivery
 from .providers import PayloadError, get_provider
+
+#: The ledger's one move, accepted → error (the run could not be started), audited.
+delivery_transition: StateMachine[WebhookDelivery] = StateMachine(
+    noun="delivery",
+    table=DELIVERY_TRANSITIONS,
+    timestamps={},
+    project_id=lambda delivery: delivery.project_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +115,8 @@ def start_run(delivery: WebhookDelivery, *, actor: Any, answered: bool = True) -
     update: dict[str, Any] = {"detail": message[:500], "awaiting_run": False}
     if not answered:
         update |= {"http_status": code, "response_body": {"detail": message}}
-    state_transition(
-        instance=delivery,
-        to=DeliveryStatus.ERROR,
-        table=DELIVERY_TRANSITIONS,
-        actor=actor,
-        reason=message[:500],
-        project_id=delivery.project_id,
-        update=update,
+    delivery_transition(
+        delivery=delivery, to=DeliveryStatus.ERROR, actor=actor, reason=message[:500], update=update
     )
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from apps.pipelines import services
 from apps.pipelines.choices import RunStatus
+from apps.pipelines.commits import Commit
 from tests.pipelines.gitrepo import Repo
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +25,7 @@ def _prepared_run(project, repo: Repo, spec: str):
     repo.commit("spec", {".controlplane.yml": spec})
     project.repository_url = repo.url
     project.save()
-    run = services.run_request(project=project, actor="t", ref="main", commit_sha=repo.head)
+    run = services.run_request(project=project, actor="t", commit=Commit(sha=repo.head, ref="main"))
     run = services.run_prepare(run_id=run.pk)  # what the prepare_run task does on a worker
     assert run.status != RunStatus.FAILED, run.error_message
     return run
