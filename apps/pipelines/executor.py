@@ -330,8 +330,7 @@ def execute_job(job: Job) -> Job:
             raise JobSetupError(f"Runner '{job.runner}' is not allowed on this worker.")
         started = time.monotonic()
         if run.commit_sha and project.repository_url:
-            git.mirror_update(project, want=run.commit_sha)
-            git.checkout(project, run.commit_sha, workspace)
+            git.checkout_commit(project, run.commit_sha, workspace)
             log.line(f"checked out {run.commit_sha[:12]} in {time.monotonic() - started:.2f}s")
         else:
             workspace.mkdir(parents=True)

@@ -262,10 +262,14 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         return run
     project = run.project
     try:
-        git.mirror_update(project, want=run.commit_sha)
-        sha = run.commit_sha or git.resolve(project, run.ref or project.default_branch)
-        info = git.commit_info(project, sha)
-        text = git.read_file(project, sha, SPEC_FILENAME)
+        if run.commit_sha:  # the usual case: one git process, no fetch when the mirror has it
+            info, text = git.commit_and_file(project, run.commit_sha, SPEC_FILENAME)
+        else:
+            git.mirror_update(project)
+            sha = git.resolve(project, run.ref or project.default_branch)
+            info = git.commit_info(project, sha)
+            text = git.read_file(project, sha, SPEC_FILENAME)
+        sha = info["sha"]
     except (git.GitError, subprocess.TimeoutExpired) as exc:
         return run_fail(run=run, actor="scheduler", message=f"Could not get the commit: {exc}")
     if text is None:
