@@ -24,22 +24,29 @@ jobs:
 TARGET_RATIO = 15
 
 
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@x",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@x",
+    "PATH": "/usr/bin:/bin",
+}
+
+
+def commit_all(work: Path, message: str) -> str:
+    """Commit everything in the repository at ``work``; return the new sha."""
+    for cmd in (["add", "-A"], ["commit", "-qm", message]):
+        subprocess.run(["git", *cmd], cwd=work, env=GIT_ENV, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def make_repo() -> tuple[str, str]:
     work = Path(tempfile.mkdtemp(prefix="cp-bench-repo-"))
     (work / ".controlplane.yml").write_text(SPEC)
-    env = {
-        "GIT_AUTHOR_NAME": "b",
-        "GIT_AUTHOR_EMAIL": "b@x",
-        "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@x",
-        "PATH": "/usr/bin:/bin",
-    }
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "bench"]):
-        subprocess.run(["git", *cmd], cwd=work, env=env, check=True)
-    sha = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=work, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return f"file://{work}", sha
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=work, env=GIT_ENV, check=True)
+    return f"file://{work}", commit_all(work, "bench")
 
 
 def request_run(project, sha: str):
@@ -106,7 +113,11 @@ def main() -> None:
 
     bare = floor(args, var)
     url, sha = make_repo()
-    project = project_create(name="bench", actor="bench", repository_url=url)
+    # No environments: a succeeded build would make a release and deploy it to dev after each
+    # round (the CD loop, measured by bench/cd_loop.py), competing with the next round.
+    project = project_create(
+        name="bench", actor="bench", repository_url=url, with_default_environments=False
+    )
     worker = _stack.start_worker()
     spy = _stack.profile(worker)
     try:

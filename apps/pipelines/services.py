@@ -86,12 +86,14 @@ def _send_job(job: Job) -> None:
     """Tell a worker of the job's kind to look at it. Called only after commit."""
     from .tasks import run_job_task
 
-    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+    sent_at = timezone.now()
     try:
         run_job_task.apply_async(args=[job.pk], queue=JOB_KIND_QUEUE[job.kind].value)
     except Exception:
         # The row says "queued"; the sweeper will send it again once the broker is back.
         logger.exception("Could not send job %s to the broker; the sweeper will retry", job.pk)
+    # After the message, not before: a worker starts on the job while this round trip runs.
+    Job.objects.filter(pk=job.pk).update(enqueued_at=sent_at)
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -330,7 +332,9 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
 def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
     """Start prepared runs that wait for a slot under the project's concurrency limit."""
     started = 0
-    with transaction.atomic():
+    # No savepoint when nested (job finish, run prepare): nothing catches an error in here to
+    # go on with the outer transaction, and a savepoint costs two round trips.
+    with transaction.atomic(savepoint=False):
         Project.objects.select_for_update().filter(pk=project.pk).first()
         busy = (
             PipelineRun.objects.filter(project=project, status=RunStatus.RUNNING).count()
@@ -358,7 +362,7 @@ def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
 def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
     """Queue jobs whose needs succeeded, skip those whose needs did not, finish the run when
     every job is terminal. Safe to call any number of times."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # see run_start_waiting
         run = PipelineRun.objects.select_for_update().get(pk=run.pk)
         if run.is_terminal:
             return run
@@ -518,7 +522,7 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(of=("self",))
-            .select_related("run")
+            .select_related("run__project")  # the executor needs both
             .filter(pk=job_id)
             .first()
         )
@@ -526,16 +530,21 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
             return None
         if job.run.status in RUN_TERMINAL:
             return None
-        job = job_transition(
+        run = job.run
+        claimed = job_transition(
             job=job,
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
             update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
         )
-        run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
+        # Only the run's first job starts it; the others need not lock the run row.
         if run.status == RunStatus.QUEUED:
-            run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}")
-    return job
+            run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+            if run.status == RunStatus.QUEUED:
+                run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}")
+        claimed.run = run
+        run.project = job.run.project
+    return claimed
 
 
 def job_heartbeat(*, job_id: int, worker: str, log_size: int) -> str | None:
