@@ -68,15 +68,17 @@ def request_run(project, sha: str):
     )
 
 
-def floor(args, var: Path) -> list[float]:
+def floor(args, var: Path, rounds: int | None = None) -> list[float]:
     """The bare Celery chain on the broker the control plane's worker uses."""
-    from django.conf import settings
-
     import bare_chain
+    from django.conf import settings
 
     interval = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("polling_interval", 0.02)
     return bare_chain.measure(
-        rounds=args.runs, broker_url=settings.CELERY_BROKER_URL, var=var, polling_interval=interval
+        rounds=rounds or args.runs,
+        broker_url=settings.CELERY_BROKER_URL,
+        var=var,
+        polling_interval=interval,
     )
 
 

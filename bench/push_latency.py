@@ -20,18 +20,49 @@ SECRET = "bench-push-secret"
 TARGET_MEDIAN, TARGET_P95 = 100, 250
 
 
+def _phases(phases: dict, sent: float, delivery_id: int, run_id: int, started: float) -> None:
+    from apps.pipelines.models import Job, PipelineRun
+    from apps.webhooks.models import WebhookDelivery
+
+    received = WebhookDelivery.objects.get(pk=delivery_id).received_at.timestamp()
+    run = PipelineRun.objects.get(pk=run_id)
+    job = Job.objects.get(run=run)
+    marks = [
+        ("POST sent -> delivery row", sent, received),
+        ("delivery row -> run created (start_runs task)", received, run.created.timestamp()),
+        (
+            "run created -> jobs created (prepare task)",
+            run.created.timestamp(),
+            job.created.timestamp(),
+        ),
+        ("jobs created -> job queued", job.created.timestamp(), job.queued_at.timestamp()),
+        (
+            "job queued -> claimed (run_job task)",
+            job.queued_at.timestamp(),
+            job.started_at.timestamp(),
+        ),
+        ("claimed -> first command (checkout, bash)", job.started_at.timestamp(), started),
+    ]
+    for name, start, end in marks:
+        phases.setdefault(name, []).append((end - start) * 1000)
+
+
 def main() -> None:
     args = _stack.parse_args(__doc__, pushes={"type": int, "default": 30})
     var = _stack.setup(args, "push")
     import pipeline_latency
-    from webhook import WORKERS, free_port, gunicorn, kill, push_body
+    import webhook
+    from webhook import free_port, gunicorn, kill, push_body
+
+    # One push at a time: one sync worker serves them all, connected after the warm-up.
+    webhook.WORKERS = 1
 
     from apps.pipelines.models import PipelineRun
     from apps.projects.services import project_create, variable_set
     from apps.webhooks.models import WebhookDelivery
     from apps.webhooks.testing import sign
 
-    bare = pipeline_latency.floor(args, var)
+    bare = pipeline_latency.floor(args, var, rounds=args.pushes)
     url, _ = pipeline_latency.make_repo()
     repo = Path(url.removeprefix("file://"))
     (repo / ".controlplane.yml").write_text(
@@ -55,7 +86,7 @@ def main() -> None:
     port = free_port()
     web = gunicorn("controlplane.wsgi:application", port, _stack.ROOT)
     hook = f"http://127.0.0.1:{port}/hooks/github/bench/"
-    latencies, answers = [], []
+    latencies, answers, phases = [], [], {}
     try:
         for i in range(args.pushes + 2):
             headers = sign("github", SECRET, body, event="push", delivery_id=f"lat-{i}")
@@ -78,6 +109,7 @@ def main() -> None:
             if i >= 2:  # the first two warm up the mirror and the connections
                 latencies.append((float(mark.read_text()) - sent) * 1000)
                 answers.append((answered - sent) * 1000)
+                _phases(phases, sent, delivery, run_id, float(mark.read_text()))
             while not PipelineRun.objects.get(pk=run_id).is_terminal:
                 time.sleep(0.005)
     finally:
@@ -85,7 +117,10 @@ def main() -> None:
         _stack.stop_profile(spy)
         _stack.stop(worker)
     lat, ans, base = _stack.summary(latencies), _stack.summary(answers), _stack.summary(bare)
-    print(f"stack: {_stack.stack_name(args)}; gunicorn, {WORKERS} sync workers; {lat['n']} pushes")
+    print(
+        f"stack: {_stack.stack_name(args)}; gunicorn, {webhook.WORKERS} sync worker; "
+        f"{lat['n']} pushes"
+    )
     print(
         f"floor, bare Celery chain of 3 subprocess tasks: median {base['median']:.1f} ms, "
         f"p95 {base['p95']:.1f} ms"
@@ -95,6 +130,9 @@ def main() -> None:
         f"push -> first job command started: median {lat['median']:.0f} ms, "
         f"p95 {lat['p95']:.0f} ms (target: median <= {TARGET_MEDIAN} ms, p95 <= {TARGET_P95} ms)"
     )
+    print("where the time goes (medians from the rows' timestamps):")
+    for name, values in phases.items():
+        print(f"  {name:<44} {_stack.summary(values)['median']:7.1f} ms")
     _stack.cleanup(var)
 
 

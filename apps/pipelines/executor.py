@@ -397,17 +397,21 @@ def execute_job(job: Job) -> Job:
         heartbeat.join(timeout=5)
     log.line(error or "job succeeded")
     log.close()
-    shutil.rmtree(workspace, ignore_errors=True)
-    return services.job_finish(
-        job_id=job.pk,
-        worker=worker,
-        succeeded=not error,
-        exit_code=outcome.exit_code if outcome else None,
-        error_message=error,
-        log_size=log.bytes_written,
-        result=result,
-        artifacts=artifacts,
-    )
+    try:
+        return services.job_finish(
+            job_id=job.pk,
+            worker=worker,
+            succeeded=not error,
+            exit_code=outcome.exit_code if outcome else None,
+            error_message=error,
+            log_size=log.bytes_written,
+            result=result,
+            artifacts=artifacts,
+        )
+    finally:
+        # After the outcome is recorded (the next job is on its way meanwhile); a worker that
+        # dies first leaves the folder to the next attempt, which starts by removing it.
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def _heartbeat_loop(job_id, worker, log, cancel, stop) -> None:

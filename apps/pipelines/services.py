@@ -86,13 +86,12 @@ def _send_job(job: Job) -> None:
     """Tell a worker of the job's kind to look at it. Called only after commit."""
     from .tasks import run_job_task
 
-    sent_at = timezone.now()
+    sent_at = timezone.now()  # written after the message: a worker starts meanwhile
     try:
         run_job_task.apply_async(args=[job.pk], queue=JOB_KIND_QUEUE[job.kind].value)
     except Exception:
         # The row says "queued"; the sweeper will send it again once the broker is back.
         logger.exception("Could not send job %s to the broker; the sweeper will retry", job.pk)
-    # After the message, not before: a worker starts on the job while this round trip runs.
     Job.objects.filter(pk=job.pk).update(enqueued_at=sent_at)
 
 
@@ -264,14 +263,10 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         return run
     project = run.project
     try:
-        if run.commit_sha:  # the usual case: one git process, no fetch when the mirror has it
-            info, text = git.commit_and_file(project, run.commit_sha, SPEC_FILENAME)
-        else:
+        if not run.commit_sha:
             git.mirror_update(project)
-            sha = git.resolve(project, run.ref or project.default_branch)
-            info = git.commit_info(project, sha)
-            text = git.read_file(project, sha, SPEC_FILENAME)
-        sha = info["sha"]
+        sha = run.commit_sha or git.resolve(project, run.ref or project.default_branch)
+        info, text = git.commit_and_file(project, sha, SPEC_FILENAME)  # one git process
     except (git.GitError, subprocess.TimeoutExpired) as exc:
         return run_fail(run=run, actor="scheduler", message=f"Could not get the commit: {exc}")
     if text is None:
@@ -332,8 +327,7 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
 def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
     """Start prepared runs that wait for a slot under the project's concurrency limit."""
     started = 0
-    # No savepoint when nested (job finish, run prepare): nothing catches an error in here to
-    # go on with the outer transaction, and a savepoint costs two round trips.
+    # No savepoint when nested (2 round trips): no caller catches an error here and goes on.
     with transaction.atomic(savepoint=False):
         Project.objects.select_for_update().filter(pk=project.pk).first()
         busy = (
@@ -520,30 +514,22 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
     The row lock makes two workers given the same message agree on one winner.
     """
     with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(of=("self",))
-            .select_related("run__project")  # the executor needs both
-            .filter(pk=job_id)
-            .first()
-        )
-        if job is None or job.status != JobStatus.QUEUED:
+        query = Job.objects.select_for_update(of=("self",)).select_related("run__project")
+        job = query.filter(pk=job_id).first()  # the executor needs the run and project too
+        if job is None or job.status != JobStatus.QUEUED or job.run.status in RUN_TERMINAL:
             return None
-        if job.run.status in RUN_TERMINAL:
-            return None
-        run = job.run
+        run, project = job.run, job.run.project
         claimed = job_transition(
             job=job,
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
             update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
         )
-        # Only the run's first job starts it; the others need not lock the run row.
-        if run.status == RunStatus.QUEUED:
+        if run.status == RunStatus.QUEUED:  # only the run's first job locks and starts it
             run = PipelineRun.objects.select_for_update().get(pk=run.pk)
             if run.status == RunStatus.QUEUED:
                 run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}")
-        claimed.run = run
-        run.project = job.run.project
+        claimed.run, run.project = run, project
     return claimed
 
 
