@@ -1,12 +1,16 @@
 """Shared set-up for the benchmarks: a throw-away database, var folder and worker.
 
-Default stack: PostgreSQL + Redis on 127.0.0.1 (what production runs); ``--embedded`` uses
-SQLite and the filesystem broker instead. Nothing here touches the demo's ``var/``.
+Default stack: PostgreSQL + Redis on 127.0.0.1 (what production runs, ``--stack production``);
+``--stack embedded`` (or ``--embedded``) uses SQLite and the filesystem broker instead. Nothing
+here touches the demo's ``var/``. ``BENCH_DATABASE`` names the PostgreSQL database (default
+``cp_bench_<script>``) and ``BENCH_REDIS_DB`` the Redis database (default 13), so that several
+people can run benchmarks on one machine at once.
 """
 
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,13 +25,29 @@ sys.path.insert(0, str(ROOT))
 def parse_args(description: str, **extra) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
+        "--stack",
+        choices=("production", "embedded"),
+        default="production",
+        help="production: PostgreSQL + Redis (default); embedded: SQLite + filesystem broker",
+    )
+    parser.add_argument(
         "--embedded",
         action="store_true",
-        help="SQLite + filesystem broker instead of PostgreSQL + Redis",
+        help="the same as --stack embedded",
     )
     for name, kwargs in extra.items():
         parser.add_argument(f"--{name.replace('_', '-')}", **kwargs)
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.embedded = args.embedded or args.stack == "embedded"
+    args.stack = "embedded" if args.embedded else "production"
+    return args
+
+
+def broker_url(args: argparse.Namespace) -> str:
+    """The broker URL the worker of :func:`setup` uses (after ``setup``)."""
+    from django.conf import settings
+
+    return settings.CELERY_BROKER_URL
 
 
 def setup(args: argparse.Namespace, name: str) -> Path:
@@ -41,7 +61,7 @@ def setup(args: argparse.Namespace, name: str) -> Path:
         os.environ.pop("DATABASE_URL", None)
         os.environ.pop("REDIS_URL", None)
     else:
-        db = f"cp_bench_{name}"
+        db = os.environ.get("BENCH_DATABASE") or f"cp_bench_{name}"
         for sql in (f"DROP DATABASE IF EXISTS {db}", f"CREATE DATABASE {db}"):
             subprocess.run(
                 ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql],
@@ -103,6 +123,38 @@ def start_worker(concurrency: int = 4, queues: str = "default,test,build,deploy,
     raise SystemExit(
         "the worker did not start; see worker.log in " + os.environ["CONTROLPLANE_VAR_DIR"]
     )
+
+
+def profile(proc):
+    """With ``BENCH_PYSPY=<file>``, sample the worker with py-spy (installed apart, e.g. in its
+    own virtualenv; ``BENCH_PYSPY_BIN``) into collapsed stacks, idle threads included."""
+    out = os.environ.get("BENCH_PYSPY")
+    if not out:
+        return None
+    return subprocess.Popen(
+        [
+            os.environ.get("BENCH_PYSPY_BIN", "py-spy"),
+            "record",
+            "--pid",
+            str(proc.pid),
+            "--idle",
+            "--threads",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            out,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profile(spy) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
 
 
 def stop(proc) -> None:

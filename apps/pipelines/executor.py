@@ -330,8 +330,7 @@ def execute_job(job: Job) -> Job:
             raise JobSetupError(f"Runner '{job.runner}' is not allowed on this worker.")
         started = time.monotonic()
         if run.commit_sha and project.repository_url:
-            git.mirror_update(project, want=run.commit_sha)
-            git.checkout(project, run.commit_sha, workspace)
+            git.checkout_commit(project, run.commit_sha, workspace)
             log.line(f"checked out {run.commit_sha[:12]} in {time.monotonic() - started:.2f}s")
         else:
             workspace.mkdir(parents=True)
@@ -398,17 +397,21 @@ def execute_job(job: Job) -> Job:
         heartbeat.join(timeout=5)
     log.line(error or "job succeeded")
     log.close()
-    shutil.rmtree(workspace, ignore_errors=True)
-    return services.job_finish(
-        job_id=job.pk,
-        worker=worker,
-        succeeded=not error,
-        exit_code=outcome.exit_code if outcome else None,
-        error_message=error,
-        log_size=log.bytes_written,
-        result=result,
-        artifacts=artifacts,
-    )
+    try:
+        return services.job_finish(
+            job_id=job.pk,
+            worker=worker,
+            succeeded=not error,
+            exit_code=outcome.exit_code if outcome else None,
+            error_message=error,
+            log_size=log.bytes_written,
+            result=result,
+            artifacts=artifacts,
+        )
+    finally:
+        # After the outcome is recorded (the next job is on its way meanwhile); a worker that
+        # dies first leaves the folder to the next attempt, which starts by removing it.
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def _heartbeat_loop(job_id, worker, log, cancel, stop) -> None:

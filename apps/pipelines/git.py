@@ -135,11 +135,157 @@ def read_file(project: Project, sha: str, name: str) -> bytes | None:
     return git("cat-file", "blob", f"{sha}:{name}", cwd=path).stdout
 
 
+_AUTHOR_RE = re.compile(r"^author (.*) <(.*)> \d+ [+-]\d{4}$")
+
+
+def commit_and_file(project: Project, sha: str, name: str) -> tuple[dict[str, str], bytes | None]:
+    """:func:`commit_info` and :func:`read_file` of ``sha`` in ONE git process
+    (``cat-file --batch``), fetching into the mirror first when it lacks the commit.
+
+    Returns the commit's sha, author, author_email and message, and the file (None when the
+    commit has no file ``name``). Raises :class:`GitError` when the commit cannot be had or the
+    file is larger than ``MAX_SPEC_FILE``.
+    """
+    if SHA_RE.match(sha) and (mirror_path(project) / "HEAD").exists():
+        found = _batch_commit_and_file(project, sha, name)
+        if found is not None:
+            return found
+    mirror_update(project, want=sha)
+    found = _batch_commit_and_file(project, sha, name)
+    if found is None:
+        raise GitError(f"Commit {sha[:12]} is not in {project.repository_url}.")
+    return found
+
+
+def _batch_commit_and_file(
+    project: Project, sha: str, name: str
+) -> tuple[dict[str, str], bytes | None] | None:
+    """None when the mirror lacks the commit."""
+    proc = subprocess.Popen(  # noqa: S603
+        ["git", "cat-file", "--batch"],  # noqa: S607
+        cwd=mirror_path(project),
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        proc.stdin.write(f"{sha}^{{commit}}\n{sha}:{name}\n".encode())
+        proc.stdin.close()
+        objects = []
+        for _ in range(2):
+            header = proc.stdout.readline().split()
+            if len(header) != 3:  # "<what> missing" (or ambiguous)
+                objects.append(None)
+                continue
+            full, kind, size = header[0].decode(), header[1].decode(), int(header[2])
+            if kind == "blob" and size > MAX_SPEC_FILE:
+                raise GitError(f"{name} is larger than {MAX_SPEC_FILE // 1024} KB.")
+            objects.append((full, kind, proc.stdout.read(size)))
+            proc.stdout.read(1)  # the newline after each object
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    commit, blob = objects
+    if commit is None or commit[1] != "commit":
+        return None
+    return _parse_commit(commit[0], commit[2]), blob[2] if blob and blob[1] == "blob" else None
+
+
+def _parse_commit(sha: str, raw: bytes) -> dict[str, str]:
+    """The fields :func:`commit_info` gives, from a raw commit object."""
+    text = raw.decode(errors="replace")
+    headers, _, message = text.partition("\n\n")
+    name = email = ""
+    for line in headers.splitlines():
+        if match := _AUTHOR_RE.match(line):
+            name, email = match.groups()
+            break
+    return {"sha": sha, "author": name, "author_email": email, "message": message.strip()}
+
+
 def checkout(project: Project, sha: str, dest: Path) -> None:
-    """A clean working tree of exactly ``sha`` at ``dest`` (which must not exist)."""
-    mirror = mirror_path(project)
-    git("clone", "--quiet", "--shared", "--no-checkout", "--", str(mirror), str(dest))
-    git("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", sha, cwd=dest)
+    """A clean working tree of exactly ``sha`` at ``dest`` (which must not exist).
+
+    What ``git clone --shared --no-checkout <mirror>`` + ``git checkout --detach <sha>`` make
+    (objects borrowed from the mirror through ``objects/info/alternates``, the mirror as
+    ``origin`` with its branches as ``origin/*`` and its tags, a detached HEAD), but written
+    here and filled by ONE ``git read-tree``: ``clone`` alone costs a shell and an
+    upload-pack process, the largest part of a short job's time.
+
+    Raises :class:`GitError` when the mirror lacks ``sha`` (the caller fetches and retries).
+    """
+    mirror = mirror_path(project).resolve()
+    if not SHA_RE.match(sha) or not (mirror / "HEAD").exists():
+        raise GitError(f"Commit {sha[:12]} is not in the repository copy.")
+    dot = dest / ".git"
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "refs/remotes/origin"):
+        (dot / sub).mkdir(parents=True)
+    (dot / "objects" / "info" / "alternates").write_text(f"{mirror / 'objects'}\n")
+    (dot / "config").write_text(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+        "\tlogallrefupdates = true\n"
+        f'[remote "origin"]\n\turl = {mirror}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
+    )
+    (dot / "description").write_text("A job's checkout.\n")
+    refs = _refs(mirror)
+    lines = [
+        f"{value} refs/remotes/origin/{name.removeprefix('refs/heads/')}\n"
+        if name.startswith("refs/heads/")
+        else f"{value} {name}\n"
+        for name, value in sorted(refs.items())
+        if name.startswith(("refs/heads/", "refs/tags/"))
+    ]
+    # No "peeled" trait: git peels annotated tags itself when it needs to.
+    (dot / "packed-refs").write_text("".join(lines))
+    head = (mirror / "HEAD").read_text().strip()
+    if head.startswith("ref: refs/heads/"):
+        branch = head.removeprefix("ref: refs/heads/")
+        (dot / "refs" / "remotes" / "origin" / "HEAD").write_text(
+            f"ref: refs/remotes/origin/{branch}\n"
+        )
+    (dot / "HEAD").write_text(f"{sha}\n")  # detached at the commit
+    try:
+        git("read-tree", "--reset", "-u", f"{sha}^{{tree}}", cwd=dest)
+    except GitError:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    if len(sha) < 40:  # HEAD must hold the full sha
+        full = git("rev-parse", "--verify", f"{sha}^{{commit}}", cwd=dest).stdout.decode().strip()
+        (dot / "HEAD").write_text(f"{full}\n")
+
+
+def _refs(repo: Path) -> dict[str, str]:
+    """The refs of a bare repository (packed, then loose ones over them) without a git
+    process: name → sha (symbolic loose refs are left out)."""
+    refs: dict[str, str] = {}
+    try:
+        packed = (repo / "packed-refs").read_text()
+    except FileNotFoundError:
+        packed = ""
+    for line in packed.splitlines():
+        if line and line[0] not in "#^":
+            value, _, name = line.partition(" ")
+            refs[name] = value
+    for path in (repo / "refs").rglob("*"):
+        if path.is_file() and not path.name.endswith(".lock"):
+            value = path.read_text().strip()
+            if SHA_RE.match(value):
+                refs[path.relative_to(repo).as_posix()] = value
+    return refs
+
+
+def checkout_commit(project: Project, sha: str, dest: Path) -> None:
+    """:func:`checkout`, fetching into the mirror first when it lacks ``sha`` (commits are
+    immutable: when the mirror has it, it is right)."""
+    try:
+        checkout(project, sha, dest)
+        return
+    except GitError:
+        shutil.rmtree(dest, ignore_errors=True)
+    mirror_update(project, want=sha)
+    checkout(project, sha, dest)
 
 
 def tracked_files(worktree: Path) -> list[str]:

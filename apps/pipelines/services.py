@@ -77,12 +77,13 @@ def _send_job(job: Job) -> None:
     """Tell a worker of the job's kind to look at it. Called only after commit."""
     from .tasks import run_job_task
 
-    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now())
+    sent_at = timezone.now()  # written after the message: a worker starts meanwhile
     try:
         run_job_task.apply_async(args=[job.pk], queue=JOB_KIND_QUEUE[job.kind].value)
     except Exception:
         # The row says "queued"; the sweeper will send it again once the broker is back.
         logger.exception("Could not send job %s to the broker; the sweeper will retry", job.pk)
+    Job.objects.filter(pk=job.pk).update(enqueued_at=sent_at)
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -238,10 +239,10 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         return run
     project = run.project
     try:
-        git.mirror_update(project, want=run.commit_sha)
+        if not run.commit_sha:
+            git.mirror_update(project)
         sha = run.commit_sha or git.resolve(project, run.ref or project.default_branch)
-        info = git.commit_info(project, sha)
-        text = git.read_file(project, sha, SPEC_FILENAME)
+        info, text = git.commit_and_file(project, sha, SPEC_FILENAME)  # one git process
     except (git.GitError, subprocess.TimeoutExpired) as exc:
         return run_fail(run=run, actor="scheduler", message=f"Could not get the commit: {exc}")
     if text is None:
@@ -302,7 +303,8 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
 def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
     """Start prepared runs that wait for a slot under the project's concurrency limit."""
     started = 0
-    with transaction.atomic():
+    # No savepoint when nested (2 round trips): no caller catches an error here and goes on.
+    with transaction.atomic(savepoint=False):
         Project.objects.select_for_update().filter(pk=project.pk).first()
         busy = (
             PipelineRun.objects.filter(project=project, status=RunStatus.RUNNING).count()
@@ -330,7 +332,7 @@ def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
 def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
     """Queue jobs whose needs succeeded, skip those whose needs did not, finish the run when
     every job is terminal. Safe to call any number of times."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # see run_start_waiting
         run = PipelineRun.objects.select_for_update().get(pk=run.pk)
         if run.is_terminal:
             return run
@@ -480,26 +482,23 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
     The row lock makes two workers given the same message agree on one winner.
     """
     with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(of=("self",))
-            .select_related("run")
-            .filter(pk=job_id)
-            .first()
-        )
-        if job is None or job.status != JobStatus.QUEUED:
+        query = Job.objects.select_for_update(of=("self",)).select_related("run__project")
+        job = query.filter(pk=job_id).first()  # the executor needs the run and project too
+        if job is None or job.status != JobStatus.QUEUED or job.run.status in RUN_TERMINAL:
             return None
-        if job.run.status in RUN_TERMINAL:
-            return None
-        job = job_transition(
+        run, project = job.run, job.run.project
+        claimed = job_transition(
             job=job,
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
             update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
         )
-        run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
-        if run.status == RunStatus.QUEUED:
-            run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}")
-    return job
+        if run.status == RunStatus.QUEUED:  # only the run's first job locks and starts it
+            run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+            if run.status == RunStatus.QUEUED:
+                run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}")
+        claimed.run, run.project = run, project
+    return claimed
 
 
 def job_heartbeat(*, job_id: int, worker: str, log_size: int) -> str | None:
