@@ -82,7 +82,7 @@ class Deployer(Protocol):
 
 #: Where a service listens unless the environment says otherwise: only this host may reach it.
 DEFAULT_HOST = "127.0.0.1"
-_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]*")
+_ADDRESS = re.compile(r"[A-Za-z0-9:][A-Za-z0-9.:-]*")  # an IPv4 or IPv6 address, a host name
 
 
 def require_port(request: DeployRequest) -> int:
@@ -99,7 +99,10 @@ def service_host(request: DeployRequest, default: str = DEFAULT_HOST) -> str:
     setting, else a ``HOST`` variable of the environment, else ``default``."""
     host = request.target.get("host") or request.env.get("HOST") or default
     if not isinstance(host, str) or not _ADDRESS.fullmatch(host):
-        raise DeployError(f"target host {host!r} is not an address such as 127.0.0.1 or 0.0.0.0.")
+        raise DeployError(
+            f"The service's host {host!r} (target host, or the HOST variable) is not an address "
+            "such as 127.0.0.1 or 0.0.0.0."
+        )
     return host
 
 
