@@ -104,7 +104,8 @@ class ProcessDeployer:
         if state is None:
             return {"running": False, "release": ""}
         keys = ("release", "deployment_id", "pid", "port", "started", "restarts", "log", "cwd")
-        return {"running": _alive(state), **{k: state.get(k) for k in keys}}
+        status = {"running": _alive(state), **{k: state.get(k) for k in keys}}
+        return {**status, "host": state.get("host") or DEFAULT_HOST}
 
     def supervise(self) -> list[dict]:
         return supervise()
