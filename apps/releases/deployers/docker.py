@@ -25,6 +25,7 @@ from .base import (
     DeployRequest,
     DeployResult,
     require_port,
+    service_host,
     target_command,
 )
 from .health import Health, wait_healthy
@@ -48,6 +49,7 @@ class DockerDeployer:
 
     def deploy(self, request: DeployRequest) -> DeployResult:
         require_port(request)
+        service_host(request)  # a bad host setting fails before anything starts
         if not request.image_ref:
             raise DeployError(
                 "The release has no Docker image: turn on CONTROLPLANE_BUILD_IMAGES so its "

@@ -44,7 +44,7 @@ from django.conf import settings
 
 from apps.core.processes import reap, start_time, stop_group
 
-from .base import DEFAULT_HOST, DeployError, DeployRequest, DeployResult, require_port
+from .base import DEFAULT_HOST, DeployError, DeployRequest, DeployResult, require_port, service_host
 from .health import Health, wait_healthy
 from .switch import Switch
 
@@ -67,6 +67,7 @@ class ProcessDeployer:
 
     def deploy(self, request: DeployRequest) -> DeployResult:
         require_port(request)
+        service_host(request)  # a bad host setting fails before anything starts
         if not request.command.strip():
             raise DeployError(
                 "The release has no serve command (serve.command in .controlplane.yml): the "
