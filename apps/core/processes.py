@@ -50,8 +50,10 @@ def wait_group_gone(pgid: int, timeout: float, *, process: subprocess.Popen | No
     """Wait up to ``timeout`` seconds for no process of the group to run."""
     deadline = time.monotonic() + timeout
     while True:
+        gone = not group_alive(pgid)
+        # After the check: a leader that died meanwhile (a zombie, not counted) is reaped too.
         _reap(pgid, process)
-        if not group_alive(pgid):
+        if gone:
             return True
         if time.monotonic() >= deadline:
             return False
