@@ -27,7 +27,7 @@ ENV = "production"
 TAG = f"cp-test-deployer:{PROJECT}"
 
 # Answers /healthz with the release baked into the image, 503 when FAIL_HEALTH is set; exits at
-# once with a message when CRASH is set.
+# once with a message when CRASH is set. Listens where HOST says (as the example's model.serve).
 SERVER = """\
 import http.server, json, os, sys
 if os.environ.get("CRASH"):
@@ -46,7 +46,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+address = (os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"]))
+http.server.ThreadingHTTPServer(address, Handler).serve_forever()
 """
 DOCKERFILE = """\
 ARG BASE_IMAGE=python:3.11-slim
@@ -214,3 +215,35 @@ def test_clear_errors(engine, deployer, monkeypatch, tmp_path: Path):
     assert "error" in deployer.status(project=PROJECT, environment=ENV)
     monkeypatch.undo()
     assert ours(engine) == []
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5):  # noqa: S310
+            return True
+    except OSError:
+        return False
+
+
+def test_the_container_listens_on_loopback_unless_the_environment_says_otherwise(engine, deployer):
+    port = free_port()
+    v1 = deployer.deploy(make_request("v1", port))
+    container = engine.containers.get(v1.details["container_id"])
+    assert "HOST=127.0.0.1" in container.attrs["Config"]["Env"]
+    assert answers("127.0.0.1", port)
+    assert not answers("127.0.0.2", port)  # host networking, but not every address
+
+    v2 = deployer.deploy(make_request("v2", port, target={"host": "127.0.0.2"}))
+    assert v2.url == f"http://127.0.0.2:{port}"
+    container = engine.containers.get(v2.details["container_id"])
+    assert "HOST=127.0.0.2" in container.attrs["Config"]["Env"]
+    assert container.labels["controlplane.host"] == "127.0.0.2"
+    assert answers("127.0.0.2", port)
+    assert not answers("127.0.0.1", port)
+
+    # v3 fails (after v2 was stopped): v2 serves again where it listened.
+    with pytest.raises(DeployFailed) as failed:
+        deployer.deploy(make_request("v3", port, health_timeout=3, target={"verify_first": False}))
+    assert failed.value.rolled_back is True
+    assert "The previous release v2 serves again" in str(failed.value)
+    assert answers("127.0.0.2", port)

@@ -23,7 +23,8 @@ from kubernetes.client import Configuration
 
 from apps.releases.deployers import DeployError, DeployFailed, DeployRequest, get_deployer
 from apps.releases.deployers import kubernetes as kube
-from apps.releases.deployers.kubernetes import KubernetesDeployer, resource_name
+from apps.releases.deployers.kubernetes import KubernetesDeployer, resource_name, rollout
+from apps.releases.deployers.kubernetes.settings import cpu_quantity, memory_quantity
 
 TOKEN = "s3cr3t-kube-token-value"
 NAMESPACE = "ml"
@@ -297,7 +298,7 @@ def fake():
 
 @pytest.fixture
 def fast_polls(monkeypatch):
-    monkeypatch.setattr(kube, "POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(rollout, "POLL_INTERVAL", 0.05)
 
 
 def make_request(fake, *, release="r1-aaaa1111", image="registry.local/churn:r1", **overrides):
@@ -366,7 +367,13 @@ def test_first_deploy_creates_the_deployment_and_service_and_waits_for_the_rollo
     [container] = spec["template"]["spec"]["containers"]
     assert container["image"] == "registry.local/churn:r1"
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"MODEL_NAME": "churn", "CONTROLPLANE_RELEASE": "r1-aaaa1111", "PORT": "8123"}
+    # HOST: in its pod the service listens on every address (the kubelet probes the pod's).
+    assert env == {
+        "MODEL_NAME": "churn",
+        "CONTROLPLANE_RELEASE": "r1-aaaa1111",
+        "HOST": "0.0.0.0",  # noqa: S104
+        "PORT": "8123",
+    }
     assert container["ports"] == [{"containerPort": 8123, "name": "http", "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": 8123}
@@ -630,8 +637,8 @@ def test_names_are_dns_labels_and_distinct():
 
 
 def test_docker_style_memory_is_binary_not_millibytes():
-    assert kube._memory("512m") == "512Mi"
-    assert kube._memory("1g") == "1Gi"
-    assert kube._memory("1Gi") == "1Gi"
-    assert kube._cpu(2) == "2000m"
-    assert kube._cpu("250m") == "250m"
+    assert memory_quantity("512m") == "512Mi"
+    assert memory_quantity("1g") == "1Gi"
+    assert memory_quantity("1Gi") == "1Gi"
+    assert cpu_quantity(2) == "2000m"
+    assert cpu_quantity("250m") == "250m"

@@ -369,3 +369,76 @@ def test_prune_keeps_what_serves_and_a_few_spare_releases(tmp_path):
     prune(root, keep=0)
     assert sorted(p.name for p in (root / "releases").iterdir()) == ["building-now", "r0"]
     assert [p.name for p in (root / "venvs").iterdir() if p.is_dir()] == ["v1"]
+
+
+# Listens where HOST says, as the example's model.serve does; reports HOST and its address.
+HOST_SERVER = """\
+import http.server, json, os
+HOST = os.environ.get("HOST", "")
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"host": HOST, "bound": self.server.server_address[0]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer((HOST, int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def answers(host: str, port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as resp:  # noqa: S310
+            return json.loads(resp.read())
+    except OSError:
+        return None
+
+
+def test_services_listen_on_loopback_unless_the_environment_says_otherwise(
+    deployer, make_request, tmp_path
+):
+    files = {"server.py": HOST_SERVER.encode()}
+    port = free_port()
+    result = deployer.deploy(make_request(make_bundle(tmp_path, "v1", files), port))
+    assert answers("127.0.0.1", port) == {"host": "127.0.0.1", "bound": "127.0.0.1"}
+    assert answers("127.0.0.2", port) is None  # loopback 127.0.0.1 only, not every address
+    assert result.url == f"http://127.0.0.1:{port}"
+
+    # The environment's deployer settings choose another address: checked and served there.
+    target = {"host": "127.0.0.2"}
+    bundle = make_bundle(tmp_path, "v2", files)
+    result = deployer.deploy(make_request(bundle, port, target=target))
+    assert answers("127.0.0.2", port) == {"host": "127.0.0.2", "bound": "127.0.0.2"}
+    assert answers("127.0.0.1", port) is None
+    assert result.url == f"http://127.0.0.2:{port}"
+    assert result.details["previous_release"] == "v1"
+
+    # A HOST variable of the environment is one way to say so too; the setting wins over it.
+    bundle = make_bundle(tmp_path, "v3", files)
+    deployer.deploy(make_request(bundle, port, env={"HOST": "0.0.0.0"}))  # noqa: S104
+    assert answers("127.0.0.1", port) == {"host": "0.0.0.0", "bound": "0.0.0.0"}  # noqa: S104
+    assert answers("127.0.0.2", port) is not None
+    bundle = make_bundle(tmp_path, "v4", files)
+    deployer.deploy(make_request(bundle, port, env={"HOST": "0.0.0.0"}, target=target))  # noqa: S104
+    assert answers("127.0.0.2", port)["host"] == "127.0.0.2"
+    assert answers("127.0.0.1", port) is None
+
+    # A v4 that fails goes back to v4 where it listened, even when the setting changed since.
+    with pytest.raises(DeployFailed) as failed:
+        deployer.deploy(
+            make_request(
+                make_bundle(tmp_path, "v5"),  # the plain server: it never binds 127.0.0.3
+                port,
+                target={"host": "127.0.0.3", "verify_first": False},
+                timeout=2,
+            )
+        )
+    assert failed.value.rolled_back is True
+    assert answers("127.0.0.2", port)["host"] == "127.0.0.2"
+    with pytest.raises(DeployError, match="not an address"):
+        deployer.deploy(make_request(bundle, port, target={"host": "a host; rm -rf /"}))

@@ -2,13 +2,13 @@
 
 import os
 import selectors
-import signal
 import subprocess
 import time
 
+from apps.core.processes import KILL_GRACE_SECONDS, stop_group
+
 from . import RunOutcome, RunRequest
 
-KILL_GRACE_SECONDS = 5
 CHUNK = 256 * 1024
 
 
@@ -67,18 +67,8 @@ class LocalRunner:
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = KILL_GRACE_SECONDS) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    # The script leads its own group (start_new_session): its pid is the group's id.
+    stop_group(proc.pid, grace=grace, process=proc)
 
 
 def _sh_quote(text: str) -> str:

@@ -15,7 +15,8 @@ Rules all deployers keep:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -75,3 +76,44 @@ class Deployer(Protocol):
 
     def status(self, *, project: str, environment: str) -> dict:
         """What serves now: ``{"running": bool, "release": str, ...}`` (for the UI)."""
+
+
+# --- settings every deployer reads the same way --------------------------------------------
+
+#: Where a service listens unless the environment says otherwise: only this host may reach it.
+DEFAULT_HOST = "127.0.0.1"
+_ADDRESS = re.compile(r"[A-Za-z0-9:][A-Za-z0-9.:-]*")  # an IPv4 or IPv6 address, a host name
+
+
+def require_port(request: DeployRequest) -> int:
+    """The environment's service port; a deploy without one cannot say where to listen."""
+    if not request.port:
+        raise DeployError(
+            "The environment has no service port: set one, the service listens on it."
+        )
+    return request.port
+
+
+def service_host(request: DeployRequest, default: str = DEFAULT_HOST) -> str:
+    """The address the service listens on, given to it as ``HOST``: the target's ``host``
+    setting, else a ``HOST`` variable of the environment, else ``default``."""
+    host = request.target.get("host") or request.env.get("HOST") or default
+    if not isinstance(host, str) or not _ADDRESS.fullmatch(host):
+        raise DeployError(
+            f"The service's host {host!r} (target host, or the HOST variable) is not an address "
+            "such as 127.0.0.1 or 0.0.0.0."
+        )
+    return host
+
+
+def target_command(target: Mapping) -> list[str] | None:
+    """``target["command"]``, which overrides the image's: a string runs in a shell (so $PORT
+    expands, as in the process deployer), a list runs as it is; None keeps the image's."""
+    command = target.get("command")
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    if command is not None and not (
+        isinstance(command, list) and all(isinstance(a, str) for a in command)
+    ):
+        raise DeployError("target command must be a string or a list of strings.")
+    return command

@@ -1,32 +1,35 @@
 """The docker deployer: one container per environment, ``cp-<project>-<environment>``, running the
 release's image with host networking (the service listens on ``PORT``). See docs/deployers.md.
 
-Host networking means two containers cannot listen on one port, so the health-gated switch is:
-
-1. a *candidate* container of the new image on a free side port must become healthy; when it
-   does not, it is removed and the serving container was never touched;
-2. the serving container is stopped (kept), the new one starts on the real port and must be
-   healthy again; when it is not, it is removed and the old one is started again;
-3. only then is the old container removed.
-
-The service is down between the old container's stop and the new one's first healthy answer:
-the *switch gap*, recorded on the result. ``target["verify_first"] = False`` skips step 1.
+Host networking means two containers cannot listen on one port, so a deploy is the health-gated
+switch of ``switch.py``: a candidate container on a side port, then the serving container
+stopped (kept) for the new one on the real port, and started again when the new one fails.
+The service listens on ``HOST`` (127.0.0.1 unless the environment's ``host`` setting or a
+``HOST`` variable says otherwise).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from docker.client import DockerClient, from_env
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
-from .base import DeployError, DeployFailed, DeployRequest, DeployResult
-from .health import HOST, Health, free_port, wait_healthy, wait_port_free
+from .base import (
+    DEFAULT_HOST,
+    DeployError,
+    DeployRequest,
+    DeployResult,
+    require_port,
+    service_host,
+    target_command,
+)
+from .health import Health, wait_healthy
+from .switch import Switch
 
 DEFAULT_MEMORY = "1g"
 DEFAULT_CPUS = 1.0
@@ -45,10 +48,8 @@ class DockerDeployer:
     name = "docker"
 
     def deploy(self, request: DeployRequest) -> DeployResult:
-        if not request.port:
-            raise DeployError(
-                "The environment has no service port: set one, the container listens on it."
-            )
+        require_port(request)
+        service_host(request)  # a bad host setting fails before anything starts
         if not request.image_ref:
             raise DeployError(
                 "The release has no Docker image: turn on CONTROLPLANE_BUILD_IMAGES so its "
@@ -64,7 +65,7 @@ class DockerDeployer:
                     f"The image {request.image_ref} is not on the Docker host "
                     "(there is no registry to pull from): build the release again."
                 ) from None
-            return _Switch(client, request, config, image.id).run()
+            return _DockerSwitch(client, request, config, image.id).run()
         except APIError as exc:
             raise DeployError(f"Docker refused: {_explain(exc)}") from None
         except (requests.RequestException, OSError) as exc:
@@ -114,71 +115,26 @@ def container_name(project: str, environment: str) -> str:
     return f"cp-{name}"
 
 
-class _Switch:
-    """One deploy: the steps of the health-gated switch and their bookkeeping."""
+class _Started(NamedTuple):
+    container: Container
+    host: str  # where it listens
+    restarts: int = 0  # its restart count when started: only a new restart means a crash
+
+
+class _DockerSwitch(Switch[Container, _Started]):
+    """The switch (``switch.py``) with containers: the candidate is ``<name>-candidate``; the
+    serving one is renamed ``<name>-previous`` and stopped while the new one takes its name."""
+
+    kind = "container"
+    errors = ENGINE_ERRORS
 
     def __init__(self, client: DockerClient, request: DeployRequest, config: dict, image_id: str):
-        self.client = client
-        self.request = request
-        self.config = config
-        self.image_id = image_id
-        self.log = request.log
         self.name = container_name(request.project, request.environment)
-        self.details: dict[str, Any] = {"image_id": image_id, "container_name": self.name}
-        self.previous: Container | None = None
+        super().__init__(request, {"image_id": image_id, "container_name": self.name})
+        self.client = client
+        self.config = config
 
-    def run(self) -> DeployResult:
-        req = self.request
-        previous = self.previous = self._previous()
-        if previous is not None:
-            self.details["previous_release"] = previous.labels.get("controlplane.release", "")
-        if self.config["verify_first"]:
-            self._verify_candidate()
-        else:
-            self.log("verify_first is off: the new container is checked on the service port only")
-
-        gap_start = time.monotonic()
-        new, failure, error_class = None, "", DeployFailed
-        try:
-            if previous is not None:
-                self.log(f"stopping {previous.name} ({self.details['previous_release']})")
-                previous.rename(self.name + PREVIOUS)
-                previous.stop(timeout=STOP_TIMEOUT)
-            if not wait_port_free(req.port):
-                failure, error_class = f"Port {req.port} is in use by another program.", DeployError
-            else:
-                new = self._start(
-                    self.name, req.port, role="service", restart=self.config["restart"]
-                )
-                self.details["container_id"] = new.id
-                health = self._check(new, req.port)
-                if not health.healthy:
-                    self.details["health"] = health.message
-                    failure = (
-                        f"{req.release} failed its health check on port {req.port}: "
-                        f"{health.message}"
-                    )
-        except ENGINE_ERRORS as exc:
-            failure, error_class = f"Docker failed during the switch: {_explain(exc)}", DeployError
-        if failure:
-            if new is not None:
-                _remove(new)
-            restored = self._restore(previous)
-            raise error_class(
-                failure + _rollback_note(previous, restored),
-                rolled_back=restored,
-                details=self.details,
-            )
-        self.details["switch_gap_seconds"] = round(time.monotonic() - gap_start, 3)
-        if previous is not None:
-            _remove(previous)
-        self.log(
-            f"{req.release} serves on port {req.port} (container {new.short_id}, "
-            f"switch gap {self.details['switch_gap_seconds']} s)"
-        )
-        return DeployResult(url=f"http://{HOST}:{req.port}", details=self.details)
-
-    def _previous(self) -> Container | None:
+    def find_previous(self) -> Container | None:
         """The serving container; one left renamed by an interrupted deploy counts too."""
         current = _get(self.client, self.name)
         stale = _get(self.client, self.name + PREVIOUS)
@@ -192,35 +148,15 @@ class _Switch:
             current = stale
         return current
 
-    def _verify_candidate(self) -> None:
-        port = free_port()
-        self.details["candidate_port"] = port
-        self.log(f"starting a candidate of {self.request.release} on side port {port}")
-        untouched = "The serving release was not touched."
-        try:
-            candidate = self._start(self.name + CANDIDATE, port, role="candidate", restart="no")
-        except ENGINE_ERRORS as exc:
-            raise DeployError(
-                f"Docker could not start the new release: {_explain(exc)}\n{untouched}",
-                rolled_back=self.previous is not None,
-                details=self.details,
-            ) from None
-        try:
-            health = self._check(candidate, port)
-        finally:
-            _remove(candidate)
-        if not health.healthy:
-            self.details["health"] = health.message
-            raise DeployFailed(
-                f"{self.request.release} failed its health check: {health.message}\n{untouched}",
-                rolled_back=self.previous is not None,
-                details=self.details,
-            )
-        self.details["candidate_healthy_seconds"] = round(health.seconds, 3)
-        self.log(f"candidate healthy after {health.seconds:.2f} s")
+    def release_of(self, previous: Container) -> str:
+        return previous.labels.get("controlplane.release", "")
 
-    def _start(self, name: str, port: int, *, role: str, restart: str) -> Container:
+    def describe_previous(self, previous: Container) -> str:
+        return f"{previous.name} ({self.release_of(previous)})"
+
+    def start(self, port: int, *, candidate: bool) -> _Started:
         req, config = self.request, self.config
+        role = "candidate" if candidate else "service"
         labels = {
             "controlplane.deployer": "docker",
             "controlplane.role": role,
@@ -230,51 +166,65 @@ class _Switch:
             "controlplane.deployment": str(req.deployment_id),
             "controlplane.commit": req.commit_sha,
             "controlplane.port": str(port),
+            "controlplane.host": self.host,
         }
         options: dict[str, Any] = {}
         if config["command"] is not None:
             options["command"] = config["command"]
-        return self.client.containers.run(
+        container = self.client.containers.run(
             req.image_ref,
-            name=name,
+            name=self.name + CANDIDATE if candidate else self.name,
             detach=True,
-            environment={**req.env, "PORT": str(port)},
+            environment={**req.env, "HOST": self.host, "PORT": str(port)},
             network_mode="host",  # never a Docker network: see docs/deployers.md
             init=True,  # a PID 1 that forwards SIGTERM: stops do not wait for the timeout
             mem_limit=config["memory"],
             nano_cpus=_nano_cpus(self.client, config["cpus"]),
             pids_limit=config["pids_limit"],
-            restart_policy={"Name": restart},
+            restart_policy={"Name": "no" if candidate else config["restart"]},
             labels=labels,
             **options,
         )
+        if not candidate:
+            self.details["container_id"] = container.id
+        return _Started(container, self.host)
 
-    def _check(self, container: Container, port: int, restarts: int = 0) -> Health:
+    def check(self, running: _Started, port: int) -> Health:
+        container, host, restarts = running
         return wait_healthy(
             port=port,
             path=self.request.health_path,
             timeout=self.request.health_timeout,
             died=lambda: _died(container, restarts),
             output=lambda: _logs(container),
+            host=host,
         )
 
-    def _restore(self, previous: Container | None) -> bool:
-        """Put the old container back in service; whether it answers its health check."""
-        if previous is None:
-            return False
-        self.log(f"starting {self.details['previous_release']} again")
-        try:
-            previous.rename(self.name)
-            previous.start()
-            previous.reload()
-        except ENGINE_ERRORS as exc:
-            self.log(f"could not start the previous container: {exc}")
-            return False
-        # Its restart count goes on from its past; only a new restart means it crashed now.
-        health = self._check(previous, self.request.port, previous.attrs.get("RestartCount", 0))
-        if not health.healthy:
-            self.log(f"the previous release does not answer: {health.message}")
-        return health.healthy
+    def discard(self, running: _Started) -> None:
+        _remove(running.container)
+
+    def stop_previous(self, previous: Container) -> None:
+        previous.rename(self.name + PREVIOUS)
+        previous.stop(timeout=STOP_TIMEOUT)
+
+    def restart_previous(self, previous: Container) -> tuple[_Started, int]:
+        previous.rename(self.name)
+        previous.start()
+        previous.reload()
+        labels = previous.labels
+        port = int(labels.get("controlplane.port") or self.request.port or 0)
+        host = labels.get("controlplane.host") or DEFAULT_HOST
+        return _Started(previous, host, previous.attrs.get("RestartCount", 0)), port
+
+    def commit(self, running: _Started, previous: Container | None) -> str:
+        if previous is not None:
+            _remove(previous)
+        return f"container {running.container.short_id}"
+
+    def error_message(self, exc: BaseException, *, candidate: bool) -> str:
+        if candidate:
+            return f"Docker could not start the new release: {_explain(exc)}"
+        return f"Docker failed during the switch: {_explain(exc)}"
 
 
 def _config(target: dict) -> dict[str, Any]:
@@ -288,20 +238,12 @@ def _config(target: dict) -> dict[str, Any]:
     restart = str(target.get("restart", DEFAULT_RESTART))
     if restart not in RESTART_POLICIES:
         raise DeployError(f"target restart must be one of {', '.join(RESTART_POLICIES)}.")
-    command = target.get("command")
-    if isinstance(command, str):
-        command = ["/bin/sh", "-c", command]  # so $PORT expands, as in the process deployer
-    elif command is not None and not (
-        isinstance(command, list) and all(isinstance(a, str) for a in command)
-    ):
-        raise DeployError("target command must be a string or a list of strings.")
     return {
         "memory": str(target.get("memory", DEFAULT_MEMORY)),
         "cpus": cpus,
         "pids_limit": pids_limit,
         "restart": restart,
-        "command": command,
-        "verify_first": target.get("verify_first", True) is not False,
+        "command": target_command(target),
     }
 
 
@@ -364,14 +306,6 @@ def _nano_cpus(client: DockerClient, cpus: float) -> int:
     # The engine refuses more CPUs than its host has.
     available = float(client.info().get("NCPU") or cpus)
     return int(min(cpus, available) * 1e9)
-
-
-def _rollback_note(previous: Container | None, restored: bool) -> str:
-    if previous is None:
-        return "\nNothing served before: the environment has no running release."
-    if restored:
-        return "\nThe previous release serves again."
-    return "\nThe previous release could not be started again: the environment is down."
 
 
 def _explain(exc: Exception) -> str:

@@ -1,6 +1,8 @@
 """The HTTP health check every local deployer shares, and the port helpers around it.
 
-A service is healthy when ``GET http://127.0.0.1:<port><path>`` answers 2xx. The check is
+A service is healthy when ``GET http://<host>:<port><path>`` answers 2xx (``host`` is where it
+listens, 127.0.0.1 unless the environment says otherwise; a service listening on every address
+is checked on 127.0.0.1). The check is
 retried until a deadline, and it gives up at once when the thing under test has died (its
 container exited, its process is gone): a crash at start then fails in a second, not after the
 whole timeout, and the message carries the last lines of its output.
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::", "[::]")  # noqa: S104 - addresses to reach, not to bind
 INTERVAL = 0.3  # seconds between two probes
 PROBE_TIMEOUT = 2.0  # seconds one probe may take
 TAIL_LINES = 20
@@ -28,9 +31,16 @@ class Health:
     message: str  # why it is not healthy (last answer or error, how it died, its output)
 
 
-def probe(port: int, path: str, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
+def reachable(host: str) -> str:
+    """The address to reach a service listening on ``host`` at: loopback for a wildcard."""
+    return HOST if host in WILDCARDS else host
+
+
+def probe(
+    port: int, path: str, timeout: float = PROBE_TIMEOUT, host: str = HOST
+) -> tuple[bool, str]:
     """One GET; ``(True, "")`` on 2xx, else ``(False, what happened)``."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = http.client.HTTPConnection(reachable(host), port, timeout=timeout)
     try:
         conn.request("GET", path, headers={"User-Agent": "controlplane-health"})
         response = conn.getresponse()
@@ -52,6 +62,7 @@ def wait_healthy(
     died: Callable[[], str | None] = lambda: None,
     output: Callable[[], str] = lambda: "",
     interval: float = INTERVAL,
+    host: str = HOST,
 ) -> Health:
     """Probe until a 2xx answer, the deadline, or ``died()`` returning how it died.
 
@@ -62,7 +73,7 @@ def wait_healthy(
     last = "no answer yet"
     while True:
         remaining = deadline - time.monotonic()
-        ok, last = probe(port, path, timeout=max(0.1, min(PROBE_TIMEOUT, remaining)))
+        ok, last = probe(port, path, max(0.1, min(PROBE_TIMEOUT, remaining)), host)
         now = time.monotonic()
         if ok:
             return Health(True, now - start, "")
@@ -70,7 +81,8 @@ def wait_healthy(
         if death:
             return Health(False, now - start, _with_output(death, output))
         if now >= deadline:
-            reason = f"no healthy answer from {HOST}:{port}{path} in {timeout:g} s ({last})"
+            where = f"{reachable(host)}:{port}{path}"
+            reason = f"no healthy answer from {where} in {timeout:g} s ({last})"
             return Health(False, now - start, _with_output(reason, output))
         time.sleep(min(interval, max(0.0, deadline - now)))
 
@@ -94,13 +106,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_in_use(port: int) -> bool:
-    """Whether something listens on ``port`` (on loopback or on all addresses)."""
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """Whether something listens on ``port`` (on ``host`` or on all addresses)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # Like the servers themselves: connections in TIME_WAIT do not count, listeners do.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((HOST, port))
+            sock.bind((reachable(host), port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return True
@@ -108,9 +120,9 @@ def port_in_use(port: int) -> bool:
         return False
 
 
-def wait_port_free(port: int, timeout: float = 5.0) -> bool:
+def wait_port_free(port: int, timeout: float = 5.0, host: str = HOST) -> bool:
     deadline = time.monotonic() + timeout
-    while port_in_use(port):
+    while port_in_use(port, host):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)

@@ -10,10 +10,12 @@ Files under ``CONTROLPLANE_DEPLOY_DIR``:
   service's variables, mode 0600, kept out of the state because they may hold secrets),
   ``<deployment>.log`` (the service's output) and ``.lock``.
 
-The switch is health-gated like the docker deployer's: a candidate on a free side port first,
-then the old process stops and the new one starts on the real port; when that fails, the old
-release is started again from its state. Services run in their own session, so they outlive the
-worker; :func:`supervise` (a periodic task) restarts those that died.
+The switch is the health-gated one of ``switch.py``, as with the docker deployer: a candidate on
+a free side port first, then the old process stops and the new one starts on the real port; when
+that fails, the old release is started again from its state. Services listen on ``HOST``
+(127.0.0.1 unless the environment's ``host`` setting or a ``HOST`` variable says otherwise) and
+run in their own session, so they outlive the worker; :func:`supervise` (a periodic task)
+restarts those that died.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import os
 import posixpath
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -37,14 +38,16 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
-from .base import DeployError, DeployFailed, DeployRequest, DeployResult
-from .health import HOST, Health, free_port, wait_healthy, wait_port_free
+from apps.core.processes import reap, start_time, stop_group
 
-KILL_GRACE_SECONDS = 5
+from .base import DEFAULT_HOST, DeployError, DeployRequest, DeployResult, require_port, service_host
+from .health import Health, wait_healthy
+from .switch import Switch
+
 STATE = "state.json"
 # Top-level folders of the deploy dir that are not projects.
 RESERVED = ("releases", "venvs", "pip-cache")
@@ -63,10 +66,8 @@ class ProcessDeployer:
     name = "process"
 
     def deploy(self, request: DeployRequest) -> DeployResult:
-        if not request.port:
-            raise DeployError(
-                "The environment has no service port: set one, the service listens on it."
-            )
+        require_port(request)
+        service_host(request)  # a bad host setting fails before anything starts
         if not request.command.strip():
             raise DeployError(
                 "The release has no serve command (serve.command in .controlplane.yml): the "
@@ -85,7 +86,7 @@ class ProcessDeployer:
             details: dict[str, Any] = {"release_dir": str(release_dir), "venv": str(venv)}
             if built:
                 details["venv_build_seconds"] = round(time.monotonic() - started, 3)
-            return _Switch(request, here, release_dir, venv, details).run()
+            return _ProcessSwitch(request, here, release_dir, venv, details).run()
 
     def stop(self, *, project: str, environment: str) -> None:
         here = env_dir(deploy_dir(), project, environment, create=False)
@@ -104,7 +105,8 @@ class ProcessDeployer:
         if state is None:
             return {"running": False, "release": ""}
         keys = ("release", "deployment_id", "pid", "port", "started", "restarts", "log", "cwd")
-        return {"running": _alive(state), **{k: state.get(k) for k in keys}}
+        status = {"running": _alive(state), **{k: state.get(k) for k in keys}}
+        return {**status, "host": state.get("host") or DEFAULT_HOST}
 
     def supervise(self) -> list[dict]:
         return supervise()
@@ -195,17 +197,25 @@ def env_dir(root: Path, project: str, environment: str, *, create: bool = True) 
     return path
 
 
-class _Switch:
-    """One deploy's health-gated switch, and its bookkeeping."""
+class _Started(NamedTuple):
+    proc: subprocess.Popen
+    host: str  # where it listens
+    log: Path
+    offset: int  # where its output starts in the log
+
+
+class _ProcessSwitch(Switch[dict, _Started]):
+    """The switch (``switch.py``) with processes: a release is started from a state (command,
+    folder, virtualenv, variables file); the previous one is started again from its own."""
+
+    kind = "process"
+    errors = (OSError, ValueError)  # e.g. the release folder vanished, an unreadable env file
 
     def __init__(
         self, request: DeployRequest, here: Path, release_dir: Path, venv: Path, details: dict
     ):
-        self.request = request
+        super().__init__(request, details)
         self.here = here
-        self.log = request.log
-        self.details = details
-        self.previous = _read_state(here)
         self.state: dict[str, Any] = {
             "release": request.release,
             "deployment_id": request.deployment_id,
@@ -217,101 +227,30 @@ class _Switch:
             "env_keys": sorted(request.env),  # names only: the values may be secrets
             "log": str(here / f"{request.deployment_id}.log"),
             "port": request.port,
+            "host": self.host,
             "restarts": 0,
         }
         _write_json(here / self.state["env_file"], request.env, mode=0o600)
 
-    def run(self) -> DeployResult:
-        req, previous = self.request, self.previous
-        if previous is not None:
-            self.details["previous_release"] = previous["release"]
-        try:
-            if req.target.get("verify_first", True) is not False:
-                self._verify_candidate()
-            else:
-                self.log("verify_first is off: the new process is checked on the service port only")
-        except DeployError:
-            self._forget_env()
-            raise
-        except (OSError, ValueError) as exc:  # e.g. the release folder vanished
-            self._forget_env()
-            raise DeployError(
-                f"{req.release} could not be started: {exc}\nThe serving release was not touched.",
-                rolled_back=previous is not None,
-                details=self.details,
-            ) from None
+    def find_previous(self) -> dict | None:
+        return _read_state(self.here)
 
-        gap_start = time.monotonic()
-        if previous is not None:
-            self.log(f"stopping {previous['release']} (pid {previous['pid']})")
-            _stop(previous)
-        failure, error_class = None, DeployFailed
-        try:
-            if not wait_port_free(req.port):
-                failure, error_class = f"Port {req.port} is in use by another program.", DeployError
-            else:
-                proc = self._start(req.port)
-                health = self._check(proc, req.port)
-                if not health.healthy:
-                    self.details["health"] = health.message
-                    failure = (
-                        f"{req.release} failed its health check on port {req.port}: "
-                        f"{health.message}"
-                    )
-        except (OSError, ValueError) as exc:  # e.g. the release folder vanished
-            failure, error_class = f"{req.release} could not be started: {exc}", DeployError
-        if failure:
-            _stop(self.state)
-            self._forget_env()
-            restored = self._restore()
-            raise error_class(
-                failure + _rollback_note(previous, restored),
-                rolled_back=restored,
-                details=self.details,
-            )
+    def release_of(self, previous: dict) -> str:
+        return previous["release"]
 
-        self.details["switch_gap_seconds"] = round(time.monotonic() - gap_start, 3)
-        _write_json(self.here / STATE, self.state)
-        if previous is not None and previous["env_file"] != self.state["env_file"]:
-            (self.here / previous["env_file"]).unlink(missing_ok=True)
-        self.details.update(pid=self.state["pid"], port=req.port, log=self.state["log"])
-        self.log(
-            f"{req.release} serves on port {req.port} (pid {self.state['pid']}, "
-            f"switch gap {self.details['switch_gap_seconds']} s)"
-        )
-        return DeployResult(url=f"http://{HOST}:{req.port}", details=self.details)
+    def describe_previous(self, previous: dict) -> str:
+        return f"{previous['release']} (pid {previous['pid']})"
 
-    def _verify_candidate(self) -> None:
-        port = free_port()
-        self.details["candidate_port"] = port
-        self.log(f"starting a candidate of {self.request.release} on side port {port}")
-        proc = self._start(port, candidate=True)
-        try:
-            health = self._check(proc, port)
-        finally:
-            _stop(self.state)
-        if not health.healthy:
-            self.details["health"] = health.message
-            raise DeployFailed(
-                f"{self.request.release} failed its health check: {health.message}\n"
-                "The serving release was not touched.",
-                rolled_back=self.previous is not None,
-                details=self.details,
-            )
-        self.details["candidate_healthy_seconds"] = round(health.seconds, 3)
-        self.log(f"candidate healthy after {health.seconds:.2f} s")
-
-    def _start(self, port: int, *, candidate: bool = False) -> subprocess.Popen:
+    def start(self, port: int, *, candidate: bool) -> _Started:
         what = "candidate" if candidate else "service"
-        _append(
-            self.state["log"],
-            f"[deployer] starting the {what} of {self.request.release} on port {port}",
-        )
-        self._offset = Path(self.state["log"]).stat().st_size
-        return _spawn(self.state, self.request.env, port, Path(self.state["log"]))
+        log = Path(self.state["log"])
+        _append(log, f"[deployer] starting the {what} of {self.request.release} on port {port}")
+        offset = log.stat().st_size
+        proc = _spawn(self.state, self.request.env, port, log)
+        return _Started(proc, self.host, log, offset)
 
-    def _check(self, proc: subprocess.Popen, port: int) -> Health:
-        offset = self._offset
+    def check(self, running: _Started, port: int) -> Health:
+        proc, host, log, offset = running
         return wait_healthy(
             port=port,
             path=self.request.health_path,
@@ -319,37 +258,33 @@ class _Switch:
             died=lambda: (
                 None if proc.poll() is None else f"the process exited with code {proc.returncode}"
             ),
-            output=lambda: _tail(Path(self.state["log"]), offset),
+            output=lambda: _tail(log, offset),
+            host=host,
         )
 
-    def _restore(self) -> bool:
-        """Start the previous release again from its state; whether it answers."""
-        previous = self.previous
-        if previous is None:
-            return False
-        self.log(f"starting {previous['release']} again")
+    def discard(self, running: _Started) -> None:
+        _stop(self.state)
+
+    def stop_previous(self, previous: dict) -> None:
+        _stop(previous)
+
+    def restart_previous(self, previous: dict) -> tuple[_Started, int]:
         log = Path(previous["log"])
         offset = log.stat().st_size if log.exists() else 0
-        try:
-            proc = _spawn(
-                previous, _read_env(self.here / previous["env_file"]), previous["port"], log
-            )
-        except (OSError, ValueError) as exc:
-            self.log(f"could not start the previous release: {exc}")
-            return False
+        env = _read_env(self.here / previous["env_file"])
+        proc = _spawn(previous, env, previous["port"], log)
         _write_json(self.here / STATE, previous)
-        health = wait_healthy(
-            port=previous["port"],
-            path=self.request.health_path,
-            timeout=self.request.health_timeout,
-            died=lambda: None if proc.poll() is None else f"it exited with code {proc.returncode}",
-            output=lambda: _tail(log, offset),
-        )
-        if not health.healthy:
-            self.log(f"the previous release does not answer: {health.message}")
-        return health.healthy
+        host = previous.get("host") or DEFAULT_HOST
+        return _Started(proc, host, log, offset), previous["port"]
 
-    def _forget_env(self) -> None:
+    def commit(self, running: _Started, previous: dict | None) -> str:
+        _write_json(self.here / STATE, self.state)
+        if previous is not None and previous["env_file"] != self.state["env_file"]:
+            (self.here / previous["env_file"]).unlink(missing_ok=True)
+        self.details.update(pid=self.state["pid"], port=self.request.port, log=self.state["log"])
+        return f"pid {self.state['pid']}"
+
+    def abandon(self) -> None:
         if self.previous is None or self.previous["env_file"] != self.state["env_file"]:
             (self.here / self.state["env_file"]).unlink(missing_ok=True)
 
@@ -506,6 +441,8 @@ def _spawn(state: dict, env: dict[str, str], port: int, log: Path) -> subprocess
         "VIRTUAL_ENV": venv,
         "PYTHONUNBUFFERED": "1",  # output reaches the log (and a failure message) at once
         **env,
+        # Where it listens: a state written before there was a host setting gets the default.
+        "HOST": state.get("host") or DEFAULT_HOST,
         "PORT": str(port),
     }
     with open(log, "ab") as out:
@@ -518,7 +455,7 @@ def _spawn(state: dict, env: dict[str, str], port: int, log: Path) -> subprocess
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    state.update(pid=proc.pid, pid_start=_start_time(proc.pid), started=_now())
+    state.update(pid=proc.pid, pid_start=start_time(proc.pid), started=_now())
     return proc
 
 
@@ -526,8 +463,8 @@ def _alive(state: dict) -> bool:
     pid = state.get("pid")
     if not pid:
         return False
-    _reap(pid)
-    start = _start_time(pid)
+    reap(pid)
+    start = start_time(pid)
     if start is not None or Path("/proc/self/stat").exists():
         # Same start time: the same process, not another one that got its pid since.
         return start is not None and start == state.get("pid_start")
@@ -539,64 +476,14 @@ def _alive(state: dict) -> bool:
 
 
 def _stop(state: dict) -> None:
-    """SIGTERM to the service's process group, SIGKILL after KILL_GRACE_SECONDS."""
+    """Stop the service's process group (SIGTERM, then SIGKILL: ``core.processes``)."""
     pid = state.get("pid")
     if not pid:
         return
-    start = _start_time(pid)
+    start = start_time(pid)
     if start is not None and start != state.get("pid_start"):
         return  # the pid is another program's now, so the group that was ours is gone
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 2)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not _group_alive(pid):
-                return
-            time.sleep(0.05)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs (zombies, which an orphan may stay as on a
-    host whose PID 1 does not reap, do not count)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = _stat_fields(stat.read_text())
-        except (OSError, ValueError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot; None when gone or a zombie."""
-    try:
-        fields = _stat_fields(Path(f"/proc/{pid}/stat").read_text())
-    except (OSError, ValueError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def _stat_fields(text: str) -> list[str]:
-    # The command name (field 2) may hold spaces and parentheses; fields 3.. follow the last ")".
-    return text[text.rindex(")") + 2 :].split()
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of a service this process started, so it is not a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    stop_group(pid)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -668,11 +555,3 @@ def _sha256(path: Path) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _rollback_note(previous: dict | None, restored: bool) -> str:
-    if previous is None:
-        return "\nNothing served before: the environment has no running release."
-    if restored:
-        return f"\nThe previous release {previous['release']} serves again."
-    return f"\nThe previous release {previous['release']} could not be started again."

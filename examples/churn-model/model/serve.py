@@ -1,7 +1,9 @@
 """Minimal HTTP serving API (standard library only).
 
-    python -m model.serve [--port 8080] [--host 0.0.0.0] [--model PATH]
+    python -m model.serve [--port 8080] [--host 127.0.0.1] [--model PATH]
 
+Host defaults to $HOST, then 127.0.0.1 (only this machine can reach it; the
+control plane's deployers set HOST, and 0.0.0.0 listens on every address).
 Port defaults to $PORT (then 8080); model path to $MODEL_PATH (then
 artifacts/model.joblib, trained on the fly from data/raw.csv if absent).
 
@@ -113,7 +115,7 @@ def make_handler(bundle: dict):
     return Handler
 
 
-def make_server(bundle: dict, host: str = "0.0.0.0", port: int = 8080) -> ThreadingHTTPServer:
+def make_server(bundle: dict, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
     """Create (but do not start) the server; port 0 picks a free port."""
     server = ThreadingHTTPServer((host, port), make_handler(bundle))
     server.daemon_threads = True
@@ -122,7 +124,7 @@ def make_server(bundle: dict, host: str = "0.0.0.0", port: int = 8080) -> Thread
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.serve", description="Serve the model over HTTP.")
-    ap.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    ap.add_argument("--host", default=os.environ.get("HOST") or "127.0.0.1")
     ap.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080))
     ap.add_argument("--model", default=os.environ.get("MODEL_PATH") or None)
     args = ap.parse_args(argv)

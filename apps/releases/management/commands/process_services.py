@@ -54,6 +54,7 @@ class Command(BaseCommand):
                 status = deployer.status(project=project, environment=environment)
                 state = "running" if status["running"] else "down"
                 self.stdout.write(
-                    f"{project}/{environment}: {status['release']} on port {status.get('port')}"
+                    f"{project}/{environment}: {status['release']} on "
+                    f"{status.get('host')}:{status.get('port')}"
                     f" ({state}, restarts {status.get('restarts', 0)})"
                 )
