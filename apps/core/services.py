@@ -50,6 +50,22 @@ def audit_log(
     )
 
 
+def _keep_related(source: models.Model, target: models.Model) -> None:
+    """Give the freshly locked row the related objects the caller had loaded (its run, its
+    project, …) when they are the same rows, so the audit row's description costs no queries.
+
+    Only forward foreign keys: they cannot have changed under the lock we now hold unless the
+    id did, and then the cached object is not used.
+    """
+    for name, value in source._state.fields_cache.items():
+        try:
+            relation = source._meta.get_field(name)
+        except Exception:  # noqa: S112 - a reverse relation's cache: not ours to copy
+            continue
+        if relation.many_to_one and getattr(target, relation.attname) == getattr(value, "pk", None):
+            target._state.fields_cache.setdefault(name, value)
+
+
 def state_transition(
     *,
     instance: M,
@@ -73,6 +89,7 @@ def state_transition(
     model = type(instance)
     with transaction.atomic():
         locked = model.objects.select_for_update().get(pk=instance.pk)
+        _keep_related(instance, locked)
         current = getattr(locked, field)
         if to not in table.get(current, ()):
             raise IllegalTransition(obj=locked, current=current, target=to)
