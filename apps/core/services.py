@@ -1,5 +1,6 @@
 """The audit log and the one state-transition routine every state machine goes through."""
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -78,6 +79,7 @@ def state_transition(
     update: Mapping[str, Any] | None = None,
     on_commit: Callable[[M], None] | None = None,
     field: str = "status",
+    held_lock: bool = False,
 ) -> M:
     """Move ``instance`` to state ``to`` or raise :class:`IllegalTransition`.
 
@@ -85,11 +87,21 @@ def state_transition(
     (state → allowed next states), stamps ``timestamps`` (state → datetime field set on entry),
     applies ``update``, writes one audit row, and runs ``on_commit`` after the transaction
     commits. Returns the locked, updated instance.
+
+    ``held_lock=True``: the caller read ``instance`` with ``select_for_update()`` in the open
+    transaction, so it is current and locked; it is changed in place, in the caller's
+    transaction, without a second read or a savepoint (the hot path of claiming and finishing
+    jobs: three round trips fewer per transition).
     """
     model = type(instance)
-    with transaction.atomic():
-        locked = model.objects.select_for_update().get(pk=instance.pk)
-        _keep_related(instance, locked)
+    if held_lock and not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("held_lock=True needs the caller's transaction and row lock")
+    with contextlib.nullcontext() if held_lock else transaction.atomic():
+        if held_lock:
+            locked = instance
+        else:
+            locked = model.objects.select_for_update().get(pk=instance.pk)
+            _keep_related(instance, locked)
         current = getattr(locked, field)
         if to not in table.get(current, ()):
             raise IllegalTransition(obj=locked, current=current, target=to)
@@ -118,7 +130,7 @@ def state_transition(
             locked._previous_state = current
             transaction.on_commit(lambda: on_commit(locked))
     # Keep the caller's object in step with the row.
-    for name in changed:
+    for name in changed if locked is not instance else ():
         setattr(instance, name, getattr(locked, name))
     return locked
 
@@ -147,6 +159,7 @@ class StateMachine(Generic[M]):
         actor: Any,
         reason: str = "",
         update: Mapping[str, Any] | None = None,
+        held_lock: bool = False,
         **obj: M,
     ) -> M:
         if list(obj) != [self.noun]:
@@ -162,6 +175,7 @@ class StateMachine(Generic[M]):
             project_id=self.project_id(instance),
             update=update,
             on_commit=self.on_commit,
+            held_lock=held_lock,
         )
 
 

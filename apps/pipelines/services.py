@@ -333,10 +333,16 @@ def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
     """Queue jobs whose needs succeeded, skip those whose needs did not, finish the run when
     every job is terminal. Safe to call any number of times."""
     with transaction.atomic(savepoint=False):  # see run_start_waiting
-        run = PipelineRun.objects.select_for_update().get(pk=run.pk)
+        run = (
+            PipelineRun.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .get(pk=run.pk)
+        )
         if run.is_terminal:
             return run
-        jobs = list(run.jobs.select_related("run").order_by("id"))
+        jobs = list(run.jobs.order_by("id"))
+        for job in jobs:  # the audit rows describe jobs by run and project: no queries for that
+            job.run = run
         by_name = {j.name: j for j in jobs}
         progressed = True
         while progressed:  # skipping one job can settle the jobs after it
@@ -492,6 +498,7 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
             update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
+            held_lock=True,
         )
         if run.status == RunStatus.QUEUED:  # only the run's first job locks and starts it
             run = PipelineRun.objects.select_for_update().get(pk=run.pk)
@@ -524,7 +531,11 @@ def job_finish(
     """Record the outcome of a run attempt, unless the job was canceled or taken away from
     this worker meanwhile (then the outcome is kept only as data, the status stays)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update(of=("self",)).select_related("run").get(pk=job_id)
+        job = (
+            Job.objects.select_for_update(of=("self",))
+            .select_related("run__project")
+            .get(pk=job_id)
+        )
         fields = {"exit_code": exit_code, "log_size": log_size, "result": dict(result or {})}
         if job.attempt > 1:
             Artifact.objects.filter(job=job).delete()  # a retried job keeps its latest only
@@ -538,6 +549,7 @@ def job_finish(
                 actor=f"worker:{worker}",
                 reason=error_message,
                 update={**fields, "error_message": error_message},
+                held_lock=True,
             )
         run_advance(run=job.run, actor=f"worker:{worker}")
     return job
@@ -590,7 +602,11 @@ def job_reap_lost(*, now: datetime | None = None) -> int:
     reaped = 0
     for job_id in lost_ids:
         with transaction.atomic():
-            job = Job.objects.select_for_update(of=("self",)).select_related("run").get(pk=job_id)
+            job = (
+                Job.objects.select_for_update(of=("self",))
+                .select_related("run__project")
+                .get(pk=job_id)
+            )
             if job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
                 continue  # it moved on while we looked
             silent = int((now - job.heartbeat_at).total_seconds())
