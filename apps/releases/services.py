@@ -158,6 +158,7 @@ def release_create_from_run(*, run) -> Release | None:
                     "rows_compared",
                     "tolerance",
                     "image",  # checked inside the release's image
+                    "model",  # the build's model it checked: digest, path, build job
                 )
             }
             for j in jobs
