@@ -228,6 +228,25 @@ def _push_flow(opener, repository: str | None, started: float) -> None:
         f"{time.monotonic() - started:.1f}s",
         flush=True,
     )
+    # Cancel it, or Ctrl-C would wait for its jobs: a worker stops once its running tasks end.
+    jar = next(h.cookiejar for h in opener.handlers if hasattr(h, "cookiejar"))
+    token = next(c.value for c in jar if c.name == "csrftoken")
+    request = urllib.request.Request(
+        f"{BASE}/api/v1/runs/{run['id']}/cancel/",
+        data=b"",
+        method="POST",
+        headers={"X-CSRFToken": token, "Referer": f"{BASE}/"},
+    )
+    try:
+        opener.open(request)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: it has finished already
+            raise
+    _until(
+        "the pushed run's jobs to stop",
+        lambda: all(j["status"] != "running" for j in run_for_push()["jobs"]),
+        60,
+    )
 
 
 def _wait_http(opener, url: str, started: float) -> None:
