@@ -3,7 +3,9 @@
 
 Starts ``make demo`` (fresh var/ folder), waits for the login page, logs in with the printed
 credentials, checks the dashboard lists the demo project and that the worker ran the demo
-pipeline, then presses Ctrl-C and checks everything stopped. Exit code 0 = all good.
+pipeline, deploys and approves it, then clones the demo repository, pushes a change and checks
+the push started a run (the repository's hook), then presses Ctrl-C and checks everything
+stopped. Exit code 0 = all good.
 """
 
 import json
@@ -47,7 +49,7 @@ def main() -> int:
         start_new_session=True,
     )
     output: list[str] = []
-    password = None
+    password = repository = None
     try:
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -59,6 +61,9 @@ def main() -> int:
             match = re.search(r"Log in as:\s+admin / (\S+)", line)
             if match:
                 password = match.group(1)
+            match = re.search(r"git clone (\S+) churn-model", line)
+            if match:
+                repository = match.group(1)
             if password and "Starting development server" in line:
                 break
         _wait_http(opener, f"{BASE}/login/", started)
@@ -95,7 +100,11 @@ def main() -> int:
             f"the demo pipeline succeeded on the worker; total {time.monotonic() - started:.1f}s",
             flush=True,
         )
+        printed = "".join(output)
+        for user in ("lead", "dev", "viewer"):  # every role's login is printed
+            assert re.search(rf"^\s+{user} / \S+\s+\(", printed, re.M), f"no login for {user}"
         _cd_flow(opener, started)
+        _push_flow(opener, repository, started)
     except BaseException:
         _drain(proc, output)
         print("".join(output[-60:]), file=sys.stderr)
@@ -174,6 +183,69 @@ def _cd_flow(opener, started: float) -> None:
         f"approved in the browser; production answers on 8103 after "
         f"{time.monotonic() - approved:.1f}s; total {time.monotonic() - started:.1f}s",
         flush=True,
+    )
+
+
+def _push_flow(opener, repository: str | None, started: float) -> None:
+    """What the README tells a newcomer: clone the demo repository, change something, push;
+    the repository's hook tells the control plane, which starts a run for the commit."""
+    import tempfile
+
+    assert repository, "setup_demo printed no `git clone` line"
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Smoke Test",
+        "GIT_AUTHOR_EMAIL": "smoke@example.com",
+        "GIT_COMMITTER_NAME": "Smoke Test",
+        "GIT_COMMITTER_EMAIL": "smoke@example.com",
+    }
+    with tempfile.TemporaryDirectory(prefix="smoke-clone-") as tmp:
+        work = os.path.join(tmp, "churn-model")
+
+        def git(*args: str, cwd: str = work) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+            )
+
+        git("clone", "-q", repository, work, cwd=tmp)
+        branch = git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+        assert branch == "main", f"the clone checked out {branch!r}, not main"
+        with open(os.path.join(work, "README.md"), "a") as fh:
+            fh.write("\nChanged by the smoke test.\n")
+        git("commit", "-qam", "Smoke test: a pushed change")
+        pushed = git("push", "origin", "main").stderr
+        sha = git("rev-parse", "HEAD").stdout.strip()
+    assert "push delivered (202)" in pushed, f"the hook did not deliver the push:\n{pushed}"
+
+    def run_for_push():
+        body = json.loads(opener.open(f"{BASE}/api/v1/runs/?project=demo-churn-model").read())
+        return next((r for r in body["results"] if r["commit_sha"] == sha), None)
+
+    run = _until("a run of the pushed commit", run_for_push, 60)
+    print(
+        f"git push started run #{run['number']} through the hook; total "
+        f"{time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    # Cancel it, or Ctrl-C would wait for its jobs: a worker stops once its running tasks end.
+    jar = next(h.cookiejar for h in opener.handlers if hasattr(h, "cookiejar"))
+    token = next(c.value for c in jar if c.name == "csrftoken")
+    request = urllib.request.Request(
+        f"{BASE}/api/v1/runs/{run['id']}/cancel/",
+        data=b"",
+        method="POST",
+        headers={"X-CSRFToken": token, "Referer": f"{BASE}/"},
+    )
+    try:
+        opener.open(request)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: it has finished already
+            raise
+    _until(
+        "the pushed run's jobs to stop",
+        lambda: all(j["status"] != "running" for j in run_for_push()["jobs"]),
+        60,
     )
 
 

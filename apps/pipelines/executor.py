@@ -125,8 +125,9 @@ def _in_image(job: Job, workspace: Path, log: LogWriter) -> dict | None:
     that job built, in the image's working directory (the shipped code, model and
     dependencies), with the checkout mounted at /workspace for the input and the output.
 
-    Returns None (a normal job), ``{"image", "script"}``, or ``{"reason"}`` when the build made
-    no image (no environment deploys images and CONTROLPLANE_BUILD_IMAGES is off)."""
+    Returns None (a normal job), ``{"build", "image", "script"}``, or ``{"build", "reason"}``
+    when the build made no image (no environment deploys images and CONTROLPLANE_BUILD_IMAGES
+    is off)."""
     name = job.options.get("in_image")
     if job.kind != JobKind.REPRODUCIBILITY or not name:
         return None
@@ -134,8 +135,9 @@ def _in_image(job: Job, workspace: Path, log: LogWriter) -> dict | None:
     image = ((build.result or {}).get("image") or {}).get("id") if build else None
     if not image:
         return {
-            "reason": f"Not checked in an image: the build job '{name}' made none (no "
-            "environment deploys images and CONTROLPLANE_BUILD_IMAGES is off)."
+            "build": name,
+            "reason": f"the build job '{name}' made no image (no environment deploys images "
+            "and CONTROLPLANE_BUILD_IMAGES is off)",
         }
     if "docker" not in settings.RUNNERS_ALLOWED:
         raise JobSetupError("in_image needs the docker runner, which this worker does not allow.")
@@ -159,7 +161,42 @@ def _in_image(job: Job, workspace: Path, log: LogWriter) -> dict | None:
         output=f"/workspace/{OUTPUT_DIR}/predictions.csv",
     )
     log.line(f"running the predict command in the image {image[:19]} (in {workdir})")
-    return {"image": image, "script": [*job.script, f"cd {shlex.quote(workdir)} && {command}"]}
+    script = [*job.script, f"cd {shlex.quote(workdir)} && {command}"]
+    return {"build": name, "image": image, "script": script}
+
+
+def _model_from_build(job: Job, workspace: Path, in_image: dict | None, log: LogWriter):
+    """The model a reproducibility job checks is the one its ``needs`` build job bundled: put
+    at the path the build declared (``model:``), its digest checked against the build's.
+    In an image it is already there (the image is built from that bundle). None: no build it
+    needs made a model."""
+    if job.kind != JobKind.REPRODUCIBILITY:
+        return None
+    builds = {b.name: b for b in job.run.jobs.filter(name__in=job.needs, kind=JobKind.BUILD)}
+    names = [n for n in job.needs if n in builds and (builds[n].result or {}).get("model")]
+    if in_image and in_image.get("image"):  # the model in that image, not another build's
+        names = [n for n in names if n == in_image["build"]]
+    if not names:
+        return None
+    build = builds[names[0]]
+    model = build.result["model"]
+    handed = {"digest": model["digest"], "path": model["path"], "build_job": build.name}
+    if in_image and in_image.get("image"):
+        return {**handed, "in_image": True}
+    from .artifacts import bundle_store_path
+    from .reproducibility import ModelHandoffError, extract_model
+
+    try:
+        extract_model(
+            bundle_store_path(build.result["bundle_digest"]),
+            model["path"],
+            _inside(workspace, model["path"]),
+            digest=model["digest"],
+        )
+    except (ModelHandoffError, ValueError) as exc:
+        raise JobSetupError(f"The model of '{build.name}' was not handed over: {exc}") from None
+    log.line(f"model {model['path']} from '{build.name}': {model['digest']}")
+    return handed
 
 
 def _check_reproducibility(job: Job, workspace: Path, log: LogWriter) -> tuple[dict, str]:
@@ -342,8 +379,10 @@ def execute_job(job: Job) -> Job:
         elif in_image.get("image"):
             runner, image, script = "docker", in_image["image"], in_image["script"]
         else:  # nothing to check: say so on the job, do not pretend it passed a check
-            result["in_image"] = {"checked": False, "reason": in_image["reason"]}
-            log.line(in_image["reason"])
+            reason = in_image["reason"]
+            result["in_image"] = {"checked": False, "status": "skipped", "reason": reason}
+            log.line(f"skipped, not checked in an image: {reason}")
+        model = None if "in_image" in result else _model_from_build(job, workspace, in_image, log)
         if "in_image" in result:
             outcome = RunOutcome(exit_code=0)
         else:
@@ -373,6 +412,8 @@ def execute_job(job: Job) -> Job:
                 result.update(extra)
                 if in_image and "reproducibility" in extra:
                     extra["reproducibility"]["image"] = in_image["image"]
+                if model and "reproducibility" in extra:
+                    extra["reproducibility"]["model"] = model
             if not error and job.kind == JobKind.BUILD:
                 result.update(_build_bundle(job, workspace, log))
                 if _wants_image(project):

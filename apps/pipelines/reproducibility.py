@@ -8,15 +8,21 @@ Stdlib only, so it also runs inside a job's container::
 Rows are aligned by the key column (``--key``, else ``id`` when present) or by position.
 Both files are streamed; only rows that are out of order are held, keyed, until their
 partner turns up.
+
+:func:`extract_model` hands a check the model its build job bundled, so what is checked is
+the model that ships.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
+import posixpath
 import sys
+import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -282,6 +288,38 @@ def format_report(result: ComparisonResult, *, width: int = 32) -> str:
         if keys:
             lines.append(f"{what}: " + ", ".join(result.where(k) for k in keys))
     return "\n".join(lines)
+
+
+class ModelHandoffError(Exception):
+    """The build's model could not be put into the check's workspace; the message says why."""
+
+
+def extract_model(bundle: Path, member: str, dest: Path, *, digest: str) -> str:
+    """Copy ``member`` (the model file a build declared) out of its ``.tar.gz`` bundle to
+    ``dest`` and check it is the file the build recorded: ``digest`` is ``sha256:<hex>``.
+    Returns the digest of what was written."""
+    name = posixpath.normpath(member)
+    try:
+        with tarfile.open(bundle, mode="r:gz") as tar:
+            info = tar.getmember(name)
+            source = tar.extractfile(info) if info.isfile() else None
+            if source is None:
+                raise ModelHandoffError(f"{name} in the bundle is not a file.")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            sha = hashlib.sha256()
+            with source, open(dest, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    sha.update(chunk)
+                    out.write(chunk)
+    except KeyError:
+        raise ModelHandoffError(f"The bundle {bundle.name} holds no {name}.") from None
+    except (OSError, tarfile.TarError) as exc:
+        raise ModelHandoffError(f"The bundle {bundle.name} cannot be read: {exc}") from None
+    got = "sha256:" + sha.hexdigest()
+    if got != digest:
+        dest.unlink(missing_ok=True)
+        raise ModelHandoffError(f"{name} in the bundle is {got}, the build recorded {digest}.")
+    return got
 
 
 def main(argv: list[str] | None = None) -> int:

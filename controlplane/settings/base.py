@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.monitoring",
     "apps.notifications",
     "apps.webhooks",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [

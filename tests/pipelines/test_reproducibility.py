@@ -1,4 +1,6 @@
-"""apps.pipelines.reproducibility: pure CSV comparison, no database."""
+"""apps.pipelines.reproducibility: pure CSV comparison (no database); the model a build bundled
+handed to the check (``extract_model``), and, on a real worker, a check that tests the build's
+model and an in-image check with no image that says it was skipped."""
 
 import json
 import math
@@ -10,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from apps.pipelines.reproducibility import compare_predictions, format_report, main
+from apps.pipelines.reproducibility import (
+    ModelHandoffError,
+    compare_predictions,
+    extract_model,
+    format_report,
+    main,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = ROOT / "examples/churn-model/tests/ref/expected.csv"
@@ -323,3 +331,165 @@ def test_cli_runs_as_module_with_only_the_stdlib(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("PASS")
+
+
+def _bundle(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    import io
+    import tarfile
+
+    path = tmp_path / "bundle.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_extract_model_writes_the_recorded_file(tmp_path):
+    model = b"the model that ships" * 1000
+    bundle = _bundle(tmp_path, {"train.py": b"x", "artifacts/model.joblib": model})
+    dest = tmp_path / "ws" / "artifacts" / "model.joblib"
+    got = extract_model(bundle, "./artifacts/model.joblib", dest, digest=_sha(model))
+    assert got == _sha(model) and dest.read_bytes() == model
+
+
+def test_extract_model_refuses_another_file_or_none(tmp_path):
+    bundle = _bundle(tmp_path, {"artifacts/model.joblib": b"retrained"})
+    dest = tmp_path / "model.joblib"
+    with pytest.raises(ModelHandoffError, match="the build recorded sha256:"):
+        extract_model(bundle, "artifacts/model.joblib", dest, digest=_sha(b"original"))
+    assert not dest.exists()
+    with pytest.raises(ModelHandoffError, match="holds no artifacts/other.joblib"):
+        extract_model(bundle, "artifacts/other.joblib", dest, digest=_sha(b"x"))
+    with pytest.raises(ModelHandoffError, match="cannot be read"):
+        extract_model(tmp_path / "missing.tar.gz", "m", dest, digest=_sha(b"x"))
+
+
+# On a real worker. The "model" is a CSV of predictions so the check needs no ML libraries:
+# the predict command copies it to the output, and fails when it is absent (as the example's
+# predict does), so the check passes only with the model the build made.
+PREDICT = "cp artifacts/model.csv {output}"
+
+
+def _model_run(project, admin_user):
+    from apps.pipelines import services
+
+    expected = REF.read_text()
+    return services.run_create(
+        project=project,
+        actor=admin_user,
+        jobs=[
+            {
+                "name": "build",
+                "kind": "build",
+                "script": [
+                    "mkdir -p artifacts ref",
+                    f"cat > artifacts/model.csv <<'EOF'\n{expected}EOF",
+                    "cp artifacts/model.csv ref/expected.csv",
+                ],
+                "options": {"model": "artifacts/model.csv", "model_name": "csv"},
+            },
+            {
+                "name": "reproduce",
+                "kind": "reproducibility",
+                "needs": ["build"],
+                "script": [f"cat > expected.csv <<'EOF'\n{expected}EOF"],
+                "options": {
+                    "command": PREDICT,
+                    "input": "expected.csv",
+                    "expected": "expected.csv",
+                    "tolerance": 1e-6,
+                },
+            },
+            {
+                "name": "reproduce-image",
+                "kind": "reproducibility",
+                "needs": ["build"],
+                "options": {
+                    "in_image": "build",
+                    "command": PREDICT,
+                    "input": "expected.csv",
+                    "expected": "expected.csv",
+                },
+            },
+        ],
+    )
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_check_tests_the_model_its_build_made_and_a_check_without_image_is_skipped(
+    project, admin_user
+):
+    from apps.pipelines.choices import RunStatus
+
+    from .test_worker import finished, log_of
+    from .worker import WorkerProcess
+
+    worker = WorkerProcess().start()
+    try:
+        run = finished(_model_run(project, admin_user), timeout=120)
+    finally:
+        worker.stop()
+    jobs = {j.name: j for j in run.jobs.all()}
+    assert run.status == RunStatus.SUCCEEDED, {
+        n: (j.status, j.error_message, log_of(run, n)[-1500:]) for n, j in jobs.items()
+    }
+    built = jobs["build"].result["model"]
+    repro = jobs["reproduce"].result["reproducibility"]
+    assert repro["passed"] and repro["rows_compared"] == 50
+    assert repro["model"] == {
+        "digest": built["digest"],
+        "path": "artifacts/model.csv",
+        "build_job": "build",
+    }
+    assert f"model artifacts/model.csv from 'build': {built['digest']}" in log_of(run, "reproduce")
+    skipped = jobs["reproduce-image"].result
+    assert "reproducibility" not in skipped  # nothing was compared: no figures to show
+    assert skipped["in_image"]["status"] == "skipped"
+    assert skipped["in_image"]["checked"] is False
+    assert "the build job 'build' made no image" in skipped["in_image"]["reason"]
+    assert "skipped, not checked in an image" in log_of(run, "reproduce-image")
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_model_that_is_not_the_one_the_build_recorded_fails_the_check(project, admin_user):
+    """The bundle in the store was replaced after the build: the check refuses to run."""
+    from apps.pipelines import services
+    from apps.pipelines.artifacts import bundle_store_path
+    from apps.pipelines.choices import JobStatus, RunStatus
+
+    from .test_worker import finished
+    from .worker import WorkerProcess
+
+    run = _model_run(project, admin_user)
+    run.jobs.filter(name="reproduce-image").delete()
+    reproduce = run.jobs.get(name="reproduce")
+    reproduce.max_attempts = 1
+    reproduce.save(update_fields=["max_attempts"])
+    worker = WorkerProcess().start()
+    try:
+        run = finished(run, timeout=120)
+        assert run.status == RunStatus.SUCCEEDED
+        build = run.jobs.get(name="build")
+        store = bundle_store_path(build.result["bundle_digest"])
+        _bundle(store.parent, {"artifacts/model.csv": b"id,prediction,probability\n"}).replace(
+            store
+        )
+        services.job_retry(job=run.jobs.get(name="reproduce"), actor=admin_user)
+        run = finished(run, timeout=120)
+    finally:
+        worker.stop()
+    reproduce = run.jobs.get(name="reproduce")
+    assert run.status == RunStatus.FAILED
+    assert reproduce.status == JobStatus.FAILED
+    assert "The model of 'build' was not handed over" in reproduce.error_message
+    assert "the build recorded " + build.result["model"]["digest"] in reproduce.error_message

@@ -26,6 +26,7 @@ REPRODUCIBILITY_FIELDS = (
     "rows_compared",
     "tolerance",
     "image",  # checked inside the release's image
+    "model",  # the build's model it checked: digest, path, build job
 )
 
 

@@ -7,9 +7,9 @@ INPUT_CSV needs columns f0..f5 (raw features; blanks = missing) and usually
 ``id,prediction,probability`` where probability is P(class 1) written with
 full (round-trip) float precision.
 
-If the default model file is absent it is trained first from data/raw.csv
-(deterministically, logged on stderr).  An explicit --model that does not
-exist is an error.
+The model file (default artifacts/model.joblib, written by train.py) must
+exist: a missing model is an error (exit code 2), never trained on the fly, so
+a reproducibility check of the shipped model cannot quietly check a new one.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.predict", description="Batch prediction to CSV.")
     ap.add_argument("input_csv")
     ap.add_argument("output_csv")
-    ap.add_argument("--model", default=None, help=f"model file (default {F.DEFAULT_MODEL.relative_to(F.PROJECT_ROOT)}; "
-                    "trained on the fly if the default is absent)")
+    ap.add_argument("--model", default=None, help="model file (default artifacts/model.joblib, "
+                    "written by train.py)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        bundle = training.load_or_train(args.model, allow_train=args.model is None)
+        bundle = training.load_or_train(args.model, allow_train=False)
         n = predict_file(args.input_csv, args.output_csv, bundle)
     except (OSError, ValueError) as exc:
         log.error("%s", exc)

@@ -40,3 +40,13 @@ def test_predict_errors(tmp_path, root, trained, caplog):
     assert predict.main([str(root / "tests/ref/input.csv"), str(tmp_path / "o.csv"),
                          "--model", str(tmp_path / "missing.joblib")]) == 2
     assert "not found" in caplog.text
+
+
+def test_predict_without_a_model_fails_instead_of_training(tmp_path, root, monkeypatch, caplog):
+    from model import features
+
+    monkeypatch.setattr(features, "DEFAULT_MODEL", tmp_path / "artifacts" / "model.joblib")
+    out = tmp_path / "o.csv"
+    assert predict.main([str(root / "tests/ref/input.csv"), str(out)]) == 2
+    assert "not found" in caplog.text and "train.py" in caplog.text
+    assert not out.exists() and not (tmp_path / "artifacts").exists()
