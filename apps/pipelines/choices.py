@@ -41,8 +41,15 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     # queued → failed: the job could not start (e.g. its runner is not allowed here).
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED}),
     # running → queued: a new attempt after the worker running it was lost (the reaper).
+    # running → skipped: the job found it had nothing to check (in_image with no image).
     JobStatus.RUNNING: frozenset(
-        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
+        {
+            JobStatus.SUCCEEDED,
+            JobStatus.FAILED,
+            JobStatus.CANCELED,
+            JobStatus.QUEUED,
+            JobStatus.SKIPPED,
+        }
     ),
     # Retry: a finished job runs again as a new attempt; the jobs after it go back to pending.
     JobStatus.SUCCEEDED: frozenset({JobStatus.QUEUED}),

@@ -436,13 +436,16 @@ def execute_job(job: Job) -> Job:
     finally:
         stop.set()
         heartbeat.join(timeout=5)
-    log.line(error or "job succeeded")
+    skipped = result.get("in_image", {}).get("status") == "skipped"
+    log.line(error or ("job skipped" if skipped else "job succeeded"))
     log.close()
     try:
         return services.job_finish(
             job_id=job.pk,
             worker=worker,
             succeeded=not error,
+            # A check that checked nothing is skipped with its reason, never a green success.
+            skipped=not error and result.get("in_image", {}).get("status") == "skipped",
             exit_code=outcome.exit_code if outcome else None,
             error_message=error,
             log_size=log.bytes_written,

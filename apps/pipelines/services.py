@@ -523,6 +523,7 @@ def job_finish(
     worker: str,
     succeeded: bool,
     exit_code: int | None,
+    skipped: bool = False,
     error_message: str = "",
     log_size: int = 0,
     result: Mapping[str, Any] | None = None,
@@ -545,7 +546,13 @@ def job_finish(
         else:
             job = job_transition(
                 job=job,
-                to=JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED,
+                to=(
+                    JobStatus.FAILED
+                    if not succeeded
+                    else JobStatus.SKIPPED
+                    if skipped
+                    else JobStatus.SUCCEEDED
+                ),
                 actor=f"worker:{worker}",
                 reason=error_message,
                 update={**fields, "error_message": error_message},

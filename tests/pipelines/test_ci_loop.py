@@ -96,7 +96,7 @@ def test_example_project_passes_then_breaks_then_drifts(
     assert repro["passed"] and repro["rows_outside"] == 0 and repro["rows_compared"] == 50
     assert jobs["build"].result["bundle_digest"].startswith("sha256:")
     # No environment deploys images here: the in-image check says it did not run.
-    assert jobs["reproduce-image"].status == JobStatus.SUCCEEDED
+    assert jobs["reproduce-image"].status == JobStatus.SKIPPED  # no image: nothing checked
     assert jobs["reproduce-image"].result["in_image"]["checked"] is False
     # A succeeded pipeline on the release branch made an immutable release with its evidence.
     from apps.releases.models import Release

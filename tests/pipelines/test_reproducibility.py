@@ -451,6 +451,8 @@ def test_the_check_tests_the_model_its_build_made_and_a_check_without_image_is_s
         "build_job": "build",
     }
     assert f"model artifacts/model.csv from 'build': {built['digest']}" in log_of(run, "reproduce")
+    # Shown as skipped with its reason, never as a green success.
+    assert jobs["reproduce-image"].status == "skipped"
     skipped = jobs["reproduce-image"].result
     assert "reproducibility" not in skipped  # nothing was compared: no figures to show
     assert skipped["in_image"]["status"] == "skipped"
