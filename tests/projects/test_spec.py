@@ -623,3 +623,13 @@ def test_warnings_survive_the_json_round_trip() -> None:
     assert PipelineSpec.from_dict(stored).warnings == parsed.warnings
     del stored["warnings"]  # a run stored before warnings existed
     assert PipelineSpec.from_dict(stored).warnings == ()
+
+
+def test_a_build_keeps_its_model_name():
+    """The registered model's name reaches the job (it was dropped, and every model was named
+    after its file)."""
+    parsed = parse_spec(
+        "version: 1\njobs:\n  build:\n    kind: build\n    model: out/m.joblib\n"
+        "    model_name: churn\n"
+    )
+    assert parsed.jobs["build"].options["model_name"] == "churn"

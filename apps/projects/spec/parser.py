@@ -56,6 +56,8 @@ def _build_job(name: str, raw: dict[str, Any]) -> JobSpec:
     options = {key: raw.get(key, default) for key, default in KIND_DEFAULTS.get(kind, {}).items()}
     if options.get("gate"):
         options["gate"] = {**GATE_DEFAULTS, **options["gate"]}
+    if raw.get("model_name"):  # the registered model's name (default: the model file's stem)
+        options["model_name"] = raw["model_name"]
     return JobSpec(
         name=name,
         kind=kind,
