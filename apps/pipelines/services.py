@@ -457,7 +457,12 @@ def job_retry(*, job: Job, actor: Any) -> Job:
                 to=RunStatus.RUNNING,
                 actor=actor,
                 reason=f"Job {job.name} retried.",
-                update={"error_message": ""},
+                # Its duration runs from its first start: keep it, the end is not known yet.
+                update={
+                    "error_message": "",
+                    "started_at": run.started_at or timezone.now(),
+                    "finished_at": None,
+                },
             )
         job_transition(
             job=job,
@@ -470,6 +475,7 @@ def job_retry(*, job: Job, actor: Any) -> Job:
                 "worker": "",
                 "exit_code": None,
                 "error_message": "",
+                "finished_at": None,
             },
         )
         for later in _jobs_after(run, job.name):
@@ -526,7 +532,14 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
             job=job,
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
-            update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
+            update={
+                "worker": worker,
+                "heartbeat_at": timezone.now(),
+                "exit_code": None,
+                # A job's duration runs from its first attempt's start (each attempt's own
+                # start is in its audit rows).
+                "started_at": job.started_at or timezone.now(),
+            },
         )
         run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
         if run.status == RunStatus.QUEUED:
