@@ -457,12 +457,7 @@ def job_retry(*, job: Job, actor: Any) -> Job:
                 to=RunStatus.RUNNING,
                 actor=actor,
                 reason=f"Job {job.name} retried.",
-                # Its duration runs from its first start: keep it, the end is not known yet.
-                update={
-                    "error_message": "",
-                    "started_at": run.started_at or timezone.now(),
-                    "finished_at": None,
-                },
+                update={"error_message": "", "started_at": run.started_at, "finished_at": None},
             )
         job_transition(
             job=job,
@@ -475,7 +470,6 @@ def job_retry(*, job: Job, actor: Any) -> Job:
                 "worker": "",
                 "exit_code": None,
                 "error_message": "",
-                "finished_at": None,
             },
         )
         for later in _jobs_after(run, job.name):
@@ -528,18 +522,12 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
             return None
         if job.run.status in RUN_TERMINAL:
             return None
+        again = {"started_at": job.started_at, "finished_at": None} if job.started_at else {}
         job = job_transition(
             job=job,
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
-            update={
-                "worker": worker,
-                "heartbeat_at": timezone.now(),
-                "exit_code": None,
-                # A job's duration runs from its first attempt's start (each attempt's own
-                # start is in its audit rows).
-                "started_at": job.started_at or timezone.now(),
-            },
+            update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None} | again,
         )
         run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
         if run.status == RunStatus.QUEUED:
