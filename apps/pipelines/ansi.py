@@ -133,9 +133,15 @@ class AnsiConverter:
     end of one chunk is reopened at the start of the next, and an escape sequence cut in
     two by a chunk boundary is held back until its end arrives."""
 
-    def __init__(self) -> None:
-        self.style: Style = PLAIN
+    def __init__(self, style: Style = PLAIN) -> None:
+        self.style: Style = style
         self._held = ""
+
+    @property
+    def held(self) -> str:
+        """The tail of the text fed so far that is not converted yet (the next feed starts
+        with it): an unfinished escape sequence or ``\\r`` line."""
+        return self._held
 
     def feed(self, text: str, *, final: bool = False) -> SafeString:
         """Convert the next chunk; ``final=True`` for the last one (flushes what was held)."""
@@ -176,6 +182,31 @@ class AnsiConverter:
             shown = self.style
         out.append(escape(chunk))
         return shown
+
+
+_SGR_PARAMS = re.compile(r"[0-9;:]{0,128}")
+_FLAG_CODES = {flag: code for code, flag in _FLAGS.items()}
+
+
+def style_to_sgr(style: Style) -> str:
+    """The SGR parameters that turn a plain terminal into ``style`` ("" for plain): a small,
+    printable token for the style open at some point of a log (the live tail carries it from
+    one poll to the next)."""
+    codes = [str(_FLAG_CODES[f]) for f in sorted(style[0])]
+    for base, value in ((30, style[1]), (40, style[2])):
+        if isinstance(value, int):
+            codes.append(str(base + value if value < 8 else base + 60 + value - 8))
+        elif value is not None:
+            r, g, b = (int(value[i : i + 2], 16) for i in (1, 3, 5))
+            codes.append(f"{base + 8};2;{r};{g};{b}")
+    return ";".join(codes)
+
+
+def style_from_sgr(params: str) -> Style:
+    """The inverse of :func:`style_to_sgr`; anything that is not SGR parameters is plain."""
+    if not _SGR_PARAMS.fullmatch(params):
+        return PLAIN
+    return _apply(PLAIN, params)
 
 
 def ansi_to_html(text: str) -> SafeString:

@@ -4,11 +4,17 @@ Memory stays flat whatever the output size: the writer holds at most one chunk p
 longest secret it masks.
 """
 
+import codecs
 import os
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.safestring import SafeString, mark_safe
+
+from .ansi import AnsiConverter, Style, style_from_sgr, style_to_sgr
 
 MASK = "********"
 
@@ -84,3 +90,55 @@ def log_size(path: Path) -> int:
         return os.path.getsize(path)
     except FileNotFoundError:
         return 0
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # surrogateescape's stand-ins for bad bytes
+
+
+@dataclass(frozen=True)
+class LogHtml:
+    html: SafeString  # escaped, balanced HTML
+    offset: int  # where the next read starts: a byte that begins a character and a sequence
+    sgr: str  # the style open at ``offset``, as SGR parameters ("" for plain)
+    eof: bool  # the read reached the end of the file
+
+
+def log_html(
+    path: Path, offset: int = 0, *, sgr: str = "", limit: int = 256 * 1024, final: bool = False
+) -> LogHtml:
+    """The log from ``offset`` as HTML, for a tail that reads it piece by piece.
+
+    Nothing is kept between calls: the next read starts at the returned ``offset`` with the
+    returned ``sgr``, so the pieces together render exactly like the whole log. The offset
+    stops after a newline: the unfinished last line waits for its end, because a ``\\r``
+    may still rewrite it (a line longer than a read is shown as it is, cut at a character
+    and an escape sequence). ``final`` (the job is over): at the end of the file,
+    whatever is left is shown.
+    """
+    data, end = read_range(path, offset, limit)
+    eof = len(data) < limit
+    flush = final and eof
+    style = style_from_sgr(sgr)
+    if not flush:
+        whole = data.rfind(b"\n") + 1
+        if whole or eof:
+            data, end = data[:whole], offset + whole
+    html, style, held = _convert(data, style, flush=flush)
+    if held and held == len(data) == limit:
+        # TRICKY: one line longer than a whole read would stop the tail for ever; it is
+        # shown as it is instead.
+        html, style, held = _convert(data, style_from_sgr(sgr), flush=True)
+    return LogHtml(html=html, offset=end - held, sgr=style_to_sgr(style), eof=eof)
+
+
+def _convert(data: bytes, style: Style, *, flush: bool) -> tuple[SafeString, Style, int]:
+    """-> (HTML, the style at the end of what was converted, bytes left for the next read)."""
+    # surrogateescape: a bad byte is one character that encodes back to itself, so the
+    # length of what is held back is exact; it is shown as U+FFFD.
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    text = decoder.decode(data, final=flush)
+    converter = AnsiConverter(style)
+    html = converter.feed(text, final=flush)
+    held = len(converter.held.encode("utf-8", "surrogateescape")) + len(decoder.getstate()[0])
+    html = mark_safe(_UNDECODABLE.sub("\ufffd", html))  # noqa: S308 (a character for another)
+    return html, converter.style, held

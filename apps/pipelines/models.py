@@ -1,11 +1,22 @@
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.core.models import TimeStampedModel
 from apps.projects.models import Project
 
 from .choices import JOB_TERMINAL, RUN_TERMINAL, JobKind, JobStatus, Runner, RunStatus, Trigger
+
+
+def wall_time(start: datetime | None, end: datetime | None) -> timedelta | None:
+    """``end - start``, up to now while there is no end; never negative (clocks of two
+    hosts may disagree by a little)."""
+    if start is None:
+        return None
+    return max((end or timezone.now()) - start, timedelta(0))
 
 
 class PipelineRun(TimeStampedModel):
@@ -51,10 +62,9 @@ class PipelineRun(TimeStampedModel):
         return self.status in RUN_TERMINAL
 
     @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
+    def duration(self) -> timedelta | None:
+        """Wall time from the first start to the end (running: up to now)."""
+        return wall_time(self.started_at, self.finished_at if self.is_terminal else None)
 
 
 class Job(TimeStampedModel):
@@ -106,10 +116,10 @@ class Job(TimeStampedModel):
         return self.status in JOB_TERMINAL
 
     @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
+    def duration(self) -> timedelta | None:
+        """Wall time from the first attempt's start to the end (running: up to now); each
+        attempt's own is in ``apps.pipelines.attempts``."""
+        return wall_time(self.started_at, self.finished_at if self.is_terminal else None)
 
 
 class Artifact(models.Model):

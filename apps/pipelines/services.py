@@ -441,7 +441,7 @@ def job_retry(*, job: Job, actor: Any) -> Job:
                 to=RunStatus.RUNNING,
                 actor=actor,
                 reason=f"Job {job.name} retried.",
-                update={"error_message": ""},
+                update={"error_message": "", "started_at": run.started_at, "finished_at": None},
             )
         job_transition(
             job=job,
@@ -493,11 +493,12 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
         if job is None or job.status != JobStatus.QUEUED or job.run.status in RUN_TERMINAL:
             return None
         run, project = job.run, job.run.project
+        again = {"started_at": job.started_at, "finished_at": None} if job.started_at else {}
         claimed = job_transition(
             job=job,
             to=JobStatus.RUNNING,
             actor=f"worker:{worker}",
-            update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None},
+            update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None} | again,
             held_lock=True,
         )
         if run.status == RunStatus.QUEUED:  # only the run's first job locks and starts it

@@ -13,9 +13,10 @@ from apps.core.exceptions import PermissionDeniedError, ServiceError
 
 from . import git, selectors, services
 from .api.filters import RunFilter
+from .attempts import job_attempts
 from .choices import Trigger
 from .commits import Commit
-from .logs import log_path, read_range
+from .logs import log_html, log_path, log_size, read_range
 from .models import Job, PipelineRun
 
 TAIL_BYTES = 64 * 1024
@@ -141,63 +142,67 @@ def _job_or_404(request, slug: str, number: int, job: str) -> Job:
 def job_detail(request: HttpRequest, slug: str, number: int, job: str) -> HttpResponse:
     job = _job_or_404(request, slug, number, job)
     path = log_path(job.pk, job.run_id)
-    size = path.stat().st_size if path.exists() else 0
-    start = max(size - TAIL_BYTES, 0)
-    data, offset = read_range(path, start, TAIL_BYTES)
-    text, offset = _complete_text(data, offset)
+    start = _line_start(path, max(log_size(path) - TAIL_BYTES, 0))
+    log = log_html(path, start, limit=TAIL_BYTES, final=job.is_terminal)
     return render(
         request,
         "pipelines/job_detail.html",
         {
             "job": job,
             "run": job.run,
-            "log": _html(text),
-            "offset": offset,
+            "log": log.html,
+            "offset": log.offset,
+            "sgr": log.sgr,
             "truncated": start > 0,
             "artifacts": job.artifacts.all(),
+            "attempts": job_attempts(job),
         },
     )
 
 
-def _complete_text(data: bytes, next_offset: int) -> tuple[str, int]:
-    """Decode a byte range without cutting a UTF-8 character in two: an incomplete tail is
-    left for the next poll (the offset moves back by its length)."""
-    for cut in range(0, min(4, len(data)) + 1):
-        try:
-            return data[: len(data) - cut].decode("utf-8"), next_offset - cut
-        except UnicodeDecodeError:
-            continue
-    return data.decode("utf-8", "replace"), next_offset
-
-
-def _html(text: str) -> str:
-    from .ansi import ansi_to_html
-
-    return ansi_to_html(text)  # escaped, balanced HTML (a SafeString) already
+def _line_start(path, offset: int) -> int:
+    """The start of the first whole line at or after ``offset`` (the end of a long log is
+    shown from a line, not from the middle of a character or an escape sequence)."""
+    if offset == 0:
+        return 0
+    data, _ = read_range(path, offset - 1, 4096)
+    nl = data.find(b"\n")
+    return offset + nl if nl >= 0 else offset
 
 
 @login_required
 def job_log_tail(request: HttpRequest, slug: str, number: int, job: str) -> HttpResponse:
-    """The log from ``offset`` on, for the live tail (htmx polls this while the job runs)."""
+    """The log from ``offset`` on, for the live tail (htmx polls this while the job runs).
+
+    Each answer carries the next offset and the style open there (``sgr``), so a colour or
+    an escape sequence that spans two polls renders as it does in the whole log."""
     job = _job_or_404(request, slug, number, job)
     try:
         offset = max(int(request.GET.get("offset", 0)), 0)
     except ValueError:
         offset = 0
-    data, next_offset = read_range(log_path(job.pk, job.run_id), offset, TAIL_BYTES * 4)
-    text, next_offset = _complete_text(data, next_offset)
+    terminal = job.is_terminal  # read before the log: a finished job's log is complete
+    log = log_html(
+        log_path(job.pk, job.run_id),
+        offset,
+        sgr=request.GET.get("sgr", "")[:128],
+        limit=TAIL_BYTES * 4,
+        final=terminal,
+    )
     context = {
         "job": job,
         "run": job.run,
-        "chunk": _html(text),
-        "offset": next_offset,
+        "chunk": log.html,
+        "offset": log.offset,
+        "sgr": log.sgr,
         # Keep polling while the job runs, and until a finished job's log is all shown.
-        "more": not job.is_terminal or len(data) == TAIL_BYTES * 4,
+        "more": not (terminal and log.eof),
         "oob": True,
     }
     tail = render(request, "pipelines/job_detail.html#tail", context)
     if not context["more"]:
         # The job is over: refresh its status card too (an out-of-band swap).
+        context["attempts"] = job_attempts(job)
         summary = render(request, "pipelines/job_detail.html#summary", context)
         tail.content += summary.content
     return tail

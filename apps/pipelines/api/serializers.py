@@ -22,7 +22,14 @@ class ArtifactSerializer(serializers.ModelSerializer):
         )
 
 
-class JobSerializer(serializers.ModelSerializer):
+class _DurationMixin:
+    def get_duration_seconds(self, obj) -> float | None:
+        """Wall time from the first start to the end (running: up to now)."""
+        duration = obj.duration
+        return duration.total_seconds() if duration is not None else None
+
+
+class JobSerializer(_DurationMixin, serializers.ModelSerializer):
     run = serializers.PrimaryKeyRelatedField(read_only=True)
     artifacts = ArtifactSerializer(many=True, read_only=True)
     project = serializers.CharField(source="run.project.slug", read_only=True)
@@ -58,11 +65,8 @@ class JobSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_duration_seconds(self, obj) -> float | None:
-        return obj.duration.total_seconds() if obj.duration else None
 
-
-class RunSerializer(serializers.ModelSerializer):
+class RunSerializer(_DurationMixin, serializers.ModelSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     jobs = JobSerializer(many=True, read_only=True)
     created_by = serializers.StringRelatedField()
@@ -90,9 +94,6 @@ class RunSerializer(serializers.ModelSerializer):
             "jobs",
         ]
         read_only_fields = fields
-
-    def get_duration_seconds(self, obj) -> float | None:
-        return obj.duration.total_seconds() if obj.duration else None
 
 
 class InlineJobSerializer(serializers.Serializer):
