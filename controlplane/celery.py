@@ -4,7 +4,7 @@ import os
 from enum import StrEnum
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import task_postrun, task_prerun, worker_init
 
 from .broker import install as install_embedded_broker
 
@@ -25,6 +25,19 @@ class CeleryQueue(StrEnum):
     DEPLOY = "deploy"
     TRAIN = "train"
     MONITOR = "monitor"
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(task=None, **_kwargs) -> None:
+    """Around each task, what Django does around each request: drop a connection that is
+    broken or older than CONN_MAX_AGE, keep the others (see CELERY_DB_REUSE_MAX). Not for a
+    task run eagerly in the caller's thread: that connection is the caller's."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @worker_init.connect

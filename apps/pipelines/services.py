@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from apps.core.exceptions import ConflictError, ServiceError
@@ -306,22 +306,20 @@ def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
     # No savepoint when nested (2 round trips): no caller catches an error here and goes on.
     with transaction.atomic(savepoint=False):
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        busy = (
-            PipelineRun.objects.filter(project=project, status=RunStatus.RUNNING).count()
-            + PipelineRun.objects.filter(
-                project=project,
-                status=RunStatus.QUEUED,
-                jobs__status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
-            )
-            .distinct()
-            .count()
+        working = Exists(
+            Job.objects.filter(run=OuterRef("pk"), status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
         )
+        runs = PipelineRun.objects.filter(project=project)
+        busy = runs.filter(
+            Q(status=RunStatus.RUNNING) | (Q(status=RunStatus.QUEUED) & working)
+        ).count()
         room = max(project.max_concurrent_runs - busy, 0)
         waiting = (
-            PipelineRun.objects.filter(project=project, status=RunStatus.QUEUED, jobs__isnull=False)
-            .exclude(jobs__status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
-            .distinct()
+            runs.filter(Exists(Job.objects.filter(run=OuterRef("pk"))), status=RunStatus.QUEUED)
+            .exclude(working)
             .order_by("number")[:room]
+            if room
+            else []
         )
         for run in waiting:
             run_advance(run=run, actor=actor)
@@ -482,14 +480,27 @@ def run_rerun(*, run: PipelineRun, actor: Any) -> PipelineRun:
     )
 
 
+def _lock_job(job_id: int) -> Job | None:
+    """Lock a job's run (with its project), then the job. TRICKY: always in this order, the one
+    run_cancel, job_retry and run_advance lock in, so two writers never wait on each other in
+    a circle (PostgreSQL would end one of them with a deadlock error)."""
+    run_id = Job.objects.filter(pk=job_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return None
+    runs = PipelineRun.objects.select_for_update(of=("self",)).select_related("project")
+    run = runs.get(pk=run_id)
+    job = Job.objects.select_for_update().get(pk=job_id)
+    job.run = run
+    return job
+
+
 def job_claim(*, job_id: int, worker: str) -> Job | None:
     """Take a queued job for this worker, or return None if it is not (any longer) queued.
 
     The row lock makes two workers given the same message agree on one winner.
     """
     with transaction.atomic():
-        query = Job.objects.select_for_update(of=("self",)).select_related("run__project")
-        job = query.filter(pk=job_id).first()  # the executor needs the run and project too
+        job = _lock_job(job_id)  # the executor needs the run and project too
         if job is None or job.status != JobStatus.QUEUED or job.run.status in RUN_TERMINAL:
             return None
         run, project = job.run, job.run.project
@@ -501,10 +512,8 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
             update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None} | again,
             held_lock=True,
         )
-        if run.status == RunStatus.QUEUED:  # only the run's first job locks and starts it
-            run = PipelineRun.objects.select_for_update().get(pk=run.pk)
-            if run.status == RunStatus.QUEUED:
-                run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}")
+        if run.status == RunStatus.QUEUED:  # the run's first job starts it
+            run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}", held_lock=True)
         claimed.run, run.project = run, project
     return claimed
 
@@ -533,11 +542,9 @@ def job_finish(
     """Record the outcome of a run attempt, unless the job was canceled or taken away from
     this worker meanwhile (then the outcome is kept only as data, the status stays)."""
     with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(of=("self",))
-            .select_related("run__project")
-            .get(pk=job_id)
-        )
+        job = _lock_job(job_id)
+        if job is None:
+            raise Job.DoesNotExist(f"Job {job_id} is gone.")
         fields = {"exit_code": exit_code, "log_size": log_size, "result": dict(result or {})}
         if job.attempt > 1:
             Artifact.objects.filter(job=job).delete()  # a retried job keeps its latest only
@@ -610,12 +617,8 @@ def job_reap_lost(*, now: datetime | None = None) -> int:
     reaped = 0
     for job_id in lost_ids:
         with transaction.atomic():
-            job = (
-                Job.objects.select_for_update(of=("self",))
-                .select_related("run__project")
-                .get(pk=job_id)
-            )
-            if job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
+            job = _lock_job(job_id)
+            if job is None or job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
                 continue  # it moved on while we looked
             silent = int((now - job.heartbeat_at).total_seconds())
             if job.attempt < job.max_attempts:

@@ -221,6 +221,11 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# TRICKY: without this, Celery's Django fixup closes every database connection before and after
+# each task, so every job claim opened a new PostgreSQL connection (10-20 ms a task here).
+# Connections are kept instead and judged as a web request's are (CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS): controlplane/celery.py calls close_old_connections() around each task.
+CELERY_DB_REUSE_MAX = 2**31
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # The sweeper and the reaper (see docs/architecture.md, "Execution guarantees").
