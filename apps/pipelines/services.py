@@ -203,19 +203,23 @@ def run_request(
     actor: Any,
     commit: Commit,
     trigger: str = Trigger.PUSH,
+    send_prepare: bool = True,
 ) -> PipelineRun:
     """Start a run of the pipeline spec found at ``commit.sha`` (or at the head of ``commit.ref``).
 
     Fast on purpose (UI and API requests, and the webhook outbox worker, call it): it only
     records a queued run with no jobs yet. A worker then fetches the commit, reads
     `.controlplane.yml` there and creates the jobs, or fails the run with the spec's errors
-    (:func:`run_prepare`).
+    (:func:`run_prepare`). ``send_prepare=False``: the caller, already a worker, calls
+    :func:`run_prepare` itself after commit (one broker hop less); if it never does, the
+    sweeper sends the run to a worker.
     """
     if not commit.sha and not commit.ref:
         raise ServiceError("Say which branch, tag or commit to run.")
     with transaction.atomic():
         run = _run_insert(project=project, actor=actor, trigger=trigger, **commit.run_fields())
-        transaction.on_commit(lambda: _send_prepare(run))
+        if send_prepare:
+            transaction.on_commit(lambda: _send_prepare(run))
     return run
 
 

@@ -18,7 +18,8 @@ from django.db import OperationalError, transaction
 from apps.core.exceptions import ServiceError
 from apps.core.services import StateMachine
 from apps.pipelines.choices import Trigger
-from apps.pipelines.services import run_request
+from apps.pipelines.models import PipelineRun
+from apps.pipelines.services import run_prepare, run_request
 from apps.projects.models import Project
 
 from .choices import DELIVERY_TRANSITIONS, DeliveryStatus, RefType
@@ -42,6 +43,8 @@ INTERNAL_ERROR = "Internal error; the delivery is recorded and can be redelivere
 #: A lone push wakes it at once; under a burst a run starts at most this much later, and
 #: the web process saves a broker publish (~0.5 ms of CPU) per push.
 WAKE_WINDOW = 0.2
+#: A batch of at most this many pushes is prepared by the worker that started its runs.
+INLINE_PREPARE_MAX = 4
 
 
 # --- starting the runs of accepted pushes (a worker) --------------------------------------------
@@ -74,15 +77,33 @@ def delivery_start_runs(*, limit: int = 200) -> int:
             # TRICKY: numbering a run locks its project's row until this transaction ends. Taking
             # the projects in one order (by id) means two workers never wait for each other in
             # a cycle (a deadlock); within a project, deliveries keep their arrival order.
+            # A few pushes (the usual case) are prepared right here, after commit, one broker
+            # hop sooner; a burst goes to the workers (prepare_run) to be prepared in parallel.
+            inline = len(batch) <= INLINE_PREPARE_MAX
             for delivery in sorted(batch, key=lambda d: (d.project_id, d.pk)):
                 delivery.project = projects[delivery.project_id]
-                start_run(delivery, actor=f"webhook:{delivery.provider}")
+                run = start_run(
+                    delivery, actor=f"webhook:{delivery.provider}", send_prepare=not inline
+                )
+                if run is not None and inline:
+                    # After commit, after what start_run queued (its commit status).
+                    transaction.on_commit(lambda run_id=run.pk: _prepare(run_id))
         handled += len(batch)
         if len(batch) < limit:
             return handled
 
 
-def start_run(delivery: WebhookDelivery, *, actor: Any, answered: bool = True) -> None:
+def _prepare(run_id: int) -> None:
+    try:
+        run_prepare(run_id=run_id)
+    except Exception:
+        # The run stays queued without jobs: the sweeper sends it to a worker to try again.
+        logger.exception("Preparing run %s failed; the sweeper will send it to a worker", run_id)
+
+
+def start_run(
+    delivery: WebhookDelivery, *, actor: Any, answered: bool = True, send_prepare: bool = True
+) -> PipelineRun | None:
     """Start the run of one accepted delivery and record it on the row, or move the row to
     ``error`` (:func:`state_transition`, audited). The caller holds the row (locked, or inserted
     in its still open transaction). ``answered``: the Git server was already told 202, so the
@@ -96,13 +117,14 @@ def start_run(delivery: WebhookDelivery, *, actor: Any, answered: bool = True) -
                 actor=actor,
                 commit=push.commit,
                 trigger=Trigger.TAG if push.ref_type == RefType.TAG else Trigger.PUSH,
+                send_prepare=send_prepare,
             )
             delivery.run = run
             delivery.detail = f"Run #{run.number} started."
             delivery.awaiting_run = False
             delivery.save(update_fields=["run", "detail", "awaiting_run"])
             commit_status_enqueue(run=run)
-            return
+            return run
     except OperationalError:
         raise  # the database (a lost connection, a deadlock): try the whole batch again later
     except (ServiceError, PayloadError) as exc:
@@ -118,6 +140,7 @@ def start_run(delivery: WebhookDelivery, *, actor: Any, answered: bool = True) -
     delivery_transition(
         delivery=delivery, to=DeliveryStatus.ERROR, actor=actor, reason=message[:500], update=update
     )
+    return None
 
 
 # --- waking a worker (a web process) ------------------------------------------------------------

@@ -94,8 +94,9 @@ def release_create_from_run(*, run) -> Release | None:
             if "reproducibility" in j.result
         },
     }
-    for j in jobs:
-        if "in_image" in j.result:  # an in-image check that had no image to run in
+    # An in-image check that had no image to run in ended skipped: the evidence says so, and why.
+    for j in run.jobs.filter(status__in=(JobStatus.SUCCEEDED, JobStatus.SKIPPED)):
+        if "in_image" in j.result:
             evidence["reproducibility"][j.name] = j.result["in_image"]
     image = build.result.get("image") or {}
     if image.get("repo_digest"):
