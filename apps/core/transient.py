@@ -81,10 +81,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, NETWORK_ERRORS)
 
 
-#: The retry policy of every task that calls another server: exponential backoff from 5 s up to
+#: The options of every task that calls another server: results ignored, acknowledged after
+#: it ran, one minute to answer, and the retry policy — exponential backoff from 5 s up to
 #: 5 min with jitter, five retries, then the service records the last error as final.
-#: ``@shared_task(**RETRY_TRANSIENT, ...)``; raise :class:`TransientError` for what may pass.
+#: ``@shared_task(**RETRY_TRANSIENT, name=...)``; raise :class:`TransientError` for what may pass.
 RETRY_TRANSIENT: dict[str, Any] = {
+    "ignore_result": True,
+    "acks_late": True,
+    "soft_time_limit": 60,
+    "time_limit": 90,
     "autoretry_for": (TransientError,),
     "retry_backoff": 5,
     "retry_backoff_max": 300,

@@ -41,10 +41,7 @@ from .outcome import Outcome
 
 #: The ledger's ends (pending → sent | failed | skipped), audited like every status change.
 delivery_transition: StateMachine[NotificationDelivery] = StateMachine(
-    noun="delivery",
-    table=DELIVERY_TRANSITIONS,
-    timestamps=DELIVERY_TIMESTAMPS,
-    project_id=lambda delivery: delivery.project_id,
+    "delivery", DELIVERY_TRANSITIONS, DELIVERY_TIMESTAMPS, lambda delivery: delivery.project_id
 )
 
 logger = logging.getLogger(__name__)

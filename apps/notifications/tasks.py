@@ -37,16 +37,9 @@ def dispatch_task(
     )
 
 
+# Only what may pass (TransientError) is retried; the service records everything else as final.
 @shared_task(
-    bind=True,
-    name="notifications.deliver",
-    queue=CeleryQueue.DEFAULT.value,
-    ignore_result=True,
-    acks_late=True,
-    # Only what may pass (TransientError); the service records everything else as final.
-    **RETRY_TRANSIENT,
-    soft_time_limit=60,
-    time_limit=90,
+    **RETRY_TRANSIENT, bind=True, name="notifications.deliver", queue=CeleryQueue.DEFAULT.value
 )
 def deliver_task(self, delivery_id: int) -> None:
     services.delivery_send(

@@ -51,11 +51,7 @@ def _run_changed(run: PipelineRun) -> None:
 
 
 run_transition: StateMachine[PipelineRun] = StateMachine(
-    noun="run",
-    table=RUN_TRANSITIONS,
-    timestamps=RUN_TIMESTAMPS,
-    project_id=lambda run: run.project_id,
-    on_commit=_run_changed,
+    "run", RUN_TRANSITIONS, RUN_TIMESTAMPS, lambda run: run.project_id, _run_changed
 )
 
 
@@ -65,11 +61,7 @@ def _job_changed(job: Job) -> None:
 
 
 job_transition: StateMachine[Job] = StateMachine(
-    noun="job",
-    table=JOB_TRANSITIONS,
-    timestamps=JOB_TIMESTAMPS,
-    project_id=lambda job: job.run.project_id,
-    on_commit=_job_changed,
+    "job", JOB_TRANSITIONS, JOB_TIMESTAMPS, lambda job: job.run.project_id, _job_changed
 )
 
 
@@ -169,12 +161,7 @@ def run_create(
     jobs: Iterable[Mapping[str, Any]],
     actor: Any,
     trigger: str = Trigger.MANUAL,
-    ref: str = "",
-    commit_sha: str = "",
-    commit_message: str = "",
-    commit_author: str = "",
-    commit_author_email: str = "",
-    commit_url: str = "",
+    commit: Commit | None = None,
     spec: Mapping[str, Any] | None = None,
 ) -> PipelineRun:
     """Create a run with the given jobs (no Git involved) and start it when there is room."""
@@ -183,13 +170,8 @@ def run_create(
             project=project,
             actor=actor,
             trigger=trigger,
-            ref=ref,
-            commit_sha=commit_sha,
-            commit_message=commit_message,
-            commit_author=commit_author,
-            commit_author_email=commit_author_email,
-            commit_url=commit_url,
             spec=dict(spec or {}),
+            **(commit or Commit()).run_fields(),
         )
         _jobs_create(run, list(jobs))
         run_start_waiting(project=project, actor=actor)

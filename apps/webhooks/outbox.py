@@ -29,10 +29,7 @@ from .providers import PayloadError, get_provider
 
 #: The ledger's one move, accepted → error (the run could not be started), audited.
 delivery_transition: StateMachine[WebhookDelivery] = StateMachine(
-    noun="delivery",
-    table=DELIVERY_TRANSITIONS,
-    timestamps={},
-    project_id=lambda delivery: delivery.project_id,
+    "delivery", DELIVERY_TRANSITIONS, {}, lambda delivery: delivery.project_id
 )
 
 logger = logging.getLogger(__name__)

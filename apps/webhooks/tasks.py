@@ -8,14 +8,9 @@ from controlplane.celery import CeleryQueue
 from . import commit_status, outbox, services
 
 
+# Only TransientError is retried: a 4xx is final and is recorded without raising.
 @shared_task(
-    **RETRY_TRANSIENT,  # only TransientError: a 4xx is final and is recorded without raising
-    name="webhooks.report_commit_status",
-    queue=CeleryQueue.DEFAULT.value,
-    ignore_result=True,
-    acks_late=True,
-    soft_time_limit=60,
-    time_limit=90,
+    **RETRY_TRANSIENT, name="webhooks.report_commit_status", queue=CeleryQueue.DEFAULT.value
 )
 def report_commit_status_task(run_id: int) -> None:
     commit_status.commit_status_report(run_id=run_id)

@@ -4,6 +4,7 @@ name the model is registered under (its ModelVersion's name)."""
 import pytest
 
 from apps.pipelines import services
+from apps.pipelines.commits import Commit
 from apps.projects.spec import parse_spec
 from apps.training.models import ModelVersion
 
@@ -24,8 +25,7 @@ def test_job_and_run_pages_show_the_registered_model_name(
         run = services.run_create(
             project=project,
             actor=admin_user,
-            ref="main",
-            commit_sha="0123456789abcdef0123456789abcdef01234567",
+            commit=Commit(sha="0123456789abcdef0123456789abcdef01234567", ref="main"),
             jobs=[
                 {
                     "name": "build",

@@ -65,6 +65,7 @@ def test_admin_only_environment(production, release, member, admin_user):
 def test_commit_author_cannot_approve_unless_allowed(
     project, production, member, admin_user, django_capture_on_commit_callbacks
 ):
+    from apps.pipelines.commits import Commit
     from apps.pipelines.services import run_create
 
     author = member("approver", "author")
@@ -72,7 +73,7 @@ def test_commit_author_cannot_approve_unless_allowed(
         run = run_create(
             project=project,
             actor=admin_user,
-            commit_author_email=author.email,
+            commit=Commit(author_email=author.email),
             jobs=[{"name": "t", "script": ["true"]}],
         )
     release = release_create(

@@ -4,6 +4,7 @@ with its evidence; other branches and failed runs make none."""
 import pytest
 
 from apps.pipelines import services
+from apps.pipelines.commits import Commit
 from apps.releases.models import Deployment, Release
 
 pytestmark = pytest.mark.django_db
@@ -37,8 +38,7 @@ def _run_to_the_end(project, ref, *, fail: str = "", spec=None, results=RESULTS)
         project=project,
         actor="t",
         jobs=JOBS,
-        ref=ref,
-        commit_sha="0123456789abcdef0123456789abcdef01234567",
+        commit=Commit(sha="0123456789abcdef0123456789abcdef01234567", ref=ref),
         spec=spec,
     )
     for name in ("test", "build", "reproduce"):

@@ -123,6 +123,7 @@ def test_inbox_is_empty_for_a_developer(client, project, production, member, adm
 def test_inbox_shows_the_commit_author_cannot_approve(
     client, project, production, member, admin_user, django_capture_on_commit_callbacks
 ):
+    from apps.pipelines.commits import Commit
     from apps.pipelines.services import run_create
 
     author = member("approver", "author")
@@ -130,7 +131,7 @@ def test_inbox_shows_the_commit_author_cannot_approve(
         run = run_create(
             project=project,
             actor=admin_user,
-            commit_author_email=author.email,
+            commit=Commit(author_email=author.email),
             jobs=[{"name": "t", "script": ["true"]}],
         )
     promotion_request(

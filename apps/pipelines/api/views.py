@@ -44,8 +44,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
                 jobs=data["jobs"],
                 actor=request.user,
                 trigger=Trigger.API,
-                ref=data["ref"],
-                commit_sha=data["commit_sha"],
+                commit=Commit(sha=data["commit_sha"], ref=data["ref"]),
             )
         else:
             run = services.run_request(

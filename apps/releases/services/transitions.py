@@ -56,16 +56,16 @@ def _promotion_changed(promotion: Promotion) -> None:
 
 
 deployment_transition: StateMachine[Deployment] = StateMachine(
-    noun="deployment",
-    table=DEPLOYMENT_TRANSITIONS,
-    timestamps=DEPLOYMENT_TIMESTAMPS,
-    project_id=lambda deployment: deployment.environment.project_id,
-    on_commit=_deployment_changed,
+    "deployment",
+    DEPLOYMENT_TRANSITIONS,
+    DEPLOYMENT_TIMESTAMPS,
+    lambda deployment: deployment.environment.project_id,
+    _deployment_changed,
 )
 promotion_transition: StateMachine[Promotion] = StateMachine(
-    noun="promotion",
-    table=PROMOTION_TRANSITIONS,
-    timestamps=PROMOTION_TIMESTAMPS,
-    project_id=lambda promotion: promotion.environment.project_id,
-    on_commit=_promotion_changed,
+    "promotion",
+    PROMOTION_TRANSITIONS,
+    PROMOTION_TIMESTAMPS,
+    lambda promotion: promotion.environment.project_id,
+    _promotion_changed,
 )
