@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -61,7 +62,7 @@ def _keep_related(source: models.Model, target: models.Model) -> None:
     for name, value in source._state.fields_cache.items():
         try:
             relation = source._meta.get_field(name)
-        except Exception:  # noqa: S112 - a reverse relation's cache: not ours to copy
+        except FieldDoesNotExist:  # a reverse relation's cache: not ours to copy
             continue
         if relation.many_to_one and getattr(target, relation.attname) == getattr(value, "pk", None):
             target._state.fields_cache.setdefault(name, value)

@@ -40,24 +40,28 @@ def project_create(
     return project
 
 
-def _save_fields(instance: Any, fields: dict[str, Any]) -> None:
+def _update(
+    instance: Any, fields: dict[str, Any], *, actor: Any, action: str, project_id: int
+) -> None:
+    """Validate and save the changed ``fields`` of a project or an environment, and audit which
+    fields changed (the caller's transaction holds both)."""
     for name, value in fields.items():
         setattr(instance, name, value)
     instance.full_clean(exclude=[f.name for f in instance._meta.fields if f.name not in fields])
     instance.save()
+    audit_log(
+        actor=actor,
+        action=action,
+        obj=instance,
+        project_id=project_id,
+        data={"fields": sorted(fields)},
+    )
 
 
 @transaction.atomic
 def project_update(*, project: Project, actor: Any, **fields: Any) -> Project:
     """Change a project's settings (validated input from the API or a form) and audit which."""
-    _save_fields(project, fields)
-    audit_log(
-        actor=actor,
-        action="project.updated",
-        obj=project,
-        project_id=project.pk,
-        data={"fields": sorted(fields)},
-    )
+    _update(project, fields, actor=actor, action="project.updated", project_id=project.pk)
     return project
 
 
@@ -76,13 +80,12 @@ def environment_update(*, environment: Environment, actor: Any, **fields: Any) -
     project = fields.pop("project", environment.project)
     if project.pk != environment.project_id:
         raise PermissionDeniedError("An environment cannot move to another project.")
-    _save_fields(environment, fields)
-    audit_log(
+    _update(
+        environment,
+        fields,
         actor=actor,
         action="environment.updated",
-        obj=environment,
         project_id=environment.project_id,
-        data={"fields": sorted(fields)},
     )
     return environment
 

@@ -76,7 +76,9 @@ def release_create_from_run(*, run) -> Release | None:
     project = run.project
     if run.status != RunStatus.SUCCEEDED or not run.commit_sha or run.ref != project.releases_from:
         return None
-    jobs = list(run.jobs.filter(status=JobStatus.SUCCEEDED))
+    # One read: the succeeded jobs give the evidence, a skipped in-image check its reason.
+    ended = list(run.jobs.filter(status__in=(JobStatus.SUCCEEDED, JobStatus.SKIPPED)))
+    jobs = [j for j in ended if j.status == JobStatus.SUCCEEDED]
     build = next(
         (j for j in jobs if j.kind == JobKind.BUILD and j.result.get("bundle_digest")), None
     )
@@ -95,7 +97,7 @@ def release_create_from_run(*, run) -> Release | None:
         },
     }
     # An in-image check that had no image to run in ended skipped: the evidence says so, and why.
-    for j in run.jobs.filter(status__in=(JobStatus.SUCCEEDED, JobStatus.SKIPPED)):
+    for j in ended:
         if "in_image" in j.result:
             evidence["reproducibility"][j.name] = j.result["in_image"]
     image = build.result.get("image") or {}
