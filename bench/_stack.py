@@ -69,6 +69,9 @@ def setup(args: argparse.Namespace, name: str) -> Path:
                 capture_output=True,
             )
         os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{db}"
+        if os.environ.get("BENCH_PGLOG"):
+            # Every statement of every process, with its time, in the PostgreSQL server log.
+            os.environ["DATABASE_URL"] += "?options=-c%20log_min_duration_statement%3D0"
         redis_db = os.environ.get("BENCH_REDIS_DB", "13")  # a Redis db of its own
         os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{redis_db}"
         subprocess.run(["redis-cli", "-n", redis_db, "flushdb"], check=True, capture_output=True)

@@ -65,17 +65,23 @@ job_transition: StateMachine[Job] = StateMachine(
 )
 
 
-def _send_job(job: Job) -> None:
-    """Tell a worker of the job's kind to look at it. Called only after commit."""
+def _send_job(job: Job, *, resend: bool = False) -> None:
+    """Tell a worker of the job's kind to look at it. Called only after commit.
+
+    The first message goes out at the job's ``queued_at``; a re-send (the sweeper) records its
+    time in ``enqueued_at``, so the next re-send waits a full ``JOB_UNCLAIMED_AFTER`` again.
+    Not written for the first one: that update would contend for the row with the worker
+    claiming it, on the hot path from push to first command."""
     from .tasks import run_job_task
 
-    sent_at = timezone.now()  # written after the message: a worker starts meanwhile
+    sent_at = timezone.now()
     try:
         run_job_task.apply_async(args=[job.pk], queue=JOB_KIND_QUEUE[job.kind].value)
     except Exception:
         # The row says "queued"; the sweeper will send it again once the broker is back.
         logger.exception("Could not send job %s to the broker; the sweeper will retry", job.pk)
-    Job.objects.filter(pk=job.pk).update(enqueued_at=sent_at)
+    if resend:
+        Job.objects.filter(pk=job.pk).update(enqueued_at=sent_at)
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -313,18 +319,24 @@ def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
     return started
 
 
-def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
+def run_advance(*, run: PipelineRun, actor: Any = "scheduler", locked: bool = False) -> PipelineRun:
     """Queue jobs whose needs succeeded, skip those whose needs did not, finish the run when
-    every job is terminal. Safe to call any number of times."""
+    every job is terminal. Safe to call any number of times.
+
+    ``locked=True``: the caller read ``run`` (with its project) with ``select_for_update()`` in
+    its open transaction (:func:`_lock_job`), so it is not read and locked a second time."""
     with transaction.atomic(savepoint=False):  # see run_start_waiting
-        run = (
-            PipelineRun.objects.select_for_update(of=("self",))
-            .select_related("project")
-            .get(pk=run.pk)
-        )
+        if not locked:
+            run = (
+                PipelineRun.objects.select_for_update(of=("self",))
+                .select_related("project")
+                .get(pk=run.pk)
+            )
         if run.is_terminal:
             return run
-        jobs = list(run.jobs.order_by("id"))
+        # Locked in one statement (after the run, the order _lock_job keeps), so that each
+        # transition below changes its job in place: no second read, no savepoint.
+        jobs = list(run.jobs.select_for_update().order_by("id"))
         for job in jobs:  # the audit rows describe jobs by run and project: no queries for that
             job.run = run
         by_name = {j.name: j for j in jobs}
@@ -341,12 +353,13 @@ def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
                         job=job,
                         to=JobStatus.SKIPPED,
                         actor=actor,
+                        held_lock=True,
                         reason="Manual jobs are started by hand: use Retry.",
                     )
                 elif all(n.status == JobStatus.SUCCEEDED for n in needs) or (
                     when == "always" and all(n.status in JOB_TERMINAL for n in needs)
                 ):
-                    job_transition(job=job, to=JobStatus.QUEUED, actor=actor)
+                    job_transition(job=job, to=JobStatus.QUEUED, actor=actor, held_lock=True)
                 elif when != "always" and any(
                     n.status in JOB_TERMINAL - {JobStatus.SUCCEEDED} for n in needs
                 ):
@@ -354,6 +367,7 @@ def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
                         job=job,
                         to=JobStatus.SKIPPED,
                         actor=actor,
+                        held_lock=True,
                         reason="A job it needs did not succeed.",
                     )
                 else:
@@ -367,7 +381,7 @@ def run_advance(*, run: PipelineRun, actor: Any = "scheduler") -> PipelineRun:
                 final = RunStatus.CANCELED
             else:
                 final = RunStatus.SUCCEEDED
-            run = run_transition(run=run, to=final, actor=actor)
+            run = run_transition(run=run, to=final, actor=actor, held_lock=True)
     return run
 
 
@@ -552,7 +566,7 @@ def job_finish(
                 update={**fields, "error_message": error_message},
                 held_lock=True,
             )
-        run_advance(run=job.run, actor=f"worker:{worker}")
+        run_advance(run=job.run, actor=f"worker:{worker}", locked=True)
     return job
 
 
@@ -561,15 +575,15 @@ def job_sweep_unclaimed(*, now: datetime | None = None) -> int:
     job was queued. Claiming is idempotent, so a duplicate message is harmless."""
     now = now or timezone.now()
     cutoff = now - settings.JOB_UNCLAIMED_AFTER
+    # Its last message went out at queued_at, or at enqueued_at when the sweeper re-sent it.
     stale = list(
-        Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__lt=cutoff)
-        | Job.objects.filter(
-            status=JobStatus.QUEUED, enqueued_at__isnull=True, queued_at__lt=cutoff
+        Job.objects.filter(status=JobStatus.QUEUED, queued_at__lt=cutoff).filter(
+            Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff)
         )
     )
     for job in stale:
         logger.warning("Re-sending unclaimed job %s (%s)", job.pk, job)
-        _send_job(job)
+        _send_job(job, resend=True)
     # Runs whose "prepare" message was lost: queued, no jobs, no spec, not touched for a while.
     unprepared = PipelineRun.objects.filter(
         status=RunStatus.QUEUED, jobs__isnull=True, modified__lt=cutoff
@@ -624,6 +638,6 @@ def job_reap_lost(*, now: datetime | None = None) -> int:
                     reason=f"Worker lost ({job.worker}, silent {silent}s).",
                     update={"error_message": "worker lost", "heartbeat_at": None},
                 )
-            run_advance(run=job.run, actor="reaper")
+            run_advance(run=job.run, actor="reaper", locked=True)
             reaped += 1
     return reaped

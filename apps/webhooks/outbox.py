@@ -35,11 +35,11 @@ delivery_transition: StateMachine[WebhookDelivery] = StateMachine(
 logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "Internal error; the delivery is recorded and can be redelivered."
-#: A worker is woken at most once per this many seconds per web process (plus one trailing
-#: message per window, so a delivery that arrives inside the window is not left waiting).
-#: A lone push wakes it at once; under a burst a run starts at most this much later, and
-#: the web process saves a broker publish (~0.5 ms of CPU) per push.
-WAKE_WINDOW = 0.2
+#: A worker is woken at most once per this many seconds per web process, plus one trailing
+#: message per window, due when the window ends, so a delivery that arrives inside the window
+#: is not left waiting. A lone push wakes it at once; under a burst a run starts at most this
+#: much later, and the web process saves a broker publish (~0.5 ms of CPU) per push.
+WAKE_WINDOW = 0.05
 #: A batch of at most this many pushes is prepared by the worker that started its runs.
 INLINE_PREPARE_MAX = 4
 
@@ -160,7 +160,8 @@ class Debounce:
 
     def next(self) -> tuple[bool, float | None]:
         """(send, countdown): at once (countdown None) when the last leading event is a window
-        old; else one trailing event per window, due a window later; else nothing."""
+        old; else one trailing event per window, due when the window ends (the countdown is
+        what is left of it); else nothing."""
         with self.lock:
             now = self.clock()
             if now - self.last >= self.window:
@@ -168,7 +169,7 @@ class Debounce:
                 return True, None
             if not self.trailing:
                 self.trailing = True
-                return True, self.window
+                return True, self.last + self.window - now
             return False, None
 
 
@@ -179,8 +180,8 @@ os.register_at_fork(after_in_child=_wake.reset)
 
 def wake_run_starter() -> None:
     """Send ``webhooks.start_runs`` to a worker, at most once per ``WAKE_WINDOW`` per process
-    (leading edge), plus one trailing message per window, due a window later — after every
-    delivery that arrived inside the window, so none waits for the beat. Called after the
+    (leading edge), plus one trailing message per window, due when the window ends — after
+    every delivery that arrived inside the window, so none waits for the beat. Called after the
     delivery's commit; never raises."""
     send, countdown = _wake.next()
     if send:
