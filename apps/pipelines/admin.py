@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Job, PipelineRun
+from .models import Job, PipelineRun, Schedule
 
 
 class JobInline(admin.TabularInline):
@@ -37,3 +37,12 @@ class JobAdmin(admin.ModelAdmin):
         "exit_code",
         "log_size",
     ]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    """Synced from the spec's ``schedules:``; paused and resumed from the pipelines page."""
+
+    list_display = ["__str__", "pipeline", "cron", "every_seconds", "paused", "last_fire_at"]
+    list_filter = ["project", "paused"]
+    readonly_fields = ["periodic_task", "last_fire_at", "last_run", "commit_sha"]

@@ -75,6 +75,16 @@ class Trigger(models.TextChoices):
     API = "api", "API"
     SCHEDULE = "schedule", "Schedule"
     RERUN = "rerun", "Re-run"
+    DATASET = "dataset", "New dataset version"
+    MONITOR = "monitor", "Monitoring"
+
+
+class Concurrency(models.TextChoices):
+    """What a new run of a named pipeline does while another run of it is active."""
+
+    SKIP = "skip", "Skip the new run"
+    QUEUE = "queue", "Queue it"
+    CANCEL_PREVIOUS = "cancel_previous", "Cancel the previous run"
 
 
 class JobKind(models.TextChoices):

@@ -43,6 +43,27 @@ class PipelineRun(TimeStampedModel):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Which pipeline of the spec: "" is the push pipeline (`jobs:`), else a name under
+    # `pipelines:`; with what parameters, and who or what started it beyond `trigger`.
+    pipeline = models.CharField(max_length=63, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    trigger_detail = models.CharField(
+        max_length=500, blank=True, help_text="The schedule, dataset version or reason."
+    )
+    environment = models.ForeignKey(
+        "projects.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pipeline_runs",
+        help_text="The environment whose variables and pipeline version the run uses.",
+    )
+    schedule = models.ForeignKey(
+        "pipelines.Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -94,6 +115,12 @@ class Job(TimeStampedModel):
     error_message = models.TextField(blank=True)
     log_size = models.BigIntegerField(default=0)
     result = models.JSONField(default=dict, blank=True, help_text="Kind-specific outcome.")
+    # The step cache: the key of what the job computes from (spec, input trees, parameters,
+    # upstream outputs) and, on a hit, the earlier job whose outputs it reused.
+    cache_key = models.CharField(max_length=64, blank=True, db_index=True)
+    cached_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["run_id", "id"]
@@ -147,3 +174,60 @@ class Artifact(models.Model):
         from django.conf import settings
 
         return Path(settings.ARTIFACT_DIR) / str(self.job.run_id) / str(self.job_id) / self.path
+
+
+class Schedule(TimeStampedModel):
+    """A pipeline run on a cron or an interval, synced from the spec's ``schedules:``.
+
+    Fired by django-celery-beat through its ``periodic_task``; ``last_fire_at`` is the scheduled
+    fire time last served, so fires missed while workers or beat were down start one catch-up
+    run, not one per fire.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="schedules")
+    name = models.CharField(max_length=63)
+    pipeline = models.CharField(max_length=63, blank=True, help_text='"": the push pipeline.')
+    environment = models.ForeignKey(
+        "projects.Environment",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="schedules",
+    )
+    cron = models.CharField(max_length=100, blank=True)
+    every_seconds = models.PositiveIntegerField(null=True, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    params = models.JSONField(default=dict, blank=True)
+    paused = models.BooleanField(default=False)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    last_fire_at = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey(
+        PipelineRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    commit_sha = models.CharField(
+        max_length=64, blank=True, help_text="The spec version it was synced from."
+    )
+
+    class Meta:
+        ordering = ["project_id", "name", "environment_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "name", "environment"],
+                name="schedule_unique_per_environment",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "name"],
+                condition=models.Q(environment__isnull=True),
+                name="schedule_unique_per_project",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"@{self.environment.name}" if self.environment_id else ""
+        return f"{self.project.slug} {self.name}{where}"

@@ -58,6 +58,11 @@ class Project(TimeStampedModel):
     )
     git_api_token = EncryptedTextField(blank=True)
     max_concurrent_runs = models.PositiveSmallIntegerField(default=5)
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        help_text="IANA time zone of the project's schedules, e.g. Europe/Paris.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
