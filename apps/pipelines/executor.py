@@ -28,6 +28,7 @@ from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
 from .models import Artifact, Job
 from .runners import RunOutcome, RunRequest, get_runner
+from .signals import JobStepError, job_script_succeeded, job_setup
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,15 @@ def job_environment(job: Job, variables: dict[str, str]) -> dict[str, str]:
     )
     env.update(variables)
     env.update({str(k): str(v) for k, v in job.options.get("variables", {}).items()})
+    # The run's parameters (validated against the spec's `params`) as PARAM_<NAME>.
+    env.update({f"PARAM_{name.upper()}": _param_value(v) for name, v in run.params.items()})
     return env
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _inside(workspace: Path, relative: str) -> Path:
@@ -372,6 +381,8 @@ def execute_job(job: Job) -> Job:
         else:
             workspace.mkdir(parents=True)
         _cache_restore(job, workspace, log)
+        env = job_environment(job, variables)
+        job_setup.send(sender=Job, job=job, workspace=workspace, log=log, env=env)
         runner, image, script = job.runner, job.image, _script(job, workspace)
         in_image = _in_image(job, workspace, log)
         if in_image is None:
@@ -390,7 +401,7 @@ def execute_job(job: Job) -> Job:
                 RunRequest(
                     script=script,
                     workspace=workspace,
-                    env=job_environment(job, variables),
+                    env=env,
                     timeout=job.timeout_seconds,
                     log=log,
                     cancel=cancel,
@@ -414,6 +425,8 @@ def execute_job(job: Job) -> Job:
                     extra["reproducibility"]["image"] = in_image["image"]
                 if model and "reproducibility" in extra:
                     extra["reproducibility"]["model"] = model
+            if not error and "in_image" not in result:
+                result.update(_after_script(job, workspace, log, env, runner, image, cancel))
             if not error and job.kind == JobKind.BUILD:
                 result.update(_build_bundle(job, workspace, log))
                 if _wants_image(project):
@@ -428,7 +441,7 @@ def execute_job(job: Job) -> Job:
                     )
             artifacts = _collect_artifacts(job, workspace, log)
             _cache_save(job, workspace)
-    except (JobSetupError, git.GitError, BuildError) as exc:
+    except (JobSetupError, JobStepError, git.GitError, BuildError) as exc:
         error = str(exc)
     except Exception as exc:
         logger.exception("Job %s crashed in the executor", job.pk)
@@ -456,6 +469,31 @@ def execute_job(job: Job) -> Job:
         # After the outcome is recorded (the next job is on its way meanwhile); a worker that
         # dies first leaves the folder to the next attempt, which starts by removing it.
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _after_script(job, workspace, log, env, runner, image, cancel) -> dict[str, Any]:
+    """What the apps to the right add to a job whose script succeeded (``job_script_succeeded``:
+    training registers models and runs the gate), each able to run more commands here."""
+
+    def run_command(script: list[str], extra_env: dict[str, str] | None = None) -> RunOutcome:
+        return get_runner(runner).run(
+            RunRequest(
+                script=script,
+                workspace=workspace,
+                env={**env, **(extra_env or {})},
+                timeout=job.timeout_seconds,
+                log=log,
+                cancel=cancel,
+                image=image,
+            )
+        )
+
+    merged: dict[str, Any] = {}
+    for _receiver, extra in job_script_succeeded.send(
+        sender=Job, job=job, workspace=workspace, log=log, env=env, run_command=run_command
+    ):
+        merged.update(extra or {})
+    return merged
 
 
 def _heartbeat_loop(job_id, worker, log, cancel, stop) -> None:

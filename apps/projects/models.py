@@ -121,6 +121,9 @@ class Environment(TimeStampedModel):
         blank=True,
         help_text="Deployer settings: e.g. docker host, memory limit, Kubernetes namespace.",
     )
+    # The commit of the release serving here (written by the deployment that switched to it):
+    # this environment's scheduled pipelines run the pipeline definitions of that commit.
+    pipeline_commit_sha = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["project_id", "order", "name"]

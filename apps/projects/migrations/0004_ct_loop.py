@@ -11,6 +11,11 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name='environment',
+            name='pipeline_commit_sha',
+            field=models.CharField(blank=True, max_length=64),
+        ),
+        migrations.AddField(
             model_name='project',
             name='timezone',
             field=models.CharField(default='UTC', help_text="IANA time zone of the project's schedules, e.g. Europe/Paris.", max_length=64),
