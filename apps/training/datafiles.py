@@ -289,7 +289,7 @@ def _delimiter(path: Path) -> str:
 
 def _csv_reader(source: Any, path: Path, delimiter: str, names: list[str] | None):
     """pyarrow's streaming CSV reader with every column read as text (types are inferred over
-    the whole file by casting, see ``_infer``; pyarrow would infer from the first block only)."""
+    the whole file by casting, see ``infer_type``; pyarrow infers from the first block only)."""
     convert = pcsv.ConvertOptions(
         column_types=dict.fromkeys(names, pa.string()) if names else None,
         null_values=NULL_VALUES,
@@ -347,7 +347,7 @@ def _fits(values: pa.Array, arrow_type: pa.DataType) -> bool:
     return True
 
 
-def _infer(current: pa.DataType | None, values: pa.Array) -> pa.DataType | None:
+def infer_type(current: pa.DataType | None, values: pa.Array) -> pa.DataType | None:
     """The narrowest type at least as wide as ``current`` that every value fits; ``None``
     while all values seen are null."""
     if current == pa.string() or values.null_count == len(values):
@@ -370,7 +370,7 @@ def _describe_csv(path: Path) -> FileDescription:
             for batch in reader:
                 rows += batch.num_rows
                 for i, column in enumerate(batch.columns):
-                    types[i] = _infer(types[i], column)
+                    types[i] = infer_type(types[i], column)
         except (pa.ArrowException, OSError) as exc:
             raise DataFileError(path, f"cannot read as CSV (after row {rows}): {exc}") from exc
         source.drain()
