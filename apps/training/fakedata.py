@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import os
 import random
 from pathlib import Path
@@ -30,7 +31,8 @@ import pyarrow.parquet as pq
 from .datafiles import FileDescription, infer_type, read_batches, sha256_file
 from .profile import PROFILE_VERSION, is_text, schema_from_text, supported
 
-MAX_ROUNDS = 50
+MAX_ROUNDS = 20
+MAX_CANDIDATES = 1_000_000
 FREE_TEXT_ALPHABET = "abcdefghijklmnopqrstuvwxyz" * 3 + "0123456789" + "  "
 # Values a CSV reader would not read back as text (nulls, booleans): never made as free text.
 RESERVED_WORDS = {"", "na", "n/a", "null", "nan", "none", "true", "false"}
@@ -62,26 +64,53 @@ def generate(
     columns = profile["columns"]
     is_csv = profile["format"] == "csv"
     table = _table(schema, columns, rows, seed, 0, is_csv)
+    real_keys = None
     if real is not None:
         real_keys = _real_keys(Path(real), profile, schema)
-        for round_ in range(1, MAX_ROUNDS + 1):
-            clash = pc.is_in(_row_keys(table), value_set=real_keys)
-            clashes = pc.sum(clash).as_py() or 0
-            if not clashes:
-                break
-            kept = table.filter(pc.invert(clash))
-            table = pa.concat_tables([kept, _table(schema, columns, clashes, seed, round_, is_csv)])
-        else:
-            raise FakeDataError(
-                f"{clashes} of {rows} generated rows are still rows of {real} after "
-                f"{MAX_ROUNDS} rounds: its columns allow too few distinct rows to avoid them"
-            )
+        table = _without_real_rows(table, real_keys, Path(real), profile, schema, seed, is_csv)
+    if is_csv:
+        table = _text_stays_text(table, columns, real_keys)
     out = Path(out)
     if is_csv:
         _write_csv(table, columns, out, profile.get("delimiter") or ",")
     else:
         pq.write_table(table, out)
     return out
+
+
+def _without_real_rows(
+    table: pa.Table,
+    real_keys: pa.Array,
+    real: Path,
+    profile: dict,
+    schema: pa.Schema,
+    seed: int,
+    is_csv: bool,
+) -> pa.Table:
+    """``table`` with every row that is a row of ``real`` replaced by a new one. Each round
+    draws enough candidates for the rows still missing at the share of good rows seen so far
+    (a small space of rows may leave only 1 in 16 usable), and keeps the first good ones."""
+    rows, columns = table.num_rows, profile["columns"]
+    clash = pc.is_in(_row_keys(table), value_set=real_keys)
+    kept = table.filter(pc.invert(clash))
+    drawn = rows
+    for round_ in range(1, MAX_ROUNDS + 1):
+        missing = rows - kept.num_rows
+        if not missing:
+            return kept
+        good_share = max(kept.num_rows / drawn, 1 / 1024)
+        count = min(max(math.ceil(missing / good_share * 1.5), 64), MAX_CANDIDATES)
+        candidates = _table(schema, columns, count, seed, round_, is_csv)
+        drawn += count
+        good = candidates.filter(pc.invert(pc.is_in(_row_keys(candidates), value_set=real_keys)))
+        kept = pa.concat_tables([kept, good.slice(0, missing)])
+    missing = rows - kept.num_rows
+    if missing:
+        raise FakeDataError(
+            f"{missing} of {rows} generated rows are still rows of {real} after {MAX_ROUNDS} "
+            "rounds: its columns allow too few distinct rows to avoid them"
+        )
+    return kept
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -103,8 +132,6 @@ def _table(
         if share and len(values):
             nulls = pc.less(pc.random(rows, initializer=_seed(seed, round_, index, "null")), share)
             values = pc.if_else(nulls, pa.scalar(None, values.type), values)
-        if is_csv and column["type"] == "string" and not column.get("unsupported"):
-            values = _stays_text(values, column)
         arrays.append(_cast(values, field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -180,20 +207,37 @@ def _free_text(n: int, shortest: int, longest: int, seed: int) -> pa.Array:
     return pa.array(values, pa.string())
 
 
-def _stays_text(values: pa.Array, column: dict) -> pa.Array:
+def _text_stays_text(table: pa.Table, columns: list[dict], real_keys: pa.Array | None):
     """In a CSV, a string column must read back as text: if every generated value would read
-    as a number, boolean or datetime (categories "1", "2", "x" drawn without "x"), the first
-    non-null value becomes a category that reads as text."""
-    if infer_type(None, values) in (None, pa.string()):
-        return values
-    text = [
-        c for c in column.get("categories", []) if infer_type(None, pa.array([c])) == pa.string()
-    ]
-    if not text:
-        return values
-    first = pc.index(pc.is_valid(values), True).as_py()
-    mask = pa.array([i == first for i in range(len(values))])
-    return pc.if_else(mask, pa.scalar(text[0]), values)
+    as a number, boolean or datetime (categories "1", "2", "x" drawn without "x"), one value
+    becomes a category that reads as text — in a row that is then still not a real one."""
+    for i, column in enumerate(columns):
+        values = table.column(i).combine_chunks()
+        if column["type"] != "string" or infer_type(None, values) in (None, pa.string()):
+            continue
+        text = [
+            c
+            for c in column.get("categories", [])
+            if infer_type(None, pa.array([c])) == pa.string()
+        ]
+        for row in range(min(table.num_rows, 100)):
+            changed = (
+                pc.if_else(
+                    pc.equal(pa.array(range(table.num_rows)), row), pa.scalar(text[0]), values
+                )
+                if text
+                else None
+            )
+            if changed is None:
+                break
+            candidate = table.set_column(i, table.field(i), changed)
+            if (
+                real_keys is None
+                or not pc.is_in(_row_keys(candidate.slice(row, 1)), value_set=real_keys)[0].as_py()
+            ):
+                table = candidate
+                break
+    return table
 
 
 def _cast(values: pa.Array, arrow_type: pa.DataType) -> pa.Array:
