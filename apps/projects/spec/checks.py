@@ -169,6 +169,8 @@ def _schedule_pipeline_issues(
             )
     for key, param in params.items():
         if key in given:
+            if not isinstance(given[key], str | int | float):
+                continue  # not a scalar: the schema says so
             try:
                 coerce_value(param, given[key], strict=True)
             except ParamError as error:
