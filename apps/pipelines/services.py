@@ -133,11 +133,13 @@ def _jobs_create(run: PipelineRun, job_specs: list[Mapping[str, Any]]) -> None:
     )
 
 
-def jobs_from_spec(spec: PipelineSpec) -> list[dict[str, Any]]:
-    """Job rows for a parsed `.controlplane.yml`, in dependency order."""
+def jobs_from_spec(spec: PipelineSpec, pipeline: str = "") -> list[dict[str, Any]]:
+    """Job rows of a pipeline of a parsed `.controlplane.yml` ("" = the push `jobs`), in
+    dependency order."""
+    specs, variables = spec.pipeline_jobs(pipeline)
     jobs = []
-    for name in spec.topological_order():
-        job = spec.jobs[name]
+    for name in spec.topological_order(pipeline):
+        job = specs[name]
         jobs.append(
             {
                 "name": name,
@@ -153,8 +155,9 @@ def jobs_from_spec(spec: PipelineSpec) -> list[dict[str, Any]]:
                     "artifacts": list(job.artifacts),
                     "reports": dict(job.reports),
                     "cache": list(job.cache),
-                    "variables": spec.job_variables(name),
+                    "variables": {**variables, **job.variables},
                     "when": job.when,
+                    **job.ct_options(),  # produces, consumes, step_cache, inputs, resources, gate
                 },
             }
         )

@@ -12,7 +12,9 @@ from jsonschema import Draft202012Validator
 
 from apps.projects.spec import (
     MAX_SPEC_BYTES,
+    GateSpec,
     PipelineSpec,
+    ScheduleSpec,
     SpecError,
     SpecIssue,
     load_schema,
@@ -91,14 +93,10 @@ def test_full_example_parses() -> None:
         "tolerance": 1e-6,
         "in_image": None,
     }
-    assert parsed.jobs["train"].options["gate"] == {
-        "metric": "f1",
-        "direction": "max",
-        "min_delta": 0.0,
-    }
+    assert parsed.jobs["train"].gate == GateSpec(metric="f1", direction="max", min_delta=0.0)
     assert parsed.environments["production"].required_approvals == 1
     assert parsed.monitor is not None and parsed.monitor.every_seconds == 900
-    assert parsed.schedules == {"retrain": "0 3 * * 1"}
+    assert parsed.schedules == {"retrain": ScheduleSpec("retrain", cron="0 3 * * 1")}
     assert parsed.cancel_previous is True
     assert parsed.raw["serve"]["port"] == 8080
 
@@ -334,7 +332,8 @@ def test_bad_cron(cron: str, fragment: str) -> None:
 
 def test_cron_macros_are_expanded() -> None:
     parsed = parse_spec(MINIMAL + "schedules: {nightly: '@daily', weekly: ' 0  3 * * mon '}\n")
-    assert parsed.schedules == {"nightly": "0 0 * * *", "weekly": "0 3 * * mon"}
+    crons = {name: schedule.cron for name, schedule in parsed.schedules.items()}
+    assert crons == {"nightly": "0 0 * * *", "weekly": "0 3 * * mon"}
 
 
 def test_reproducibility_command_needs_placeholders() -> None:
@@ -376,7 +375,9 @@ def test_gate_requires_metrics() -> None:
           t: {kind: train, script: [python train.py], gate: {metric: f1}}
     """)
     )
-    assert issue.message == "'metrics' is required when 'gate' is set"
+    assert issue.message == (
+        "'metrics' is required when 'gate' is set; 'model' is required when 'gate' is set"
+    )
 
 
 # ------------------------------------------------------------------ YAML-level problems
@@ -587,6 +588,7 @@ def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
             kind: train
             script: python train.py
             metrics: metrics.json
+            model: model.joblib
             gate: {metric: f1}
         monitor:
           reference: data/reference.csv
@@ -597,11 +599,11 @@ def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
         "`kind: train` of `jobs.fit` (line 5) is accepted but not acted on yet: the job runs "
         "its script like a `script` job; its `model` and `metrics` are not registered "
         "(a build job's are)",
-        "`jobs.fit.gate` (line 8) is accepted but not acted on yet: no model is held back by "
+        "`jobs.fit.gate` (line 9) is accepted but not acted on yet: no model is held back by "
         "the gate",
-        "`monitor` (line 9) is accepted but not acted on yet: no drift check runs and no run "
+        "`monitor` (line 10) is accepted but not acted on yet: no drift check runs and no run "
         "is started on drift",
-        "`schedules` (line 11) is accepted but not acted on yet: no run is scheduled",
+        "`schedules` (line 12) is accepted but not acted on yet: no run is scheduled",
     )
 
 

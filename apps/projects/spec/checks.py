@@ -1,15 +1,28 @@
-"""Checks the JSON Schema cannot express: job references and cycles, cron expressions, options
-that depend on other parts of the spec; and the warnings for keys that do nothing yet."""
+"""Checks the JSON Schema cannot express, over the whole spec: schedules (cron, time zones,
+the pipeline they start and its params), named pipelines (param definitions, dataset triggers),
+the monitor; and the warnings for keys that do nothing yet. Checks of a map of jobs (needs,
+cycles, datasets, gates) are in `checks_jobs`.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
 from croniter import croniter
 
+from apps.projects.spec.checks_jobs import (
+    arrows,
+    find_cycles,
+    job_map_issues,
+    job_maps,
+    unknown_environment,
+)
 from apps.projects.spec.loader import NodeIndex, format_path
+from apps.projects.spec.params import PARAM_TYPES, ParamError, ParamSpec, coerce_value
 from apps.projects.spec.parsed import JsonPath, SpecIssue
 from apps.projects.spec.schema import did_you_mean
 
@@ -25,18 +38,11 @@ CRON_MACROS = {
 
 
 def semantic_issues(data: dict[str, Any], index: NodeIndex) -> list[SpecIssue]:
-    jobs = data.get("jobs")
-    jobs = (
-        {name: job for name, job in jobs.items() if isinstance(job, dict)}
-        if isinstance(jobs, dict)
-        else {}
-    )
     issues = list(_non_finite_issues(data, (), index))
-    issues += _needs_issues(jobs, index)
-    issues += _cycle_issues(jobs, index)
-    issues += _schedule_issues(data.get("schedules"), index)
-    issues += _job_option_issues(jobs, data.get("environments"), index)
-    issues += _monitor_issues(data.get("monitor"), jobs, index)
+    issues += job_map_issues(data, index)
+    issues += _schedule_issues(data, index)
+    issues += _pipeline_issues(data, index)
+    issues += _monitor_issues(data.get("monitor"), data, index)
     return issues
 
 
@@ -49,69 +55,6 @@ def _non_finite_issues(value: Any, path: JsonPath, index: NodeIndex) -> Iterator
     elif isinstance(value, list):
         for position, item in enumerate(value):
             yield from _non_finite_issues(item, (*path, position), index)
-
-
-def _needs_of(job: dict[str, Any]) -> list[Any]:
-    needs = job.get("needs")
-    return needs if isinstance(needs, list) else []
-
-
-def _needs_issues(jobs: dict[str, dict[str, Any]], index: NodeIndex) -> Iterator[SpecIssue]:
-    names = [str(name) for name in jobs]
-    for name, job in jobs.items():
-        for position, need in enumerate(_needs_of(job)):
-            path = ("jobs", name, "needs", position)
-            if not isinstance(need, str):
-                continue
-            if need == name:
-                yield index.issue(path, f"job '{name}' cannot depend on itself")
-            elif need not in jobs:
-                hint = did_you_mean(need, names)
-                yield index.issue(path, f"unknown job '{need}'" + (f" ({hint})" if hint else ""))
-
-
-def _cycle_issues(jobs: dict[str, dict[str, Any]], index: NodeIndex) -> Iterator[SpecIssue]:
-    graph = {
-        name: [n for n in _needs_of(job) if isinstance(n, str) and n in jobs and n != name]
-        for name, job in jobs.items()
-    }
-    reported: set[frozenset[str]] = set()
-    for cycle in _find_cycles(graph):
-        members = frozenset(cycle)
-        if members in reported:
-            continue
-        reported.add(members)
-        first, second = cycle[0], cycle[1]
-        position = _needs_of(jobs[first]).index(second)
-        shown = cycle if len(cycle) <= 12 else [*cycle[:5], "...", *cycle[-5:]]
-        arrow = " -> ".join(shown)
-        yield index.issue(("jobs", first, "needs", position), f"dependency cycle: {arrow}")
-
-
-def _find_cycles(graph: dict[str, list[str]]) -> Iterator[list[str]]:
-    """Yield cycles found by an iterative DFS, each rotated to start at its earliest job."""
-    order = {name: i for i, name in enumerate(graph)}
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = finished
-    for root in graph:
-        if root in state:
-            continue
-        state[root] = 1
-        trail = [root]
-        stack = [iter(graph[root])]
-        while stack:
-            need = next(stack[-1], None)
-            if need is None:
-                stack.pop()
-                state[trail.pop()] = 2
-            elif state.get(need) == 1:
-                loop = trail[trail.index(need) :]
-                start = min(range(len(loop)), key=lambda i: order[loop[i]])
-                loop = loop[start:] + loop[:start]
-                yield [*loop, loop[0]]
-            elif need not in state:
-                state[need] = 1
-                trail.append(need)
-                stack.append(iter(graph[need]))
 
 
 def cron_problem(expression: str) -> str | None:
@@ -133,54 +76,223 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
-def _schedule_issues(schedules: Any, index: NodeIndex) -> Iterator[SpecIssue]:
+def _schedule_issues(data: dict[str, Any], index: NodeIndex) -> Iterator[SpecIssue]:
+    schedules = data.get("schedules")
     if not isinstance(schedules, dict):
         return
-    for name, expression in schedules.items():
-        if isinstance(expression, str) and expression.strip():
-            problem = cron_problem(expression)
+    for name, entry in schedules.items():
+        if isinstance(entry, str) and entry.strip():
+            problem = cron_problem(entry)
             if problem:
                 yield index.issue(("schedules", name), problem)
+        elif isinstance(entry, dict):
+            yield from _schedule_entry_issues(name, entry, data, index)
 
 
-def _job_option_issues(
-    jobs: dict[str, dict[str, Any]], environments: Any, index: NodeIndex
+def _schedule_entry_issues(
+    name: str, entry: dict[str, Any], data: dict[str, Any], index: NodeIndex
 ) -> Iterator[SpecIssue]:
-    for name, job in jobs.items():
-        command = job.get("command")
-        if job.get("kind") == "reproducibility" and isinstance(command, str):
-            for placeholder in ("{input}", "{output}"):
-                if placeholder not in command:
-                    yield index.issue(
-                        ("jobs", name, "command"), f"must contain the {placeholder} placeholder"
-                    )
-        built = job.get("in_image")
-        if isinstance(built, str):
-            needs = job.get("needs") or []
-            if built not in needs or (jobs.get(built) or {}).get("kind") != "build":
-                yield index.issue(
-                    ("jobs", name, "in_image"),
-                    f"must name a build job this job needs ('{built}' is not one)",
-                )
-        target = job.get("environment")
-        if (
-            isinstance(environments, dict)
-            and isinstance(target, str)
-            and (target not in environments)
-        ):
-            hint = did_you_mean(target, [str(env) for env in environments])
+    path: JsonPath = ("schedules", name)
+    cron, every = entry.get("cron"), entry.get("every")
+    if cron is None and every is None:
+        yield index.issue(path, "needs one of 'cron' or 'every'")
+    elif cron is not None and every is not None:
+        yield index.issue((*path, "every"), "'cron' and 'every' cannot both be set (pick one)")
+    if isinstance(cron, str) and cron.strip() and (problem := cron_problem(cron)):
+        yield index.issue((*path, "cron"), problem)
+    timezone = entry.get("timezone")
+    if isinstance(timezone, str) and (problem := timezone_problem(timezone)):
+        yield index.issue((*path, "timezone"), problem)
+    environments = entry.get("environments")
+    for position, env in enumerate(environments if isinstance(environments, list) else []):
+        problem = (
+            unknown_environment(env, data.get("environments")) if isinstance(env, str) else None
+        )
+        if problem:
+            yield index.issue((*path, "environments", position), problem)
+    yield from _schedule_pipeline_issues(path, entry, data, index)
+
+
+def timezone_problem(name: str) -> str | None:
+    """Why `name` is not an IANA time zone (e.g. Europe/Paris), or None if it is one."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(name, sorted(_timezones()))
+        return f"unknown time zone '{name}'" + (f" ({hint})" if hint else " (e.g. Europe/Paris)")
+    return None
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _pipelines(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    pipelines = data.get("pipelines")
+    if not isinstance(pipelines, dict):
+        return {}
+    return {name: p for name, p in pipelines.items() if isinstance(p, dict)}
+
+
+def _schedule_pipeline_issues(
+    path: JsonPath, entry: dict[str, Any], data: dict[str, Any], index: NodeIndex
+) -> Iterator[SpecIssue]:
+    pipelines = _pipelines(data)
+    target = entry.get("pipeline")
+    if isinstance(target, str) and target not in pipelines:
+        hint = did_you_mean(target, list(pipelines))
+        if not pipelines:
+            hint = "the spec declares no `pipelines`"
+        yield index.issue(
+            (*path, "pipeline"),
+            f"unknown pipeline '{target}' ({hint or 'declared: ' + ', '.join(pipelines)})",
+        )
+        return
+    given = entry.get("params")
+    if not isinstance(given, dict):
+        given = {}
+    if not isinstance(target, str):
+        if given:
             yield index.issue(
-                ("jobs", name, "environment"),
-                f"unknown environment '{target}'" + (f" ({hint})" if hint else ""),
+                (*path, "params"), "only a named pipeline takes params (set 'pipeline')"
+            )
+        return
+    params = declared_params(pipelines[target])
+    for key in given:
+        if key not in params:
+            hint = did_you_mean(key, list(params))
+            listing = f"declared: {', '.join(params)}" if params else "it declares none"
+            yield index.issue(
+                (*path, "params", key),
+                f"unknown parameter of pipeline '{target}' ({hint + ' ' if hint else ''}{listing})",
+            )
+    for key, param in params.items():
+        if key in given:
+            if not isinstance(given[key], str | int | float):
+                continue  # not a scalar: the schema says so
+            try:
+                coerce_value(param, given[key], strict=True)
+            except ParamError as error:
+                yield index.issue((*path, "params", key), error.message)
+        elif param.required:
+            where = (*path, "params") if "params" in entry else path
+            yield index.issue(
+                where, f"parameter '{key}' of pipeline '{target}' has no default, so it is required"
             )
 
 
-def _monitor_issues(
-    monitor: Any, jobs: dict[str, dict[str, Any]], index: NodeIndex
+# --------------------------------------------------------------------------- named pipelines
+
+
+def declared_params(pipeline: dict[str, Any]) -> dict[str, ParamSpec]:
+    """The pipeline's params that are well-formed enough to check values against."""
+    raw = pipeline.get("params")
+    found: dict[str, ParamSpec] = {}
+    for name, param in raw.items() if isinstance(raw, dict) else []:
+        if not isinstance(param, dict) or param.get("type") not in PARAM_TYPES:
+            continue
+        choices = param.get("choices")
+        bounds = {key: param.get(key) for key in ("minimum", "maximum")}
+        found[name] = ParamSpec(
+            name=name,
+            type=param["type"],
+            default=param.get("default"),
+            required="default" not in param,
+            choices=tuple(choices) if isinstance(choices, list) else (),
+            **{k: v for k, v in bounds.items() if isinstance(v, int | float)},
+        )
+    return found
+
+
+def _pipeline_issues(data: dict[str, Any], index: NodeIndex) -> Iterator[SpecIssue]:
+    pipelines = _pipelines(data)
+    for name, pipeline in pipelines.items():
+        yield from _param_definition_issues(name, pipeline, index)
+    yield from _on_dataset_issues(data, pipelines, index)
+
+
+def _param_definition_issues(
+    pipeline_name: str, pipeline: dict[str, Any], index: NodeIndex
 ) -> Iterator[SpecIssue]:
+    raw = pipeline.get("params")
+    params = declared_params(pipeline)
+    for name, param in params.items():
+        path: JsonPath = ("pipelines", pipeline_name, "params", name)
+        given = raw[name]
+        numeric = param.type in ("number", "integer")
+        if param.type == "choice" and "choices" not in given:
+            yield index.issue(path, "type 'choice' needs 'choices'")
+        elif param.type != "choice" and "choices" in given:
+            yield index.issue((*path, "choices"), "'choices' is only for type 'choice'")
+        for bound in ("minimum", "maximum"):
+            if bound in given and not numeric:
+                yield index.issue((*path, bound), f"'{bound}' is only for type number or integer")
+        low, high = param.minimum, param.maximum
+        if numeric and low is not None and high is not None and low > high:
+            yield index.issue((*path, "maximum"), f"must be >= minimum ({low}) (got {high})")
+        elif "default" in given and (param.type != "choice" or param.choices):
+            try:
+                coerce_value(param, given["default"], strict=True)
+            except ParamError as error:
+                yield index.issue((*path, "default"), error.message)
+
+
+def _produced(data: dict[str, Any]) -> dict[str, list[str]]:
+    """dataset -> the pipelines ("" = push) with a job producing it."""
+    found: dict[str, list[str]] = {}
+    for jobs in job_maps(data):
+        for job in jobs.jobs.values():
+            produces = job.get("produces")
+            for dataset in produces if isinstance(produces, dict) else {}:
+                found.setdefault(dataset, [])
+                if jobs.pipeline not in found[dataset]:
+                    found[dataset].append(jobs.pipeline)
+    return found
+
+
+def _on_dataset_issues(
+    data: dict[str, Any], pipelines: dict[str, dict[str, Any]], index: NodeIndex
+) -> Iterator[SpecIssue]:
+    produced = _produced(data)
+    graph: dict[str, list[str]] = {name: [] for name in pipelines}
+    for name, pipeline in pipelines.items():
+        triggers = pipeline.get("on_dataset")
+        for position, dataset in enumerate(triggers if isinstance(triggers, list) else []):
+            if not isinstance(dataset, str):
+                continue
+            path = ("pipelines", name, "on_dataset", position)
+            producers = produced.get(dataset, [])
+            if not producers:
+                hint = did_you_mean(dataset, list(produced))
+                yield index.issue(
+                    path,
+                    f"no job of the spec produces dataset '{dataset}'"
+                    + (f" ({hint})" if hint else ""),
+                )
+            elif name in producers:
+                yield index.issue(
+                    path,
+                    f"pipeline '{name}' would start itself: one of its jobs produces '{dataset}'",
+                )
+            for producer in producers:
+                if producer and producer != name and producer in graph:
+                    graph[producer].append(name)
+    reported: set[frozenset[str]] = set()
+    for cycle in find_cycles(graph):
+        if frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
+            yield index.issue(
+                ("pipelines", cycle[0], "on_dataset"),
+                f"dataset trigger cycle: {arrows(cycle)} (each run would start the next)",
+            )
+
+
+def _monitor_issues(monitor: Any, data: dict[str, Any], index: NodeIndex) -> Iterator[SpecIssue]:
     if not isinstance(monitor, dict) or monitor.get("on_drift") != "retrain":
         return
-    if not any(job.get("kind") == "train" for job in jobs.values()):
+    jobs = [job for jobs in job_maps(data) for job in jobs.jobs.values()]
+    if not any(job.get("kind") == "train" for job in jobs):
         yield index.issue(("monitor", "on_drift"), "'retrain' needs a job of kind 'train'")
 
 
@@ -205,16 +317,16 @@ def spec_warnings(data: dict[str, Any], index: NodeIndex) -> list[str]:
         warn(("schedules",), "no run is scheduled")
     if data.get("monitor") is not None:
         warn(("monitor",), "no drift check runs and no run is started on drift")
-    jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
-    for name, job in jobs.items():
-        if not isinstance(job, dict) or job.get("kind") != "train":
-            continue
-        warn(
-            ("jobs", name, "kind"),
-            "the job runs its script like a `script` job; its `model` and `metrics` are not "
-            "registered (a build job's are)",
-            subject=f"`kind: train` of `{format_path(('jobs', name))}`",
-        )
-        if job.get("gate") is not None:
-            warn(("jobs", name, "gate"), "no model is held back by the gate")
+    for jobs in job_maps(data):
+        for name, job in jobs.jobs.items():
+            if job.get("kind") != "train":
+                continue
+            warn(
+                jobs.path(name, "kind"),
+                "the job runs its script like a `script` job; its `model` and `metrics` are not "
+                "registered (a build job's are)",
+                subject=f"`kind: train` of `{format_path(jobs.path(name))}`",
+            )
+            if job.get("gate") is not None:
+                warn(jobs.path(name, "gate"), "no model is held back by the gate")
     return [text for _, text in sorted(found, key=lambda item: item[0])]

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
+from apps.projects.spec.params import ParamSpec
+
 SPEC_FILENAME = ".controlplane.yml"
 
 JsonPath = tuple[str | int, ...]
@@ -54,6 +56,27 @@ class SpecError(Exception):
 
 
 @dataclass(frozen=True)
+class GateSpec:
+    """A train job's gate: the candidate model against the champion serving in `environment`."""
+
+    metric: str
+    direction: str = "max"
+    min_delta: float = 0.0  # absolute, or a fraction of the champion's value when relative
+    relative: bool = False
+    guards: dict[str, str] = field(default_factory=dict)  # metric -> "max" | "min"
+    environment: str = "production"
+    dataset: str | None = None  # a consumed dataset: the evaluation data
+    evaluate: str | None = None  # command with {model}, {data} and {output} placeholders
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateSpec:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     kind: str
@@ -65,18 +88,43 @@ class JobSpec:
     retries: int = 0
     artifacts: tuple[str, ...] = ()
     reports: dict[str, str] = field(default_factory=dict)
-    cache: tuple[str, ...] = ()
+    cache: tuple[str, ...] = ()  # directories kept between runs (`cache: [paths]`)
     variables: dict[str, str] = field(default_factory=dict)
     when: str = "on_success"
     options: dict[str, Any] = field(default_factory=dict)
+    produces: dict[str, str] = field(default_factory=dict)  # dataset -> workspace path written
+    consumes: dict[str, str] = field(default_factory=dict)  # dataset -> workspace path read
+    step_cache: bool = False  # `cache: true`: reuse an earlier identical job's result
+    inputs: tuple[str, ...] = ()  # commit paths keying the step cache; empty: the whole tree
+    resources: dict[str, Any] = field(default_factory=dict)  # cpu, memory, gpu
+    gate: GateSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
 
+    def ct_options(self) -> dict[str, Any]:
+        """The CT keys as the executor reads them from `job.options` (JSON-ready)."""
+        return {
+            "produces": dict(self.produces),
+            "consumes": dict(self.consumes),
+            "step_cache": self.step_cache,
+            "inputs": list(self.inputs),
+            "resources": dict(self.resources),
+            "gate": self.gate.to_dict() if self.gate else None,
+        }
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        tuples = ("needs", "script", "artifacts", "cache")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+        """Rebuild from `to_dict()`; a job stored before the CT keys gets their defaults (its
+        gate, then kept in `options`, moves to `gate`)."""
+        tuples = ("needs", "script", "artifacts", "cache", "inputs")
+        values = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        options = dict(values.get("options", {}))
+        old_gate = options.pop("gate", None)
+        gate = values.get("gate", old_gate)
+        values["options"] = options
+        values["gate"] = GateSpec.from_dict(gate) if gate else None
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -125,13 +173,95 @@ class RefFilter:
 
 
 @dataclass(frozen=True)
+class ScheduleSpec:
+    """A `schedules:` entry; a plain cron string is `ScheduleSpec(name, cron=...)`."""
+
+    name: str
+    pipeline: str = ""  # a name under `pipelines:`; "" = the push pipeline `jobs`
+    cron: str | None = None  # five fields, macros expanded
+    every_seconds: int | None = None
+    timezone: str | None = None  # None: the project's timezone
+    environments: tuple[str, ...] = ()  # empty: one run at project level
+    params: dict[str, Any] = field(default_factory=dict)  # as written; validated by the parser
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any] | str) -> ScheduleSpec:
+        if isinstance(data, str):  # stored before schedules were mappings
+            return cls(name=name, cron=data)
+        values = {**data, "name": name}
+        values["environments"] = tuple(values.get("environments", ()))
+        return cls(**values)
+
+
+def topological_order(jobs: dict[str, JobSpec]) -> list[str]:
+    """Dependencies first; among ready jobs the earliest declared goes first."""
+    position = {name: index for index, name in enumerate(jobs)}
+    pending = {name: len(job.needs) for name, job in jobs.items()}
+    dependents: dict[str, list[str]] = {name: [] for name in jobs}
+    for name, job in jobs.items():
+        for need in job.needs:
+            dependents[need].append(name)
+    ready = [(position[name], name) for name, count in pending.items() if count == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        order.append(name)
+        for child in dependents[name]:
+            pending[child] -= 1
+            if pending[child] == 0:
+                heapq.heappush(ready, (position[child], child))
+    return order
+
+
+@dataclass(frozen=True)
+class NamedPipelineSpec:
+    """A pipeline under `pipelines:`: never started by a push; by a schedule, a new dataset
+    version, the API or the UI."""
+
+    name: str
+    jobs: dict[str, JobSpec]
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    concurrency: str = "queue"  # skip | queue | cancel_previous
+    on_dataset: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def topological_order(self) -> list[str]:
+        return topological_order(self.jobs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "jobs": {name: job.to_dict() for name, job in self.jobs.items()},
+            "params": {name: param.to_dict() for name, param in self.params.items()},
+            "concurrency": self.concurrency,
+            "on_dataset": list(self.on_dataset),
+            "variables": dict(self.variables),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NamedPipelineSpec:
+        return cls(
+            name=data["name"],
+            jobs={name: JobSpec.from_dict(job) for name, job in data["jobs"].items()},
+            params={name: ParamSpec.from_dict(p) for name, p in data.get("params", {}).items()},
+            concurrency=data.get("concurrency", "queue"),
+            on_dataset=tuple(data.get("on_dataset", ())),
+            variables=dict(data.get("variables", {})),
+        )
+
+
+@dataclass(frozen=True)
 class PipelineSpec:
     version: int
     jobs: dict[str, JobSpec]
     serve: ServeSpec | None = None
     environments: dict[str, EnvironmentSpec] = field(default_factory=dict)
     monitor: MonitorSpec | None = None
-    schedules: dict[str, str] = field(default_factory=dict)  # macros expanded to 5 fields
+    schedules: dict[str, ScheduleSpec] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)
     branches: RefFilter | None = None
     tags: RefFilter | None = None
@@ -139,30 +269,31 @@ class PipelineSpec:
     raw: dict[str, Any] = field(default_factory=dict)
     # Keys the spec uses that are accepted but not acted on yet, each naming its line.
     warnings: tuple[str, ...] = ()
+    pipelines: dict[str, NamedPipelineSpec] = field(default_factory=dict)
 
-    def topological_order(self) -> list[str]:
-        """Dependencies first; among ready jobs the earliest declared goes first."""
-        position = {name: index for index, name in enumerate(self.jobs)}
-        pending = {name: len(job.needs) for name, job in self.jobs.items()}
-        dependents: dict[str, list[str]] = {name: [] for name in self.jobs}
-        for name, job in self.jobs.items():
-            for need in job.needs:
-                dependents[need].append(name)
-        ready = [(position[name], name) for name, count in pending.items() if count == 0]
-        heapq.heapify(ready)
-        order: list[str] = []
-        while ready:
-            _, name = heapq.heappop(ready)
-            order.append(name)
-            for child in dependents[name]:
-                pending[child] -= 1
-                if pending[child] == 0:
-                    heapq.heappush(ready, (position[child], child))
-        return order
+    def topological_order(self, pipeline: str = "") -> list[str]:
+        """The jobs of `pipeline` ("" = the push jobs), dependencies first; among ready jobs
+        the earliest declared goes first."""
+        return topological_order(self.pipeline_jobs(pipeline)[0])
 
-    def job_variables(self, name: str) -> dict[str, str]:
-        """Global variables overlaid with the job's own."""
-        return {**self.variables, **self.jobs[name].variables}
+    def pipeline_jobs(self, name: str) -> tuple[dict[str, JobSpec], dict[str, str]]:
+        """The jobs of pipeline `name` ("" = the push pipeline `jobs`) and the variables they
+        all get (global ones overlaid with the pipeline's). KeyError for an unknown name."""
+        if not name:
+            return self.jobs, dict(self.variables)
+        if name not in self.pipelines:
+            raise KeyError(f"unknown pipeline {name!r}")
+        pipeline = self.pipelines[name]
+        return pipeline.jobs, {**self.variables, **pipeline.variables}
+
+    def job_variables(self, name: str, pipeline: str = "") -> dict[str, str]:
+        """Global (and the pipeline's) variables overlaid with the job's own."""
+        jobs, variables = self.pipeline_jobs(pipeline)
+        return {**variables, **jobs[name].variables}
+
+    def pipelines_on_dataset(self, dataset: str) -> list[str]:
+        """Named pipelines a new version of `dataset` starts, in declaration order."""
+        return [name for name, p in self.pipelines.items() if dataset in p.on_dataset]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,18 +302,20 @@ class PipelineSpec:
             "serve": asdict(self.serve) if self.serve else None,
             "environments": {name: asdict(env) for name, env in self.environments.items()},
             "monitor": _jsonable(asdict(self.monitor)) if self.monitor else None,
-            "schedules": dict(self.schedules),
+            "schedules": {name: entry.to_dict() for name, entry in self.schedules.items()},
             "variables": dict(self.variables),
             "branches": self.branches.to_dict() if self.branches else None,
             "tags": self.tags.to_dict() if self.tags else None,
             "cancel_previous": self.cancel_previous,
             "raw": copy.deepcopy(self.raw),
             "warnings": list(self.warnings),
+            "pipelines": {name: p.to_dict() for name, p in self.pipelines.items()},
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineSpec:
-        """Rebuild from `to_dict()` output (e.g. as stored on a PipelineRun); no validation."""
+        """Rebuild from `to_dict()` output (e.g. as stored on a PipelineRun); no validation.
+        A spec stored before a key existed gets its default."""
         monitor = data.get("monitor")
         return cls(
             version=data["version"],
@@ -196,13 +329,20 @@ class PipelineSpec:
                 if monitor
                 else None
             ),
-            schedules=dict(data.get("schedules", {})),
+            schedules={
+                name: ScheduleSpec.from_dict(name, entry)
+                for name, entry in data.get("schedules", {}).items()
+            },
             variables=dict(data.get("variables", {})),
             branches=RefFilter.from_dict(data["branches"]) if data.get("branches") else None,
             tags=RefFilter.from_dict(data["tags"]) if data.get("tags") else None,
             cancel_previous=bool(data.get("cancel_previous", False)),
             raw=data.get("raw", {}),
             warnings=tuple(data.get("warnings", ())),
+            pipelines={
+                name: NamedPipelineSpec.from_dict(p)
+                for name, p in data.get("pipelines", {}).items()
+            },
         )
 
 

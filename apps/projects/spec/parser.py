@@ -12,12 +12,16 @@ from typing import Any
 
 from apps.projects.spec.checks import CRON_MACROS, semantic_issues, spec_warnings
 from apps.projects.spec.loader import load
+from apps.projects.spec.params import ParamSpec
 from apps.projects.spec.parsed import (
     EnvironmentSpec,
+    GateSpec,
     JobSpec,
     MonitorSpec,
+    NamedPipelineSpec,
     PipelineSpec,
     RefFilter,
+    ScheduleSpec,
     ServeSpec,
     SpecError,
 )
@@ -33,11 +37,15 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "tolerance": 1e-6,
         "in_image": None,
     },
-    "train": {"model": None, "metrics": None, "gate": None},
+    "train": {"model": None, "metrics": None},
     "deploy": {"environment": None},
 }
-GATE_DEFAULTS: dict[str, Any] = {"direction": "max", "min_delta": 0.0}
-DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """'30s' -> 30, '5m' -> 300, '1h' -> 3600, '2d' -> 172800 (the schema checked the shape)."""
+    return int(text[:-1]) * DURATION_UNITS[text[-1]]
 
 
 def _str_value(value: Any) -> str:
@@ -53,9 +61,8 @@ def _variables(raw: dict[str, Any] | None) -> dict[str, str]:
 def _build_job(name: str, raw: dict[str, Any]) -> JobSpec:
     kind = raw["kind"]
     script = raw.get("script", ())
+    cache = raw.get("cache", ())
     options = {key: raw.get(key, default) for key, default in KIND_DEFAULTS.get(kind, {}).items()}
-    if options.get("gate"):
-        options["gate"] = {**GATE_DEFAULTS, **options["gate"]}
     if raw.get("model_name"):  # the registered model's name (default: the model file's stem)
         options["model_name"] = raw["model_name"]
     return JobSpec(
@@ -69,10 +76,56 @@ def _build_job(name: str, raw: dict[str, Any]) -> JobSpec:
         retries=raw.get("retries", 0),
         artifacts=tuple(raw.get("artifacts", ())),
         reports=dict(raw.get("reports", {})),
-        cache=tuple(raw.get("cache", ())),
+        cache=tuple(cache) if isinstance(cache, list) else (),
         variables=_variables(raw.get("variables")),
         when=raw.get("when", "on_success"),
         options=options,
+        produces=dict(raw.get("produces", {})),
+        consumes=dict(raw.get("consumes", {})),
+        step_cache=cache is True,
+        inputs=tuple(raw.get("inputs", ())),
+        resources=dict(raw.get("resources", {})),
+        gate=_build_gate(raw.get("gate")),
+    )
+
+
+def _build_gate(raw: dict[str, Any] | None) -> GateSpec | None:
+    if raw is None:
+        return None
+    return GateSpec(**{**raw, "guards": dict(raw.get("guards", {}))})
+
+
+def _build_jobs(raw: dict[str, Any]) -> dict[str, JobSpec]:
+    return {name: _build_job(name, job) for name, job in raw.items()}
+
+
+def _build_pipeline(name: str, raw: dict[str, Any]) -> NamedPipelineSpec:
+    return NamedPipelineSpec(
+        name=name,
+        jobs=_build_jobs(raw["jobs"]),
+        params={key: ParamSpec.from_raw(key, p) for key, p in raw.get("params", {}).items()},
+        concurrency=raw.get("concurrency", "queue"),
+        on_dataset=tuple(raw.get("on_dataset", ())),
+        variables=_variables(raw.get("variables")),
+    )
+
+
+def _cron(expression: str) -> str:
+    return CRON_MACROS.get(expression.strip(), " ".join(expression.split()))
+
+
+def _build_schedule(name: str, raw: str | dict[str, Any]) -> ScheduleSpec:
+    if isinstance(raw, str):
+        return ScheduleSpec(name=name, cron=_cron(raw))
+    every = raw.get("every")
+    return ScheduleSpec(
+        name=name,
+        pipeline=raw.get("pipeline", ""),
+        cron=_cron(raw["cron"]) if "cron" in raw else None,
+        every_seconds=duration_seconds(every) if every else None,
+        timezone=raw.get("timezone"),
+        environments=tuple(raw.get("environments", ())),
+        params=dict(raw.get("params", {})),
     )
 
 
@@ -86,7 +139,7 @@ def _build_monitor(raw: dict[str, Any] | None) -> MonitorSpec | None:
         method=raw.get("method", "psi"),
         threshold=raw.get("threshold", 0.2),
         every=every,
-        every_seconds=int(every[:-1]) * DURATION_UNITS[every[-1]],
+        every_seconds=duration_seconds(every),
         on_drift=raw.get("on_drift", "alert"),
     )
 
@@ -99,7 +152,7 @@ def _build_spec(data: dict[str, Any], *, warnings: list[str]) -> PipelineSpec:
     serve = data.get("serve")
     return PipelineSpec(
         version=data["version"],
-        jobs={name: _build_job(name, job) for name, job in data["jobs"].items()},
+        jobs=_build_jobs(data["jobs"]),
         serve=ServeSpec(**serve) if serve is not None else None,
         environments={
             name: EnvironmentSpec(name=name, **(env or {}))
@@ -107,8 +160,7 @@ def _build_spec(data: dict[str, Any], *, warnings: list[str]) -> PipelineSpec:
         },
         monitor=_build_monitor(data.get("monitor")),
         schedules={
-            name: CRON_MACROS.get(expr.strip(), " ".join(expr.split()))
-            for name, expr in data.get("schedules", {}).items()
+            name: _build_schedule(name, entry) for name, entry in data.get("schedules", {}).items()
         },
         variables=_variables(data.get("variables")),
         branches=_build_filter(data.get("branches")),
@@ -116,6 +168,9 @@ def _build_spec(data: dict[str, Any], *, warnings: list[str]) -> PipelineSpec:
         cancel_previous=data.get("cancel_previous", False),
         raw=copy.deepcopy(data),
         warnings=tuple(warnings),
+        pipelines={
+            name: _build_pipeline(name, raw) for name, raw in data.get("pipelines", {}).items()
+        },
     )
 
 
