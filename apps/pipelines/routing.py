@@ -92,8 +92,7 @@ def parse_rules(raw: Any) -> list[Rule]:
 
 @checks.register(checks.Tags.compatibility)
 def check_rules(**_kwargs: Any) -> list[checks.CheckMessage]:
-    """``manage.py check`` (and every worker's start) names a wrong rule at once, rather than
-    each job failing to be sent."""
+    """``manage.py check`` names a wrong rule (a job cannot be sent while one is wrong)."""
     try:
         parse_rules(settings.JOB_RESOURCE_QUEUES)
     except ImproperlyConfigured as exc:
