@@ -111,3 +111,4 @@ JOB_KIND_QUEUE: dict[str, CeleryQueue] = {
 class Runner(models.TextChoices):
     LOCAL = "local", "Local process"
     DOCKER = "docker", "Docker container"
+    KUBERNETES = "kubernetes", "Kubernetes Job"

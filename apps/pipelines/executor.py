@@ -21,12 +21,13 @@ from django.db import close_old_connections, connection
 
 from apps.projects.selectors import job_variables
 
-from . import git, services
+from . import git, routing, services
 from .artifacts import bundle_store_put
 from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
 from .models import Artifact, Job
+from .resources import job_resources
 from .runners import RunOutcome, RunRequest, get_runner
 from .signals import JobStepError, job_script_succeeded, job_setup
 
@@ -372,6 +373,9 @@ def execute_job(job: Job) -> Job:
     result: dict[str, Any] = {}
     artifacts: list[Artifact] = []
     try:
+        note = routing.route(kind=job.kind, options=job.options).note  # why this queue
+        if note:
+            log.line(note)
         if job.runner not in settings.RUNNERS_ALLOWED:
             raise JobSetupError(f"Runner '{job.runner}' is not allowed on this worker.")
         started = time.monotonic()
@@ -406,6 +410,11 @@ def execute_job(job: Job) -> Job:
                     log=log,
                     cancel=cancel,
                     image=image,
+                    resources=job_resources(job.options),
+                    secrets=tuple(secrets),
+                    project_id=project.pk,
+                    run_id=run.pk,
+                    job_id=job.pk,
                 )
             )
         if outcome.error:

@@ -18,7 +18,6 @@ from apps.projects.spec import SPEC_FILENAME, PipelineSpec, SpecError, parse_spe
 
 from . import git
 from .choices import (
-    JOB_KIND_QUEUE,
     JOB_TERMINAL,
     JOB_TIMESTAMPS,
     JOB_TRANSITIONS,
@@ -32,6 +31,7 @@ from .choices import (
 )
 from .commits import Commit
 from .models import Artifact, Job, PipelineRun
+from .routing import job_queue
 from .signals import run_status_changed
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _send_job(job: Job, *, resend: bool = False) -> None:
 
     sent_at = timezone.now()
     try:
-        run_job_task.apply_async(args=[job.pk], queue=JOB_KIND_QUEUE[job.kind].value)
+        run_job_task.apply_async(args=[job.pk], queue=job_queue(job))
     except Exception:
         # The row says "queued"; the sweeper will send it again once the broker is back.
         logger.exception("Could not send job %s to the broker; the sweeper will retry", job.pk)

@@ -207,8 +207,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3600 * 6)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600 * 6 + 300)
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Jobs go to the queue of their kind, or to a queue only capable workers consume when a rule
+# here takes what they ask for (`resources:`; apps/pipelines/routing.py, docs/workers.md), e.g.
+# CONTROLPLANE_JOB_RESOURCE_QUEUES='[{"queue": "gpu", "gpu": 1, "max": {"gpu": 4}}]'.
+JOB_RESOURCE_QUEUES = env.json("CONTROLPLANE_JOB_RESOURCE_QUEUES", default=[])
 CELERY_TASK_QUEUES = [
-    Queue(name) for name in ("default", "test", "build", "deploy", "train", "monitor")
+    Queue(name)
+    for name in dict.fromkeys(
+        [
+            *("default", "test", "build", "deploy", "train", "monitor"),
+            *(r["queue"] for r in JOB_RESOURCE_QUEUES if isinstance(r, dict) and r.get("queue")),
+        ]
+    )
 ]
 CELERY_TASK_ROUTES = {
     "core.*": {"queue": "default"},
@@ -345,6 +355,35 @@ CONTROLPLANE_DOCKER_NETWORK = env.str("CONTROLPLANE_DOCKER_NETWORK", default="ho
 CONTROLPLANE_DOCKER_MEMORY = env.str("CONTROLPLANE_DOCKER_MEMORY", default="2g")
 CONTROLPLANE_DOCKER_CPUS = env.float("CONTROLPLANE_DOCKER_CPUS", default=2.0)
 CONTROLPLANE_DOCKER_PULL = env.bool("CONTROLPLANE_DOCKER_PULL", default=False)
+# The kubernetes runner (`runner: kubernetes`; docs/workers.md): one batch/v1 Job per job, in
+# the cluster named by API_URL + TOKEN (or TOKEN_FILE), else KUBECONFIG (+ CONTEXT), else the
+# worker's in-cluster service account — the same keys as the kubernetes deployer's target.
+CONTROLPLANE_KUBE_RUNNER = {
+    "api_url": env.str("CONTROLPLANE_KUBE_RUNNER_API_URL", default=""),
+    "verify_ssl": env.bool("CONTROLPLANE_KUBE_RUNNER_VERIFY_SSL", default=True),
+    "ca_cert": env.str("CONTROLPLANE_KUBE_RUNNER_CA_CERT", default=""),
+    "kubeconfig": env.str("CONTROLPLANE_KUBE_RUNNER_KUBECONFIG", default=""),
+    "context": env.str("CONTROLPLANE_KUBE_RUNNER_CONTEXT", default=""),
+    "namespace": env.str("CONTROLPLANE_KUBE_RUNNER_NAMESPACE", default="default"),
+    # The pods' service account; none given: the namespace's default, with no token mounted.
+    "service_account": env.str("CONTROLPLANE_KUBE_RUNNER_SERVICE_ACCOUNT", default=""),
+    "default_image": env.str(
+        "CONTROLPLANE_KUBE_RUNNER_DEFAULT_IMAGE", default=CONTROLPLANE_DOCKER_DEFAULT_IMAGE
+    ),
+    "image_pull_policy": env.str("CONTROLPLANE_KUBE_RUNNER_IMAGE_PULL_POLICY", default=""),
+    "image_pull_secret": env.str("CONTROLPLANE_KUBE_RUNNER_IMAGE_PULL_SECRET", default=""),
+    # A finished Job is deleted by the runner; this is the cluster's backstop when the worker
+    # that watched it is gone.
+    "ttl_seconds": env.int("CONTROLPLANE_KUBE_RUNNER_TTL_SECONDS", default=600),
+    # A ReadWriteMany PersistentVolumeClaim holding this worker's WORKSPACE_DIR: the job's
+    # checkout is mounted at /workspace from it. Empty: no workspace in the pod.
+    "workspace_claim": env.str("CONTROLPLANE_KUBE_RUNNER_WORKSPACE_CLAIM", default=""),
+}
+CONTROLPLANE_KUBE_RUNNER_TOKEN = (
+    Path(env.str("CONTROLPLANE_KUBE_RUNNER_TOKEN_FILE")).read_text(encoding="utf-8").strip()
+    if env.str("CONTROLPLANE_KUBE_RUNNER_TOKEN_FILE", default="")
+    else env.str("CONTROLPLANE_KUBE_RUNNER_TOKEN", default="")
+)
 # Build jobs also build a Docker image from their bundle (the CD loop turns this on), with
 # BASE_IMAGE as a build argument when set (CI: local/python:3.11-bookworm).
 CONTROLPLANE_BUILD_IMAGES = env.bool("CONTROLPLANE_BUILD_IMAGES", default=False)

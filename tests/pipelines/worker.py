@@ -25,9 +25,15 @@ def database_url() -> str:
 
 class WorkerProcess:
     def __init__(
-        self, *, concurrency: int = 2, extra_env: dict | None = None, beat: bool = False
+        self,
+        *,
+        concurrency: int = 2,
+        extra_env: dict | None = None,
+        beat: bool = False,
+        queues: str = "default,test,build,deploy,train,monitor",
     ) -> None:
         self.concurrency = concurrency
+        self.queues = queues
         self.beat = beat
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
@@ -53,7 +59,7 @@ class WorkerProcess:
                 "controlplane",
                 "worker",
                 "-Q",
-                "default,test,build,deploy,train,monitor",
+                self.queues,
                 "--pool=threads",
                 f"--concurrency={self.concurrency}",
                 "--without-gossip",

@@ -1,11 +1,13 @@
-"""Runners execute one job's script somewhere: ``local`` (a process group on the worker) or
-``docker`` (a container per job). Both take the same :class:`RunRequest`."""
+"""Runners execute one job's script somewhere: ``local`` (a process group on the worker),
+``docker`` (a container per job) or ``kubernetes`` (a batch/v1 Job per job). All take the same
+:class:`RunRequest`."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 
 from ..logs import LogWriter
+from ..resources import Resources
 
 
 @dataclass
@@ -17,6 +19,14 @@ class RunRequest:
     log: LogWriter
     cancel: Event = field(default_factory=Event)
     image: str = ""
+    # What the job asks for (options["resources"]); only the kubernetes runner reads it.
+    resources: Resources = field(default_factory=Resources)
+    # The secret values among env's (the kubernetes runner keeps them out of its manifest).
+    secrets: tuple[str, ...] = ()
+    # The rows' ids, for labels on what a runner creates elsewhere.
+    project_id: int | None = None
+    run_id: int | None = None
+    job_id: int | None = None
 
 
 @dataclass
@@ -33,9 +43,10 @@ class RunOutcome:
 
 def get_runner(name: str):
     from .docker import DockerRunner
+    from .kubernetes import KubernetesRunner
     from .local import LocalRunner
 
-    runners = {"local": LocalRunner, "docker": DockerRunner}
+    runners = {"local": LocalRunner, "docker": DockerRunner, "kubernetes": KubernetesRunner}
     try:
         return runners[name]()
     except KeyError:

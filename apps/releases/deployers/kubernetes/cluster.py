@@ -11,8 +11,9 @@ from typing import Any
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config import ConfigException, load_incluster_config, load_kube_config
 
+from apps.core.kube import KubeConfigError
+from apps.core.kube import client_configuration as kube_configuration
 from apps.core.transient import is_transient as _core_is_transient
 
 from ..base import DeployError
@@ -26,37 +27,15 @@ API_ERRORS = (ApiException, *NETWORK_ERRORS)
 
 
 def client_configuration(target: Mapping, token: str) -> client.Configuration:
-    """A Configuration of its own for this call — never the client's global default, which
-    another environment (another cluster) may be using in the same worker."""
-    configuration = client.Configuration()
-    api_url = str(target.get("api_url") or "").strip().rstrip("/")
-    if api_url:
-        configuration.host = api_url
-        configuration.verify_ssl = target.get("verify_ssl", True) is not False
-        if target.get("ca_cert"):
-            configuration.ssl_ca_cert = str(target["ca_cert"])
-        if token:
-            configuration.api_key = {"BearerToken": token}
-            configuration.api_key_prefix = {"BearerToken": "Bearer"}
-        return configuration
-    kubeconfig = target.get("kubeconfig")
+    """A Configuration of its own for this call (``core.kube.client_configuration``), with a
+    failure explained in the deployer's terms."""
     try:
-        if kubeconfig:
-            load_kube_config(
-                config_file=str(kubeconfig),
-                context=target.get("context"),
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        else:
-            load_incluster_config(client_configuration=configuration)
-    except (ConfigException, OSError, TypeError, ValueError) as exc:
-        where = f"the kubeconfig {kubeconfig}" if kubeconfig else "the in-cluster service account"
+        return kube_configuration(target, token)
+    except KubeConfigError as exc:
         raise DeployError(
-            f"Cannot configure the Kubernetes client from {where} ({exc}). Set target api_url "
-            f"and the secret variable {TOKEN_VARIABLE}, or target kubeconfig."
+            f"Cannot configure the Kubernetes client from {exc.where} ({exc.cause}). Set target "
+            f"api_url and the secret variable {TOKEN_VARIABLE}, or target kubeconfig."
         ) from None
-    return configuration
 
 
 class Cluster:

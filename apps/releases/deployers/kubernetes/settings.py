@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from apps.core.kube import label_value  # noqa: F401 (re-exported: manifests, __init__)
+
 from ..base import DeployError, target_command
 
 TOKEN_VARIABLE = "DEPLOY_KUBE_TOKEN"  # noqa: S105 (the name of the variable, not a token)
@@ -48,12 +50,6 @@ def resource_name(project: str, environment: str) -> str:
         cleaned = f"cp-{cleaned}".rstrip("-")
     digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
     return f"{cleaned[:54].rstrip('-')}-{digest}"
-
-
-def label_value(value: object) -> str:
-    """A valid label value: at most 63 of ``[A-Za-z0-9_.-]``, alphanumeric at both ends."""
-    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(value))[:63]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", text)
 
 
 @dataclass(frozen=True)
