@@ -193,7 +193,7 @@ def test_every_error_names_key_and_line() -> None:
           build:
             kind: build
             needs: [tset]
-            runner: kubernetes
+            runner: podman
         schedules:
           nightly: "0 25 * * *"
         cancel_previous: maybe
