@@ -18,10 +18,12 @@ from apps.pipelines.commits import Commit
 from apps.pipelines.executor import execute_job
 from apps.pipelines.models import Artifact, PipelineRun
 from apps.releases.choices import DeploymentStatus, PromotionStatus
+from apps.releases.deployers.health import free_port
+from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Deployment, Promotion, Release
 from apps.releases.services import deployment_execute
 from apps.training.models import GateVerdict, ModelAlias, ModelVersion
-from tests.releases.test_deploy_rules import SERVER, answer, deploy_dir, envs  # noqa: F401
+from tests.releases.test_deploy_rules import SERVER, answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,6 +61,23 @@ GATE = {
     "dataset": "eval",
     "evaluate": f"{PY} evaluate.py --model {{model}} --data {{data}} --out {{output}}",
 }
+
+
+@pytest.fixture
+def envs(project):
+    envs = {e.name: e for e in project.environments.all()}
+    for env in envs.values():
+        env.deployer, env.service_port, env.health_check_timeout = "process", free_port(), 20
+        env.save()
+    return envs
+
+
+@pytest.fixture
+def deploy_dir(settings, tmp_path, project):
+    settings.CONTROLPLANE_DEPLOY_DIR = tmp_path / "deploy"
+    yield settings.CONTROLPLANE_DEPLOY_DIR
+    for env in ("dev", "staging", "production"):
+        ProcessDeployer().stop(project=project.slug, environment=env)
 
 
 @pytest.fixture
@@ -178,7 +197,7 @@ def test_a_better_challenger_is_released_to_staging_and_waits_for_approval_with_
     client,
     admin_user,
     envs,
-    deploy_dir,  # noqa: F811
+    deploy_dir,
 ):
     first = train_run(project, src, tmp_path, f1=0.80, ref="feature/first")
     champion = ModelVersion.objects.get(job=first.jobs.get())
@@ -209,6 +228,8 @@ def test_a_better_challenger_is_released_to_staging_and_waits_for_approval_with_
     assert not Deployment.objects.filter(environment=envs["production"]).exists()
 
     client.force_login(admin_user)
+    release_page = client.get(release.get_absolute_url()).content.decode()
+    assert "f1 0.85 vs champion 0.8" in release_page and "churn v1" in release_page
     page = client.get(promotion.get_absolute_url()).content.decode()
     assert 'id="gate"' in page
     assert "f1 0.85 vs champion 0.8: +0.05 ≥ min_delta 0.01" in page
