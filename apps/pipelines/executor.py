@@ -4,6 +4,7 @@ then what the job's kind adds (reproducibility check, bundle) and its reports an
 Called by the ``pipelines.run_job`` task after :func:`services.job_claim` succeeded.
 """
 
+import glob
 import hashlib
 import logging
 import os
@@ -249,7 +250,7 @@ def _bundle_files(job: Job, workspace: Path) -> list[Path]:
     return sorted(files)
 
 
-def _build_bundle(job: Job, workspace: Path, log: LogWriter) -> dict:
+def _build_bundle(job: Job, workspace: Path, log: LogWriter, with_model: bool = True) -> dict:
     """A content-addressed bundle (code at the commit + model + locked requirements): the same
     inputs always give the same digest (sorted members, fixed times and owners). Kept in the
     bundle store so releases can be deployed from it later."""
@@ -272,7 +273,7 @@ def _build_bundle(job: Job, workspace: Path, log: LogWriter) -> dict:
     bundle_store_put(out, digest)
     log.line(f"bundle {digest} ({out.stat().st_size} bytes, {len(files)} files)")
     result: dict[str, Any] = {"bundle_digest": digest, "bundle_files": len(files)}
-    if job.options.get("model"):
+    if with_model and job.options.get("model"):
         model = _inside(workspace, job.options["model"])
         result["model"] = {
             "name": job.options.get("model_name") or Path(job.options["model"]).stem,
@@ -320,6 +321,8 @@ def _collect_artifacts(job: Job, workspace: Path, log: LogWriter) -> list[Artifa
     patterns = list(job.options.get("artifacts", []))
     if job.kind == JobKind.BUILD:
         patterns.append(f"{OUTPUT_DIR}/bundle.tar.gz")
+    if job.kind == JobKind.TRAIN and job.options.get("model"):
+        patterns.append(glob.escape(job.options["model"]))  # the model, kept by itself
     if not patterns:
         return []
     dest_root = Path(settings.ARTIFACT_DIR) / str(job.run_id) / str(job.pk)
@@ -436,8 +439,11 @@ def execute_job(job: Job) -> Job:
                     extra["reproducibility"]["model"] = model
             if not error and "in_image" not in result:
                 result.update(_after_script(job, workspace, log, env, runner, image, cancel))
-            if not error and job.kind == JobKind.BUILD:
-                result.update(_build_bundle(job, workspace, log))
+            # A train job bundles the code with its model as a build job does: a release
+            # made from its gate's pass deploys that bundle (training described the model).
+            if not error and job.kind in (JobKind.BUILD, JobKind.TRAIN):
+                with_model = job.kind == JobKind.BUILD
+                result.update(_build_bundle(job, workspace, log, with_model=with_model))
                 if _wants_image(project):
                     result.update(
                         build_image(

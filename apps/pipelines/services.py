@@ -32,7 +32,7 @@ from .choices import (
 from .commits import Commit
 from .models import Artifact, Job, PipelineRun
 from .routing import job_queue
-from .signals import run_status_changed
+from .signals import job_finished, run_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ run_transition: StateMachine[PipelineRun] = StateMachine(
 def _job_changed(job: Job) -> None:
     if job.status == JobStatus.QUEUED:
         _send_job(job)
+    elif job.status in JOB_TERMINAL:
+        job_finished.send(sender=Job, job=job)
 
 
 job_transition: StateMachine[Job] = StateMachine(

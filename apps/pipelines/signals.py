@@ -7,6 +7,12 @@ from django.dispatch import Signal
 #: ``from_status``, ``to_status``.
 run_status_changed = Signal()
 
+#: Sent after commit whenever a job reaches a terminal status (succeeded, failed, canceled,
+#: skipped), from its transition (the worker's ``job_finish``, the reaper, a cancel). kwargs:
+#: ``job`` (with ``status``, ``result``). How training registers a train job's model and gate
+#: verdict once the job succeeded.
+job_finished = Signal()
+
 #: Sent in the worker after the checkout, before the job's script runs. kwargs: ``job``,
 #: ``workspace`` (Path), ``log`` (LogWriter), ``env`` (the job's environment: a receiver may
 #: add variables, e.g. where it placed a dataset the job consumes). A receiver raises

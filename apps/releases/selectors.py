@@ -278,7 +278,34 @@ def promotion_evidence(*, promotion: Promotion, serving: Deployment | None) -> d
         "parameters": parameters_comparison(release=release, production=base_release),
         "run": run,
         "deployment": deployment,
+        "gate": gate_comparison(evidence.get("gate")),
     }
+
+
+def gate_comparison(gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The gate evidence of a model release with one row per metric either side was
+    evaluated on: candidate, champion, change (candidate minus champion); the primary metric
+    and the guards first."""
+    if not gate:
+        return None
+    mine, theirs = gate.get("candidate_metrics") or {}, gate.get("champion_metrics") or {}
+    judged = [gate.get("metric"), *sorted(gate.get("guards") or {})]
+    names = [n for n in judged if n] + sorted((set(mine) | set(theirs)) - set(judged))
+    rows = []
+    for name in dict.fromkeys(names):
+        value, base = mine.get(name), theirs.get(name)
+        delta = value - base if _is_number(value) and _is_number(base) else None
+        role = (
+            "primary"
+            if name == gate.get("metric")
+            else f"guard ({gate['guards'][name]} is better)"
+            if name in (gate.get("guards") or {})
+            else ""
+        )
+        rows.append(
+            {"name": name, "role": role, "candidate": value, "champion": base, "delta": delta}
+        )
+    return {**gate, "rows": rows}
 
 
 # --------------------------------------------------------------------------- environment page

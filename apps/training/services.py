@@ -6,10 +6,11 @@ from typing import Any
 from django.db import transaction
 
 from apps.core.services import audit_log
-from apps.pipelines.models import PipelineRun
-from apps.projects.models import Project
+from apps.pipelines.choices import JobKind, JobStatus
+from apps.pipelines.models import Job, PipelineRun
+from apps.projects.models import Environment, Project
 
-from .models import ModelVersion
+from .models import DatasetVersion, GateVerdict, ModelVersion
 
 
 @transaction.atomic
@@ -25,6 +26,8 @@ def model_version_register(
     artifact_uri: str = "",
     dataset_fingerprint: str = "",
     actor: Any = "pipeline",
+    job: Job | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """The registry entry of a trained model: the same artifact digest is the same model
     version (a rebuild of one commit makes no new version); else the next version of
@@ -47,6 +50,8 @@ def model_version_register(
         name=name,
         version=(last.version + 1) if last else 1,
         pipeline_run=run,
+        job=job,
+        tags=dict(tags or {}),
         commit_sha=commit_sha,
         metrics=dict(metrics or {}),
         params=dict(params or {}),
@@ -62,3 +67,91 @@ def model_version_register(
         data={"name": name, "version": model_version.version, "digest": artifact_digest},
     )
     return model_version
+
+
+def train_job_record(*, job: Job) -> ModelVersion | None:
+    """The registry entry of a succeeded train job's model, and its gate verdict when the job
+    ran a gate. Called when the job finished (``job_finished``) and again by releases before
+    making a release from the run: idempotent (the same digest is the same version, a version
+    has one verdict). None for any other job."""
+    model = (job.result or {}).get("model")
+    if job.kind != JobKind.TRAIN or job.status != JobStatus.SUCCEEDED or not model:
+        return None
+    run = job.run
+    with transaction.atomic():
+        model_version = model_version_register(
+            project=run.project,
+            run=run,
+            job=job,
+            name=model.get("name") or "model",
+            commit_sha=run.commit_sha,
+            metrics=model.get("metrics") or {},
+            params=model.get("params") or {},
+            tags=model.get("tags") or {},
+            artifact_uri=f"artifact:{model.get('path', '')}",
+            artifact_digest=model["digest"],
+        )
+        gate = job.result.get("gate")
+        if gate:
+            gate_verdict_record(model_version=model_version, job=job, gate=gate)
+    return model_version
+
+
+@transaction.atomic
+def gate_verdict_record(
+    *,
+    model_version: ModelVersion,
+    job: Job | None,
+    gate: Mapping[str, Any],
+    actor: Any = "pipeline",
+) -> GateVerdict:
+    """The champion/challenger decision on ``model_version`` as the job computed it
+    (``job.result["gate"]``): both metric sets, the champion, the dataset version evaluated
+    on (by the data's fingerprint), pass or fail and why. One per model version."""
+    existing = GateVerdict.objects.filter(model_version=model_version).first()
+    if existing is not None:
+        return existing
+    project = model_version.project
+    champion_id = (gate.get("champion") or {}).get("id")
+    champion = ModelVersion.objects.filter(project=project, pk=champion_id).first()
+    evaluated_on = None
+    if gate.get("dataset") and gate.get("data_digest"):
+        evaluated_on = DatasetVersion.objects.filter(
+            dataset__project=project,
+            dataset__name=gate["dataset"],
+            fingerprint=gate["data_digest"].removeprefix("sha256:"),
+        ).first()
+    verdict = GateVerdict.objects.create(
+        model_version=model_version,
+        job=job,
+        environment=Environment.objects.filter(
+            project=project, name=gate.get("environment") or "production"
+        ).first(),
+        champion=champion,
+        metric=gate["metric"],
+        direction=gate.get("direction") or "max",
+        min_delta=float(gate.get("min_delta") or 0.0),
+        relative=bool(gate.get("relative")),
+        guards=dict(gate.get("guards") or {}),
+        candidate_metrics=dict(gate.get("candidate_metrics") or {}),
+        champion_metrics=dict(gate.get("champion_metrics") or {}),
+        passed=bool(gate.get("passed")),
+        reason=gate.get("reason") or "",
+        evaluated_on=evaluated_on,
+    )
+    if evaluated_on is not None:
+        model_version.evaluated_on.add(evaluated_on)
+    audit_log(
+        actor=actor,
+        action="gate_verdict.recorded",
+        obj=verdict,
+        project_id=project.pk,
+        reason=verdict.reason,
+        data={
+            "model_version": model_version.version,
+            "champion": champion.version if champion else None,
+            "metric": verdict.metric,
+            "passed": verdict.passed,
+        },
+    )
+    return verdict

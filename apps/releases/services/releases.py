@@ -10,7 +10,8 @@ from apps.core.exceptions import ConflictError, ServiceError
 from apps.core.services import audit_log
 from apps.projects.models import Environment
 from apps.projects.services import environments_from_spec
-from apps.training.services import model_version_register
+from apps.training.selectors import gate_verdict_of
+from apps.training.services import model_version_register, train_job_record
 
 from ..choices import DeploymentStatus, PromotionStatus
 from ..models import Promotion, Release
@@ -70,7 +71,12 @@ def release_create_from_run(*, run) -> Release | None:
     """The immutable release of a succeeded pipeline on the project's release branch that
     built a bundle: commit, bundle digest, image, the evidence (tests, reproducibility) and the
     registered model version. Idempotent: one release per run (None when there is none to
-    make or it exists)."""
+    make or it exists).
+
+    A run with a train job releases only when that job's champion/challenger gate passed: the
+    train job's bundle, its ModelVersion and the gate's evidence (both scores, the dataset,
+    the champion). A failed gate, or none, makes no release; so does a named pipeline run
+    without a train job (``docs/gate.md``)."""
     from apps.pipelines.choices import JobKind, JobStatus, RunStatus
 
     project = run.project
@@ -79,9 +85,19 @@ def release_create_from_run(*, run) -> Release | None:
     # One read: the succeeded jobs give the evidence, a skipped in-image check its reason.
     ended = list(run.jobs.filter(status__in=(JobStatus.SUCCEEDED, JobStatus.SKIPPED)))
     jobs = [j for j in ended if j.status == JobStatus.SUCCEEDED]
-    build = next(
-        (j for j in jobs if j.kind == JobKind.BUILD and j.result.get("bundle_digest")), None
-    )
+    trains = [j for j in jobs if j.kind == JobKind.TRAIN and j.result.get("model")]
+    if trains:  # a model release: only through its gate's pass (see _gated_model)
+        gated = _gated_model(trains)
+        if gated is None:
+            return None
+        build, model_version, gate = gated
+    elif run.pipeline:  # a named pipeline without a train job makes no release
+        return None
+    else:
+        build = next(
+            (j for j in jobs if j.kind == JobKind.BUILD and j.result.get("bundle_digest")), None
+        )
+        model_version = gate = None
     if build is None:
         return None
     version = f"r{run.number}-{run.commit_sha[:8]}"
@@ -104,8 +120,10 @@ def release_create_from_run(*, run) -> Release | None:
     if image.get("repo_digest"):
         evidence["image"] = {"repo_digest": image["repo_digest"]}
     model = build.result.get("model")
-    model_version = None
-    if model:
+    if gate is not None:
+        evidence["model"] = {**model, "version": model_version.version}
+        evidence["gate"] = gate
+    elif model:
         evidence["model"] = model
         model_version = model_version_register(
             project=project,
@@ -132,6 +150,53 @@ def release_create_from_run(*, run) -> Release | None:
         )
     except (ConflictError, IntegrityError):
         return None  # made by a concurrent call
+
+
+def _gated_model(trains: list) -> tuple[Any, Any, dict] | None:
+    """(train job, its ModelVersion, the gate evidence) when the run's one train job made a
+    bundle and its gate passed; None otherwise (no gate, a failed gate, several models). The
+    train job's bundle is the release's: the code at the commit with the new model in it."""
+    if len(trains) != 1 or not trains[0].result.get("bundle_digest"):
+        return None
+    job = trains[0]
+    model_version = train_job_record(job=job)  # idempotent: done when the job finished
+    verdict = gate_verdict_of(model_version=model_version) if model_version else None
+    if verdict is None or not verdict.passed:
+        return None
+    recorded = job.result.get("gate") or {}
+    champion, dataset = verdict.champion, verdict.evaluated_on
+    return (
+        job,
+        model_version,
+        {
+            "job": job.name,
+            "passed": True,
+            "reason": verdict.reason,
+            "metric": verdict.metric,
+            "direction": verdict.direction,
+            "min_delta": verdict.min_delta,
+            "relative": verdict.relative,
+            "guards": verdict.guards,
+            "environment": recorded.get("environment", ""),
+            "evaluated": recorded.get("evaluated", False),
+            "candidate": {"name": model_version.name, "version": model_version.version},
+            "candidate_metrics": verdict.candidate_metrics,
+            "champion": None
+            if champion is None
+            else {
+                "name": champion.name,
+                "version": champion.version,
+                "digest": champion.artifact_digest,
+            },
+            "champion_metrics": verdict.champion_metrics,
+            "dataset": {
+                "name": recorded.get("dataset"),
+                "path": recorded.get("data_path"),
+                "digest": recorded.get("data_digest"),
+                "version": dataset.version if dataset else None,
+            },
+        },
+    )
 
 
 @transaction.atomic
