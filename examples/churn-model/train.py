@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--n-estimators", default=None, help="gbm stages ($PARAM_N_ESTIMATORS)")
     ap.add_argument("--seed", default=None, help="split and model seed ($PARAM_SEED)")
     ap.add_argument("--metrics-shape", choices=["flat", "nested"], default="flat")
+    ap.add_argument("--latency-rows", type=int, default=evaluate.LATENCY_ROWS,
+                    help="rows timed one by one for latency_ms (nested metrics)")
     args = ap.parse_args(argv)
 
     def pick(flag, name, default):
@@ -96,14 +98,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def nested_metrics(bundle: dict, flat: dict, model_path: Path, args: argparse.Namespace) -> dict:
     """The CT shape: judged numbers in metrics, the knobs in params, the provenance in tags."""
     if args.eval:
-        report = evaluate.evaluate_file(model_path, args.eval)
+        report = evaluate.evaluate_file(model_path, args.eval, latency_rows=args.latency_rows)
         metrics, evaluated_on = report["metrics"], "eval"
         eval_tags = {"eval_sha256": report["tags"]["data_sha256"], "n_eval": report["tags"]["n_rows"]}
     else:
         X, y = F.load_feature_table(args.data)
         _, X_test, _, y_test = training.split(X, y, args.seed)
         metrics = evaluate.evaluate_arrays(bundle, X_test[:, : len(F.BASE_FEATURES)], y_test,
-                                           size_bytes=model_path.stat().st_size)
+                                           size_bytes=model_path.stat().st_size,
+                                           latency_rows=args.latency_rows)
         evaluated_on, eval_tags = "holdout", {"n_eval": str(len(y_test))}
     params = {**bundle["hyperparams"], "model_type": args.model_type,
               "n_estimators": args.n_estimators, "seed": args.seed}

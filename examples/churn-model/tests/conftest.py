@@ -25,3 +25,18 @@ def trained(tmp_path_factory):
     bundle, metrics = training.train_from_raw()
     path = training.save(bundle, metrics, out)
     return path, bundle, metrics
+
+
+@pytest.fixture(scope="session")
+def features_csv(tmp_path_factory) -> Path:
+    """data/raw.csv prepared by prepare.py, once per session."""
+    import prepare
+
+    out = tmp_path_factory.mktemp("features") / "features.csv"
+    assert prepare.main(["--in", str(ROOT / "data" / "raw.csv"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_csv() -> Path:
+    return ROOT / "data" / "eval.csv"
