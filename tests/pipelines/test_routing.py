@@ -184,8 +184,16 @@ def test_a_worker_consuming_only_gpu_runs_only_the_gpu_job(settings, project, ad
                 {
                     "name": "fit",
                     "kind": "train",
-                    "script": ["echo fitting on the gpu host"],
-                    "options": {"resources": {"gpu": 1}},
+                    "script": [
+                        "echo fitting on the gpu host",
+                        "mkdir -p out && echo model > out/model.bin",
+                        "echo '{\"f1\": 0.9}' > out/metrics.json",
+                    ],
+                    "options": {
+                        "resources": {"gpu": 1},
+                        "model": "out/model.bin",
+                        "metrics": "out/metrics.json",
+                    },
                 },
                 {"name": "lint", "kind": "test", "script": ["echo never here"]},
             ],
