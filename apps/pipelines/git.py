@@ -340,3 +340,30 @@ def commits_between(
             }
         )
     return commits
+
+
+def tree_ids(project: Project, sha: str, paths: list[str]) -> dict[str, str | None]:
+    """The object id of each path at commit ``sha`` (a tree for a folder, a blob for a file;
+    ``""`` is the root tree), or None where the commit has no such path: what
+    ``git rev-parse <sha>:<path>`` answers, for every path in ONE ``git cat-file
+    --batch-check``. Fetches into the mirror first when it lacks the commit; raises
+    :class:`GitError` when it cannot be had."""
+    if not SHA_RE.match(sha or ""):
+        raise GitError(f"Not a commit sha: {sha!r}.")
+    if not has_commit(project, sha):
+        mirror_update(project, want=sha)
+    names = [p.strip().strip("/").removeprefix("./") for p in paths]
+    if any("\n" in name for name in names):
+        raise GitError("A path holds a newline.")
+    lines = [f"{sha}^{{tree}}" if not name else f"{sha}:{name}" for name in names]
+    out = git(
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype)",
+        cwd=mirror_path(project),
+        input="".join(f"{line}\n" for line in lines).encode(),
+    ).stdout.decode()
+    found: dict[str, str | None] = {}
+    for path, answer in zip(paths, out.splitlines(), strict=True):
+        oid, _, kind = answer.rpartition(" ")
+        found[path] = oid if kind in ("tree", "blob", "commit") else None
+    return found
