@@ -234,7 +234,9 @@ jobs:
 """
 
 
-def test_rerun_of_a_failed_run_reuses_its_succeeded_steps(project, repo, marks, tmp_path):
+def test_rerun_of_a_failed_run_reuses_its_succeeded_steps(
+    project, repo, marks, tmp_path, api, admin_user
+):
     flag = tmp_path / "fail-train"
     flag.write_text("fail\n")
     repo.commit("spec", {".controlplane.yml": SPEC.format(marks=marks.folder, flag=flag)})
@@ -256,8 +258,43 @@ def test_rerun_of_a_failed_run_reuses_its_succeeded_steps(project, repo, marks, 
     assert prepare.cached_from_id == job(run, "prepare").pk
     assert artifact_bytes(prepare) == artifact_bytes(job(run, "prepare")) != {}
     assert job(rerun, "train").cached_from_id is None
+    body = api(admin_user).get(f"/api/v1/runs/{rerun.pk}/").json()
+    assert body["rerun_of"] == run.pk
+    jobs = {j["name"]: j for j in body["jobs"]}
+    assert jobs["prepare"]["cached_from"] == job(run, "prepare").pk
+    assert jobs["prepare"]["cache_key"] == job(run, "prepare").cache_key
 
     # A re-run of a succeeded run runs everything again.
     again = execute(services.run_prepare(run_id=services.run_rerun(run=rerun, actor="t").pk))
     assert again.status == RunStatus.SUCCEEDED
     assert (marks("prepare"), marks("train"), marks("report")) == (2, 3, 2)
+
+
+def test_a_job_that_consumes_a_dataset_is_keyed_by_its_bytes(project, repo, marks):
+    """The ``job_setup`` receivers (training) place consumed datasets after the checkout; the
+    key then includes their bytes, so a new dataset version runs the job again."""
+    from apps.pipelines.signals import job_setup
+
+    dataset = {"bytes": "a,b\n1,2\n"}
+
+    def place(sender, job, workspace, log, env, **kwargs):
+        (workspace / "data").mkdir(exist_ok=True)
+        (workspace / "data" / "raw.csv").write_text(dataset["bytes"])
+
+    jobs = pipeline(marks)[:1]
+    jobs[0]["options"]["consumes"] = {"raw": "data/raw.csv"}
+    job_setup.connect(place, dispatch_uid="test-place-raw")
+    try:
+        runs = []
+        for content in ("a,b\n1,2\n", "a,b\n1,2\n", "a,b\n3,4\n"):
+            dataset["bytes"] = content
+            run = services.run_create(
+                project=project, actor="t", jobs=jobs, commit=Commit(sha=repo.head, ref="main")
+            )
+            runs.append(execute(run))
+    finally:
+        job_setup.disconnect(dispatch_uid="test-place-raw")
+    first, same, changed = (job(r, "prepare") for r in runs)
+    assert marks("prepare") == 2
+    assert same.cached_from_id == first.pk and same.cache_key == first.cache_key
+    assert changed.cached_from_id is None and changed.cache_key != first.cache_key
