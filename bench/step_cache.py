@@ -11,7 +11,7 @@ Prints both times and the cached run as a fraction of the cold one.
 import time
 
 import _stack
-from pipeline_latency import make_repo
+from pipeline_latency import breakdown, make_repo
 
 TARGET = 0.10  # a cached re-run takes at most 10 % of a cold run
 
@@ -71,12 +71,13 @@ def main() -> None:
     )
     worker = _stack.start_worker()
     try:
-        cold, cached = [], []
+        cold, cached, cached_ids = [], [], []
         for i in range(args.rounds):
             _run, seconds = run_once(project, sha, i)
             cold.append(seconds)
             run, seconds = run_once(project, sha, i)
             cached.append(seconds)
+            cached_ids.append(run.pk)
             hits = Job.objects.filter(run=run, cached_from__isnull=False).count()
             assert hits == 3, f"round {i}: {hits} of 3 jobs were cache hits"
     finally:
@@ -92,6 +93,9 @@ def main() -> None:
         f"cached re-run (3 hits): median {h['median'] * 1000:.0f} ms, max {h['max'] * 1000:.0f} ms"
     )
     print(f"cached / cold: {ratio:.1%} (target <= {TARGET:.0%})")
+    print("where a cached re-run's time goes (medians from the rows' timestamps):")
+    for name, values in breakdown(cached_ids).items():
+        print(f"  {name:<40} {_stack.summary(values)['median']:7.1f} ms")
     _stack.cleanup(var)
 
 

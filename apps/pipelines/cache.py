@@ -74,6 +74,8 @@ def result_digests(result: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def upstream_outputs(job: Job) -> dict[str, Any]:
     """What the jobs it needs left: status, artifacts (path, sha256) and result digests. An
     upstream cache hit has the same artifacts and result as its source, so the same digests."""
+    if not job.needs:
+        return {}
     upstream = job.run.jobs.filter(name__in=list(job.needs)).prefetch_related("artifacts")
     return {
         up.name: {
