@@ -222,7 +222,7 @@ jobs:
       - mkdir -p out && cat src/prepare.py > out/features.txt
     artifacts: [out/features.txt]
   train:
-    kind: train
+    kind: script
     needs: [prepare]
     script:
       - echo ran >> {marks}/train
