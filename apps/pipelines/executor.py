@@ -22,7 +22,7 @@ from django.db import close_old_connections, connection
 
 from apps.projects.selectors import job_variables
 
-from . import git, routing, services
+from . import cache, git, routing, services
 from .artifacts import bundle_store_put
 from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
@@ -375,12 +375,14 @@ def execute_job(job: Job) -> Job:
     error = ""
     result: dict[str, Any] = {}
     artifacts: list[Artifact] = []
+    step_cache = cache.StepCache(job=job, variables=variables, secrets=secrets, log=log)
     try:
         note = routing.route(kind=job.kind, options=job.options).note  # why this queue
         if note:
             log.line(note)
         if job.runner not in settings.RUNNERS_ALLOWED:
             raise JobSetupError(f"Runner '{job.runner}' is not allowed on this worker.")
+        step_cache.before_checkout()  # a hit raises CacheHit: no checkout, no script
         started = time.monotonic()
         if run.commit_sha and project.repository_url:
             git.checkout_commit(project, run.commit_sha, workspace)
@@ -390,6 +392,7 @@ def execute_job(job: Job) -> Job:
         _cache_restore(job, workspace, log)
         env = job_environment(job, variables)
         job_setup.send(sender=Job, job=job, workspace=workspace, log=log, env=env)
+        step_cache.after_setup(workspace)  # keyed by the datasets it consumes
         runner, image, script = job.runner, job.image, _script(job, workspace)
         in_image = _in_image(job, workspace, log)
         if in_image is None:
@@ -456,6 +459,8 @@ def execute_job(job: Job) -> Job:
                     )
             artifacts = _collect_artifacts(job, workspace, log)
             _cache_save(job, workspace)
+    except cache.CacheHit as hit:
+        result, artifacts = hit.result, hit.artifacts
     except (JobSetupError, JobStepError, git.GitError, BuildError) as exc:
         error = str(exc)
     except Exception as exc:
@@ -479,6 +484,8 @@ def execute_job(job: Job) -> Job:
             log_size=log.bytes_written,
             result=result,
             artifacts=artifacts,
+            cache_key=step_cache.key,
+            cached_from=step_cache.source,
         )
     finally:
         # After the outcome is recorded (the next job is on its way meanwhile); a worker that

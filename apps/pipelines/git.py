@@ -340,3 +340,44 @@ def commits_between(
             }
         )
     return commits
+
+
+def tree_ids(project: Project, sha: str, paths: list[str]) -> dict[str, str | None]:
+    """The object id of each path at commit ``sha`` (a tree for a folder, a blob for a file;
+    ``""`` is the root tree), or None where the commit has no such path: what
+    ``git rev-parse <sha>:<path>`` answers, for every path in ONE ``git cat-file
+    --batch-check``. Fetches into the mirror first when it lacks the commit; raises
+    :class:`GitError` when it cannot be had."""
+    if not SHA_RE.match(sha or ""):
+        raise GitError(f"Not a commit sha: {sha!r}.")
+    names = [p.strip().strip("/").removeprefix("./") for p in paths]
+    if any("\n" in name for name in names):
+        raise GitError("A path holds a newline.")
+    lines = [f"{sha}^{{commit}}"]  # first: is the commit there at all
+    lines += [f"{sha}^{{tree}}" if not name else f"{sha}:{name}" for name in names]
+    query = "".join(f"{line}\n" for line in lines).encode()
+    answers = _batch_check(project, query)
+    if not answers[0].endswith(" commit"):  # the mirror lacks it (or there is no mirror)
+        mirror_update(project, want=sha)
+        answers = _batch_check(project, query)
+        if not answers[0].endswith(" commit"):
+            raise GitError(f"Commit {sha[:12]} is not in {project.repository_url}.")
+    found: dict[str, str | None] = {}
+    for path, answer in zip(paths, answers[1:], strict=True):
+        oid, _, kind = answer.rpartition(" ")
+        found[path] = oid if kind in ("tree", "blob", "commit") else None
+    return found
+
+
+def _batch_check(project: Project, query: bytes) -> list[str]:
+    """``git cat-file --batch-check`` answers (``<oid> <type>`` or ``<name> missing``) per
+    line of ``query``; all "missing" when there is no mirror yet."""
+    if not (mirror_path(project) / "HEAD").exists():
+        return [f"{line} missing" for line in query.decode().splitlines()]
+    out = git(
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype)",
+        cwd=mirror_path(project),
+        input=query,
+    )
+    return out.stdout.decode().splitlines()

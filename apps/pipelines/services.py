@@ -477,12 +477,16 @@ def _jobs_after(run: PipelineRun, name: str) -> list[Job]:
 
 
 def run_rerun(*, run: PipelineRun, actor: Any) -> PipelineRun:
-    """A new run of the same commit and ref, reading the spec afresh."""
+    """A new run of the same commit, ref, pipeline and params (see docs/caching.md: re-use)."""
     if not run.commit_sha or not run.project.repository_url:
         raise ConflictError("Only runs of a Git commit can be re-run; trigger a new run instead.")
-    return run_request(
-        project=run.project, actor=actor, commit=Commit.of_run(run), trigger=Trigger.RERUN
-    )
+    with transaction.atomic():  # the prepare message goes out after the fields below are in
+        commit = Commit.of_run(run)
+        new = run_request(project=run.project, actor=actor, commit=commit, trigger=Trigger.RERUN)
+        new.rerun_of, new.pipeline, new.params = run, run.pipeline, run.params
+        new.environment_id = run.environment_id
+        new.save(update_fields=["rerun_of", "pipeline", "params", "environment", "modified"])
+    return new
 
 
 def _lock_job(job_id: int) -> Job | None:
@@ -543,6 +547,8 @@ def job_finish(
     log_size: int = 0,
     result: Mapping[str, Any] | None = None,
     artifacts: Iterable["Artifact"] = (),
+    cache_key: str = "",  # the step cache's key (pipelines.cache) and, on a hit, its source
+    cached_from: Job | None = None,
 ) -> Job:
     """Record the outcome of a run attempt, unless the job was canceled or taken away from
     this worker meanwhile (then the outcome is kept only as data, the status stays)."""
@@ -551,6 +557,7 @@ def job_finish(
         if job is None:
             raise Job.DoesNotExist(f"Job {job_id} is gone.")
         fields = {"exit_code": exit_code, "log_size": log_size, "result": dict(result or {})}
+        fields |= {"cache_key": cache_key, "cached_from": cached_from}
         if job.attempt > 1:
             Artifact.objects.filter(job=job).delete()  # a retried job keeps its latest only
         Artifact.objects.bulk_create(artifacts)

@@ -62,6 +62,8 @@ class JobSerializer(_DurationMixin, serializers.ModelSerializer):
             "log_size",
             "result",
             "artifacts",
+            "cache_key",
+            "cached_from",
         ]
         read_only_fields = fields
 
@@ -91,6 +93,7 @@ class RunSerializer(_DurationMixin, serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "duration_seconds",
+            "rerun_of",
             "jobs",
         ]
         read_only_fields = fields
