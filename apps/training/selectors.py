@@ -88,9 +88,9 @@ def dataset_list(*, user) -> QuerySet[Dataset]:
     the id of its newest version (``latest_id``; synthetic ones count too)."""
     newest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-version")
     return restrict_to_visible(
-        Dataset.objects.select_related("project").annotate(
-            version_count=Count("versions"), latest_id=Subquery(newest.values("pk")[:1])
-        ),
+        Dataset.objects.select_related("project")
+        .annotate(version_count=Count("versions"), latest_id=Subquery(newest.values("pk")[:1]))
+        .order_by("project_id", "name"),
         user,
     )
 
@@ -98,7 +98,7 @@ def dataset_list(*, user) -> QuerySet[Dataset]:
 def dataset_version_list(*, user) -> QuerySet[DatasetVersion]:
     return restrict_to_visible(
         DatasetVersion.objects.select_related(
-            "dataset", "dataset__project", "run", "run__project", "job"
+            "dataset", "dataset__project", "run", "run__project", "job__run__project"
         ),
         user,
         project_field="dataset__project",
@@ -112,6 +112,8 @@ def with_latest(datasets: list[Dataset]) -> list[Dataset]:
     versions = DatasetVersion.objects.in_bulk(ids)
     for dataset in datasets:
         dataset.latest = versions.get(dataset.latest_id)
+        if dataset.latest is not None:
+            dataset.latest.dataset = dataset  # its project is loaded already
     return datasets
 
 
