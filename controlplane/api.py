@@ -17,6 +17,7 @@ from apps.releases.api.views import (
     PromotionViewSet,
     ReleaseViewSet,
 )
+from apps.training.api.views import DatasetVersionViewSet, DatasetViewSet
 from apps.webhooks.api.views import WebhookDeliveryViewSet
 
 router = DefaultRouter()
@@ -24,6 +25,8 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register("environments", EnvironmentViewSet, basename="environment")
 router.register("runs", RunViewSet, basename="run")
 router.register("jobs", JobViewSet, basename="job")
+router.register("datasets", DatasetViewSet, basename="dataset")
+router.register("dataset-versions", DatasetVersionViewSet, basename="dataset-version")
 router.register("releases", ReleaseViewSet, basename="release")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")

@@ -153,7 +153,10 @@ def _create_project(admin) -> Project:
     for port, env in zip((8101, 8102, 8103), envs.values(), strict=False):
         env.service_port = port
         env.service_url = f"http://127.0.0.1:{port}/"
-        env.save(update_fields=["service_port", "service_url"])
+        # dev runs on look-alike data of the real schema (docs/datasets.md): an explicit
+        # setting of the environment, set here for the demo's dev.
+        env.synthetic_data = env.name == "dev"
+        env.save(update_fields=["service_port", "service_url", "synthetic_data"])
     return project
 
 

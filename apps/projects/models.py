@@ -124,6 +124,12 @@ class Environment(TimeStampedModel):
     # The commit of the release serving here (written by the deployment that switched to it):
     # this environment's scheduled pipelines run the pipeline definitions of that commit.
     pipeline_commit_sha = models.CharField(max_length=64, blank=True)
+    # Runs in this environment consume look-alike data generated from each dataset's profile
+    # instead of the real rows (docs/datasets.md). Off unless set: no name implies it.
+    synthetic_data = models.BooleanField(
+        default=False,
+        help_text="Runs here consume generated data with the real schema, never a real row.",
+    )
 
     class Meta:
         ordering = ["project_id", "order", "name"]

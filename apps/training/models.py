@@ -1,4 +1,5 @@
 from django.db import models
+from django.urls import reverse
 
 from apps.core.models import TimeStampedModel
 from apps.pipelines.models import Job, PipelineRun
@@ -20,6 +21,9 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("training:dataset", args=[self.project.slug, self.name])
 
 
 class DatasetFormat(models.TextChoices):

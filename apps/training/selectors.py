@@ -1,15 +1,19 @@
-"""Reads of the training app: the champion a gate compares with, and where a model's file is."""
+"""Reads of the training app: the champion a gate compares with, where a model's file is, the
+datasets a user may see and the version a job consumes."""
 
 import hashlib
 import shutil
 from pathlib import Path
 
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+
+from apps.accounts.permissions import restrict_to_visible
 from apps.pipelines.artifacts import bundle_store_path
 from apps.pipelines.choices import JobKind
 from apps.pipelines.models import Artifact, Job
 from apps.projects.models import Project
 
-from .models import GateVerdict, ModelAlias, ModelVersion
+from .models import Dataset, DatasetVersion, GateVerdict, ModelAlias, ModelVersion
 
 
 class ModelFileError(Exception):
@@ -77,6 +81,51 @@ def model_file_place(*, model_version: ModelVersion, dest: Path) -> Path:
     except (ModelHandoffError, ValueError) as exc:
         raise ModelFileError(f"{model_version}: {exc}") from None
     return dest
+
+
+def dataset_list(*, user) -> QuerySet[Dataset]:
+    """Datasets of the projects the user is a member of, each with its number of versions and
+    the id of its newest version (``latest_id``; synthetic ones count too)."""
+    newest = DatasetVersion.objects.filter(dataset=OuterRef("pk")).order_by("-version")
+    return restrict_to_visible(
+        Dataset.objects.select_related("project")
+        .annotate(version_count=Count("versions"), latest_id=Subquery(newest.values("pk")[:1]))
+        .order_by("project_id", "name"),
+        user,
+    )
+
+
+def dataset_version_list(*, user) -> QuerySet[DatasetVersion]:
+    return restrict_to_visible(
+        DatasetVersion.objects.select_related(
+            "dataset", "dataset__project", "run", "run__project", "job__run__project"
+        ),
+        user,
+        project_field="dataset__project",
+    )
+
+
+def with_latest(datasets: list[Dataset]) -> list[Dataset]:
+    """Attach ``latest`` (a DatasetVersion or None) to datasets from :func:`dataset_list`, in
+    one query whatever their number."""
+    ids = [d.latest_id for d in datasets if d.latest_id]
+    versions = DatasetVersion.objects.in_bulk(ids)
+    for dataset in datasets:
+        dataset.latest = versions.get(dataset.latest_id)
+        if dataset.latest is not None:
+            dataset.latest.dataset = dataset  # its project is loaded already
+    return datasets
+
+
+def dataset_newest_real(*, project: Project, name: str) -> DatasetVersion | None:
+    """The version a job consuming ``name`` gets: the newest one that is real data (a
+    synthetic version is never handed to a run as the real thing)."""
+    return (
+        DatasetVersion.objects.select_related("dataset")
+        .filter(dataset__project=project, dataset__name=name, synthetic=False)
+        .order_by("-version")
+        .first()
+    )
 
 
 def gate_verdict_of(*, model_version: ModelVersion) -> GateVerdict | None:

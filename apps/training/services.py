@@ -1,16 +1,19 @@
-"""Writes to the model registry."""
+"""Writes to the model registry and the dataset versions."""
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.core.services import audit_log
 from apps.pipelines.choices import JobKind, JobStatus
 from apps.pipelines.models import Job, PipelineRun
 from apps.projects.models import Environment, Project
 
-from .models import DatasetVersion, GateVerdict, ModelVersion
+from .models import Dataset, DatasetVersion, GateVerdict, ModelVersion
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -155,3 +158,91 @@ def gate_verdict_record(
         },
     )
     return verdict
+
+
+# --- datasets --------------------------------------------------------------------------------
+
+
+def dataset_version_record(
+    *,
+    project: Project,
+    name: str,
+    description: Mapping[str, Any],
+    path: str,
+    profile: Mapping[str, Any] | None = None,
+    run: PipelineRun | None = None,
+    job: Job | None = None,
+    synthetic: bool = False,
+    announce: bool = True,
+    actor: Any = "pipeline",
+) -> DatasetVersion:
+    """Record a content of dataset ``name`` (created if needed): ``description`` is what
+    ``datafiles.describe`` found (fingerprint, rows, columns, size_bytes, format), ``path``
+    the stored copy. The same fingerprint is the same version — the existing one is returned,
+    nothing is written. A new real version (``announce``) starts, after commit, the
+    pipelines whose ``on_dataset`` lists the dataset."""
+    fingerprint = description["fingerprint"]
+    with transaction.atomic():
+        dataset = _dataset_locked(project, name)
+        existing = dataset.versions.filter(fingerprint=fingerprint).first()
+        if existing is not None:
+            return existing
+        last = dataset.versions.order_by("-version").values_list("version", flat=True).first()
+        version = DatasetVersion.objects.create(
+            dataset=dataset,
+            version=(last or 0) + 1,
+            fingerprint=fingerprint,
+            rows=description.get("rows"),
+            columns=[dict(c) for c in description.get("columns", [])],
+            profile=dict(profile or {}),
+            size_bytes=description.get("size_bytes") or 0,
+            format=description["format"],
+            path=str(path),
+            synthetic=synthetic,
+            run=run,
+            job=job,
+        )
+        audit_log(
+            actor=actor,
+            action="dataset_version.recorded",
+            obj=version,
+            project_id=project.pk,
+            data={
+                "dataset": name,
+                "version": version.version,
+                "fingerprint": fingerprint,
+                "synthetic": synthetic,
+                "run": run.pk if run else None,
+                "job": job.pk if job else None,
+            },
+        )
+        if announce and not synthetic:
+            transaction.on_commit(lambda: _dataset_version_announce(version, actor))
+    return version
+
+
+def _dataset_locked(project: Project, name: str) -> Dataset:
+    """The dataset row, created if needed, locked: two jobs recording versions of one dataset
+    at once take successive numbers."""
+    try:
+        with transaction.atomic():
+            Dataset.objects.get_or_create(project=project, name=name)
+    except IntegrityError:  # created by someone else meanwhile
+        pass
+    return Dataset.objects.select_for_update().get(project=project, name=name)
+
+
+def _dataset_version_announce(version: DatasetVersion, actor: Any) -> None:
+    """Start the pipelines that run on a new version of this dataset (``on_dataset``). After
+    commit: a failure to start them is logged and leaves the recorded version as it is."""
+    try:
+        from apps.pipelines.services import pipelines_on_dataset
+
+        pipelines_on_dataset(
+            project=version.dataset.project,
+            dataset=version.dataset.name,
+            version_label=f"v{version.version}",
+            actor=actor,
+        )
+    except Exception:
+        logger.exception("Could not start the pipelines on a new version of %s", version)

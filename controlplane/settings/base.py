@@ -343,6 +343,10 @@ SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 JOB_LOG_DIR = Path(env.str("CONTROLPLANE_JOB_LOG_DIR", default=str(VAR_DIR / "logs")))
 WORKSPACE_DIR = Path(env.str("CONTROLPLANE_WORKSPACE_DIR", default=str(VAR_DIR / "workspaces")))
 ARTIFACT_DIR = Path(env.str("CONTROLPLANE_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
+# Datasets jobs produce and consume, stored content-addressed (docs/datasets.md).
+DATASET_DIR = Path(env.str("CONTROLPLANE_DATASET_DIR", default=str(VAR_DIR / "datasets")))
+# A dev (synthetic-data) run gets at most this many generated rows per consumed dataset.
+DATASET_SYNTHETIC_MAX_ROWS = env.int("CONTROLPLANE_DATASET_SYNTHETIC_MAX_ROWS", default=100_000)
 # The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.

@@ -22,7 +22,9 @@ from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Deployment, Promotion, Release
 from apps.releases.services import deployment_execute
+from apps.training import datafiles
 from apps.training.models import GateVerdict, ModelAlias, ModelVersion
+from apps.training.services import dataset_version_record
 from tests.releases.test_deploy_rules import SERVER, answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,12 +83,20 @@ def deploy_dir(settings, tmp_path, project):
 
 
 @pytest.fixture
-def src(tmp_path):
+def src(tmp_path, project, settings):
     folder = tmp_path / "src"
     folder.mkdir()
     (folder / "evaluate.py").write_text(EVALUATE)
     (folder / "server.py").write_bytes(SERVER)
     (folder / "eval.csv").write_bytes(EVAL_DATA)
+    # The job consumes dataset "eval": its version, placed at data/eval.csv before the script.
+    description = datafiles.describe(folder / "eval.csv")
+    dataset_version_record(
+        project=project,
+        name="eval",
+        description=description.to_dict(),
+        path=str(datafiles.store(folder / "eval.csv", settings.DATASET_DIR)),
+    )
     return folder
 
 

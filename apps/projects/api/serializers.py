@@ -31,6 +31,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "health_check_path",
             "health_check_timeout",
             "target",
+            "synthetic_data",
             "freeze_windows",
             "created",
             "modified",
