@@ -95,9 +95,32 @@ def train_job_record(*, job: Job) -> ModelVersion | None:
             artifact_digest=model["digest"],
         )
         gate = job.result.get("gate")
+        _model_version_lineage(model_version, job, eval_dataset=(gate or {}).get("dataset"))
         if gate:
             gate_verdict_record(model_version=model_version, job=job, gate=gate)
     return model_version
+
+
+def _model_version_lineage(
+    model_version: ModelVersion, job: Job, *, eval_dataset: str | None
+) -> None:
+    """The dataset versions the job consumed: the gate's evaluation dataset is what the model
+    was evaluated on, every other one what it was trained on."""
+    consumed = (job.result or {}).get("consumed") or {}
+    if not consumed:
+        return
+    versions = DatasetVersion.objects.filter(
+        dataset__project_id=model_version.project_id,
+        dataset__name__in=list(consumed),
+    ).select_related("dataset")
+    wanted = {(name, info.get("fingerprint")) for name, info in consumed.items()}
+    trained, evaluated = [], []
+    for version in versions:
+        if (version.dataset.name, version.fingerprint) not in wanted:
+            continue
+        (evaluated if version.dataset.name == eval_dataset else trained).append(version)
+    model_version.trained_on.add(*trained)
+    model_version.evaluated_on.add(*evaluated)
 
 
 @transaction.atomic

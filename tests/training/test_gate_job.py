@@ -190,6 +190,10 @@ def test_first_model_then_a_worse_challenger_fails_the_gate_and_makes_no_release
     assert {e["data"] for e in done} == {data_digest} == {job.result["gate"]["data_digest"]}
     assert done[1]["model_path"] == ".controlplane/champion/model.json"
     assert verdict.champion_metrics["rows"] == verdict.candidate_metrics["rows"] == 3
+    # Lineage: the gate's dataset is what the challenger was evaluated on, not trained on.
+    assert verdict.evaluated_on is not None
+    assert list(challenger.evaluated_on.all()) == [verdict.evaluated_on]
+    assert not challenger.trained_on.exists()
     assert not Release.objects.exists()
     # The run page and the job page show the failed verdict with both scores.
     client.force_login(admin_user)
