@@ -14,9 +14,11 @@ from apps.projects.api.views import PipelineSpecSchemaView, ProjectViewSet
 from apps.releases.api.views import (
     DeploymentViewSet,
     EnvironmentViewSet,
+    ModelVersionLineageView,
     PromotionViewSet,
     ReleaseViewSet,
 )
+from apps.training.api.views import ModelVersionViewSet
 from apps.webhooks.api.views import WebhookDeliveryViewSet
 
 router = DefaultRouter()
@@ -27,6 +29,7 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("releases", ReleaseViewSet, basename="release")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
+router.register("model-versions", ModelVersionViewSet, basename="model-version")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
 router.register(
@@ -38,6 +41,11 @@ urlpatterns = [
     path("me/slack-identity/", SlackIdentityView.as_view(), name="slack-identity"),
     path(
         "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"
+    ),
+    path(
+        "model-versions/<int:pk>/lineage/",
+        ModelVersionLineageView.as_view(),
+        name="model-version-lineage",
     ),
     path("", include(router.urls)),
 ]

@@ -32,5 +32,6 @@ urlpatterns = [
     path("", include("apps.webhooks.urls_ui")),
     path("p/", include("apps.pipelines.urls")),
     path("p/", include("apps.releases.urls")),
+    path("p/", include("apps.training.urls")),
     path("p/", include("apps.projects.urls")),
 ]

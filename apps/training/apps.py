@@ -5,3 +5,8 @@ class TrainingConfig(AppConfig):
     name = "apps.training"
     label = "training"
     verbose_name = "Training"
+
+    def ready(self) -> None:
+        from . import receivers
+
+        receivers.connect()

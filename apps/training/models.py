@@ -1,4 +1,5 @@
 from django.db import models
+from django.urls import reverse
 
 from apps.core.models import TimeStampedModel
 from apps.pipelines.models import Job, PipelineRun
@@ -99,6 +100,12 @@ class ModelVersion(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.name} v{self.version}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "training:version",
+            kwargs={"slug": self.project.slug, "name": self.name, "version": self.version},
+        )
 
 
 class MetricPoint(models.Model):
