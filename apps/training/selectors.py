@@ -54,7 +54,9 @@ def model_aliases(*, project) -> list[ModelAlias]:
 
 def model_versions(*, project, name: str = "") -> QuerySet[ModelVersion]:
     """Newest first; a page of it is one query (the list shows metrics and where it serves)."""
-    qs = ModelVersion.objects.filter(project=project).select_related("job__run", "gate_verdict")
+    qs = ModelVersion.objects.filter(project=project).select_related(
+        "project", "job__run", "gate_verdict"
+    )
     if name:
         qs = qs.filter(name=name)
     return qs.order_by("-created", "-pk").defer("params", "tags")
@@ -75,7 +77,7 @@ def model_version_detail(qs: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
         "project",
         "job__run",
         "pipeline_run",
-        "gate_verdict__champion",
+        "gate_verdict__champion__project",
         "gate_verdict__environment",
         "gate_verdict__evaluated_on__dataset",
     ).prefetch_related(

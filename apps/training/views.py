@@ -161,6 +161,8 @@ def job_series(request: HttpRequest, slug: str, number: int, job: str) -> HttpRe
 def job_series_context(job) -> dict:
     series = selectors.series(job_id=job.pk)
     return {
+        # A train job always shows it (live while it runs); another job once it logged points.
+        "shown": bool(series) or job.kind == "train",
         "job": job,
         "chart": line_chart(series, title=f"{job.name} series") if series else "",
         "live": not job.is_terminal,
