@@ -57,9 +57,11 @@ def model_versions(*, project, name: str = "") -> QuerySet[ModelVersion]:
     qs = ModelVersion.objects.filter(project=project).select_related(
         "project", "job__run", "gate_verdict"
     )
+    # Orders an index serves (the unique (project, name, version), the primary key), so a
+    # page is read without sorting every version.
     if name:
-        qs = qs.filter(name=name)
-    return qs.order_by("-created", "-pk").defer("params", "tags")
+        return qs.filter(name=name).order_by("-version").defer("params", "tags")
+    return qs.order_by("-pk").defer("params", "tags")
 
 
 def aliases_by_version(versions: Iterable[ModelVersion]) -> dict[int, list[ModelAlias]]:

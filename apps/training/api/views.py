@@ -23,7 +23,7 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
     ordering_fields = ["created", "version"]
 
     def get_queryset(self):
-        qs = selectors.model_version_list(user=self.request.user).order_by("-created", "-pk")
+        qs = selectors.model_version_list(user=self.request.user).order_by("-pk")
         aliases = Prefetch("aliases", queryset=ModelAlias.objects.select_related("environment"))
         if self.action == "retrieve":
             return selectors.model_version_detail(qs)
