@@ -14,10 +14,11 @@ from apps.projects.api.views import PipelineSpecSchemaView, ProjectViewSet
 from apps.releases.api.views import (
     DeploymentViewSet,
     EnvironmentViewSet,
+    ModelVersionLineageView,
     PromotionViewSet,
     ReleaseViewSet,
 )
-from apps.training.api.views import DatasetVersionViewSet, DatasetViewSet
+from apps.training.api.views import DatasetVersionViewSet, DatasetViewSet, ModelVersionViewSet
 from apps.webhooks.api.views import WebhookDeliveryViewSet
 
 router = DefaultRouter()
@@ -30,6 +31,7 @@ router.register("dataset-versions", DatasetVersionViewSet, basename="dataset-ver
 router.register("releases", ReleaseViewSet, basename="release")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
+router.register("model-versions", ModelVersionViewSet, basename="model-version")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
 router.register(
@@ -41,6 +43,11 @@ urlpatterns = [
     path("me/slack-identity/", SlackIdentityView.as_view(), name="slack-identity"),
     path(
         "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"
+    ),
+    path(
+        "model-versions/<int:pk>/lineage/",
+        ModelVersionLineageView.as_view(),
+        name="model-version-lineage",
     ),
     path("", include(router.urls)),
 ]

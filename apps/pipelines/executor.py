@@ -30,6 +30,7 @@ from .logs import LogWriter, log_path
 from .models import Artifact, Job
 from .resources import job_resources
 from .runners import RunOutcome, RunRequest, get_runner
+from .series import METRICS_LOG, MetricsTail
 from .signals import JobStepError, job_script_succeeded, job_setup
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,21 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def job_environment(job: Job, variables: dict[str, str]) -> dict[str, str]:
-    """What a job sees: a few harmless host variables, the CI variables, the project's.
+# Where the workspace is as the job's script sees it (the docker runner mounts it).
+RUNNER_WORKSPACE = {"docker": "/workspace"}
+
+
+def metrics_log_path(job: Job, workspace: Path) -> str:
+    """``$CONTROLPLANE_METRICS_LOG`` as the script sees it: in the workspace's OUTPUT_DIR."""
+    root = RUNNER_WORKSPACE.get(job.runner, str(workspace))
+    return f"{root}/{OUTPUT_DIR}/{METRICS_LOG}"
+
+
+def job_environment(
+    job: Job, variables: dict[str, str], workspace: Path | None = None
+) -> dict[str, str]:
+    """What a job sees: a few harmless host variables, the CI variables, the project's, and
+    (given its workspace) ``CONTROLPLANE_METRICS_LOG``, the file it appends series points to.
 
     The worker's own environment (DATABASE_URL, DJANGO_SECRET_KEY, broker URLs, keys) is
     never passed on.
@@ -67,6 +81,8 @@ def job_environment(job: Job, variables: dict[str, str]) -> dict[str, str]:
             "CONTROLPLANE_REF": run.ref,
         }
     )
+    if workspace is not None:
+        env["CONTROLPLANE_METRICS_LOG"] = metrics_log_path(job, workspace)
     env.update(variables)
     env.update({str(k): str(v) for k, v in job.options.get("variables", {}).items()})
     # The run's parameters (validated against the spec's `params`) as PARAM_<NAME>.
@@ -295,8 +311,20 @@ def _read_metrics(job: Job, workspace: Path, log: LogWriter) -> dict:
         raise JobSetupError(f"Metrics file {job.options['metrics']}: {exc}") from exc
     if not isinstance(metrics, dict):
         raise JobSetupError(f"Metrics file {job.options['metrics']} must hold a JSON object.")
-    log.line("metrics " + ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | bool)}
+    if isinstance(metrics.get("metrics"), dict) and set(metrics) <= {"metrics", "params", "tags"}:
+        # {"metrics": {...}, "params": {...}, "tags": {...}}: the registry keeps the sections.
+        kept = {s: _scalars(metrics.get(s)) for s in ("metrics", "params", "tags")}
+        shown = kept["metrics"]
+    else:
+        kept = shown = _scalars(metrics)
+    log.line("metrics " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
+    return kept
+
+
+def _scalars(values: Any) -> dict:
+    if not isinstance(values, dict):
+        return {}
+    return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
 
 
 def _reports(job: Job, workspace: Path, log: LogWriter) -> dict:
@@ -367,8 +395,9 @@ def execute_job(job: Job) -> Job:
         log.line(f"attempt {job.attempt} of {job.max_attempts}")
     log.line(f"job {job.name} ({job.kind}) on {worker}, runner {job.runner}")
     cancel, stop = threading.Event(), threading.Event()
+    series = MetricsTail(job_id=job.pk, path=workspace / OUTPUT_DIR / METRICS_LOG, log=log)
     heartbeat = threading.Thread(
-        target=_heartbeat_loop, args=(job.pk, worker, log, cancel, stop), daemon=True
+        target=_heartbeat_loop, args=(job.pk, worker, log, cancel, stop, series), daemon=True
     )
     heartbeat.start()
     outcome: RunOutcome | None = None
@@ -390,7 +419,8 @@ def execute_job(job: Job) -> Job:
         else:
             workspace.mkdir(parents=True)
         _cache_restore(job, workspace, log)
-        env = job_environment(job, variables)
+        (workspace / OUTPUT_DIR).mkdir(exist_ok=True)
+        env = job_environment(job, variables, workspace)
         job_setup.send(sender=Job, job=job, workspace=workspace, log=log, env=env)
         step_cache.after_setup(workspace)  # keyed by the datasets it consumes
         runner, image, script = job.runner, job.image, _script(job, workspace)
@@ -469,6 +499,10 @@ def execute_job(job: Job) -> Job:
     finally:
         stop.set()
         heartbeat.join(timeout=5)
+        try:  # the points logged since the last beat, before the outcome (and the model) is in
+            series.flush(final=True)
+        except Exception:
+            logger.exception("Reading the metrics log of job %s failed", job.pk)
     skipped = result.get("in_image", {}).get("status") == "skipped"
     log.line(error or ("job skipped" if skipped else "job succeeded"))
     log.close()
@@ -518,7 +552,7 @@ def _after_script(job, workspace, log, env, runner, image, cancel) -> dict[str, 
     return merged
 
 
-def _heartbeat_loop(job_id, worker, log, cancel, stop) -> None:
+def _heartbeat_loop(job_id, worker, log, cancel, stop, series) -> None:
     interval = settings.JOB_HEARTBEAT_INTERVAL
     while not stop.wait(interval):
         try:
@@ -532,4 +566,10 @@ def _heartbeat_loop(job_id, worker, log, cancel, stop) -> None:
             close_old_connections()
         if status == JobStatus.CANCELED:
             cancel.set()
+        try:
+            series.flush()
+        except Exception:
+            logger.exception("Reading the metrics log of job %s failed; will retry", job_id)
+        finally:
+            close_old_connections()
     connection.close()  # this thread's own connection

@@ -91,6 +91,28 @@ def environment_update(*, environment: Environment, actor: Any, **fields: Any) -
 
 
 @transaction.atomic
+def environment_serving_commit_set(
+    *, environment: Environment, commit_sha: str, actor: Any
+) -> Environment:
+    """Record the commit of the release now serving ``environment`` (the deployment that
+    switched to it calls this): the environment's scheduled pipelines run that commit's
+    definitions. Only this column is written, so a settings change made meanwhile stays."""
+    if environment.pipeline_commit_sha == commit_sha:
+        return environment
+    previous = environment.pipeline_commit_sha
+    Environment.objects.filter(pk=environment.pk).update(pipeline_commit_sha=commit_sha)
+    environment.pipeline_commit_sha = commit_sha
+    audit_log(
+        actor=actor,
+        action="environment.pipeline_commit_set",
+        obj=environment,
+        project_id=environment.project_id,
+        data={"from": previous, "to": commit_sha},
+    )
+    return environment
+
+
+@transaction.atomic
 def membership_set(*, project: Project, user, role: str, actor: Any) -> Membership:
     membership, created = Membership.objects.update_or_create(
         project=project, user=user, defaults={"role": role}

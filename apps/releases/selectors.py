@@ -1,6 +1,5 @@
 """Reads of releases, deployments, promotions and approvals, scoped to what the user may see."""
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from numbers import Real
@@ -15,6 +14,7 @@ from apps.core.models import AuditEvent
 from apps.pipelines import git
 from apps.projects.models import Environment, FreezeWindow
 from apps.projects.selectors import environment_list
+from apps.training.metricsfile import is_metric, split_metrics
 
 from .choices import ApprovalDecision, DeploymentStatus, PromotionStatus
 from .models import Approval, Deployment, Promotion, Release
@@ -168,32 +168,28 @@ def approval_inbox(*, user) -> list[Promotion]:
 # --------------------------------------------------------------------------- promotion evidence
 
 
-def _model_metrics(release: Release | None) -> dict[str, Any]:
+def _model_values(release: Release | None) -> dict[str, Any]:
+    """Everything the release's model recorded, metrics, params and tags together: from its
+    registry entry (already split), else from the release's evidence (an older release)."""
     if release is None:
         return {}
-    recorded = ((release.evidence or {}).get("model") or {}).get("metrics")
-    if recorded:
-        return dict(recorded)
-    if release.model_version_id and release.model_version.metrics:
-        return dict(release.model_version.metrics)
-    return {}
+    if release.model_version_id:
+        mv = release.model_version
+        if mv.metrics or mv.params or mv.tags:
+            return {**mv.tags, **mv.params, **mv.metrics}
+    recorded = ((release.evidence or {}).get("model") or {}).get("metrics") or {}
+    split = split_metrics(recorded)
+    return {**split.tags, **split.params, **split.metrics}
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-# What a training run records beside its scores: seeds, sizes, library versions, hashes. They
-# say how a model was made, not how good it is, so they are not compared as metrics.
-_PARAMETER_NAME = re.compile(
-    r"(^|_)(seed|random_state)$|(^|_)version$|(^|_)(hash|digest|sha\d*|fingerprint)$|^n_"
-)
-
-
 def is_judging_metric(name: str, value: Any) -> bool:
-    """A score to judge a model by: a number whose name is not a seed, a size (``n_*``), a
-    version or a hash."""
-    return _is_number(value) and not _PARAMETER_NAME.search(name.lower())
+    """A score to judge a model by: the registry's rule (``training.metricsfile``): a number
+    whose name is not a seed, a size (``n_*``), a version or a hash."""
+    return is_metric(name, value)
 
 
 def metrics_comparison(*, release: Release, production: Release | None) -> list[dict[str, Any]]:
@@ -211,7 +207,7 @@ def parameters_comparison(*, release: Release, production: Release | None) -> li
 def _compared(
     *, release: Release, production: Release | None, metrics: bool
 ) -> list[dict[str, Any]]:
-    mine, theirs = _model_metrics(release), _model_metrics(production)
+    mine, theirs = _model_values(release), _model_values(production)
     rows = []
     for name in sorted(set(mine) | set(theirs)):
         value, base = mine.get(name), theirs.get(name)

@@ -12,6 +12,11 @@ urlpatterns = [
     path("<slug:slug>/promotions/<int:pk>/", views.promotion_detail, name="promotion"),
     path("<slug:slug>/promotions/<int:pk>/decide/", views.promotion_decision, name="decide"),
     path(
+        "<slug:slug>/models/<str:name>/v<int:version>/lineage/",
+        views.model_lineage,
+        name="model-lineage",
+    ),
+    path(
         "<slug:slug>/environments/<slug:name>/freeze-windows/",
         views.freeze_window_add,
         name="freeze-add",

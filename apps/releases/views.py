@@ -372,3 +372,26 @@ def environment_rollback(request: HttpRequest, slug: str, name: str, key: str) -
         },
         status=status,
     )
+
+
+@login_required
+def model_lineage(request: HttpRequest, slug: str, name: str, version: int) -> HttpResponse:
+    """One model version's lineage: commit → datasets → run/job → model → gate → releases →
+    images → the environments it serves in."""
+    from apps.training import selectors as training_selectors
+
+    from .lineage import model_lineage as lineage_of
+
+    mv = get_object_or_404(
+        training_selectors.model_version_detail(
+            training_selectors.model_version_list(user=request.user)
+        ),
+        project__slug=slug,
+        name=name,
+        version=version,
+    )
+    return render(
+        request,
+        "releases/model_lineage.html",
+        {"project": mv.project, "mv": mv, "lineage": lineage_of(model_version=mv)},
+    )

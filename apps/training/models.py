@@ -104,6 +104,12 @@ class ModelVersion(TimeStampedModel):
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.name} v{self.version}"
 
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "training:version",
+            kwargs={"slug": self.project.slug, "name": self.name, "version": self.version},
+        )
+
 
 class MetricPoint(models.Model):
     """One point of a per-step series a job logged while it trained (loss by epoch, say)."""

@@ -246,6 +246,8 @@ JOB_UNCLAIMED_AFTER = timedelta(seconds=env.int("CONTROLPLANE_JOB_UNCLAIMED_AFTE
 # Running jobs write a heartbeat this often; one silent for JOB_HEARTBEAT_TIMEOUT is "worker lost".
 JOB_HEARTBEAT_INTERVAL = env.float("CONTROLPLANE_JOB_HEARTBEAT_INTERVAL", default=5.0)
 JOB_HEARTBEAT_TIMEOUT = timedelta(seconds=env.int("CONTROLPLANE_JOB_HEARTBEAT_TIMEOUT", default=45))
+# Per-step metric points a job may log to $CONTROLPLANE_METRICS_LOG (more are dropped, counted).
+METRICS_MAX_POINTS = env.int("CONTROLPLANE_METRICS_MAX_POINTS", default=100_000)
 # --- Deploys (see docs/deployers.md) --------------------------------------------------------
 # A running deployment that logged nothing for this long is failed as "worker lost".
 DEPLOY_STALE_AFTER = timedelta(seconds=env.int("CONTROLPLANE_DEPLOY_STALE_AFTER", default=900))

@@ -4,6 +4,8 @@
 Each job's script appends a line to a file outside its workspace: a line is a run of the
 script, so a cache hit is proven by the line *not* being written."""
 
+from pathlib import Path
+
 import pytest
 
 from apps.pipelines import services
@@ -270,30 +272,36 @@ def test_rerun_of_a_failed_run_reuses_its_succeeded_steps(
     assert (marks("prepare"), marks("train"), marks("report")) == (2, 3, 2)
 
 
-def test_a_job_that_consumes_a_dataset_is_keyed_by_its_bytes(project, repo, marks):
+def test_a_job_that_consumes_a_dataset_is_keyed_by_its_bytes(
+    project, repo, marks, tmp_path, settings
+):
     """The ``job_setup`` receivers (training) place consumed datasets after the checkout; the
     key then includes their bytes, so a new dataset version runs the job again."""
-    from apps.pipelines.signals import job_setup
+    from apps.training.datafiles import describe, store
+    from apps.training.services import dataset_version_record
 
-    dataset = {"bytes": "a,b\n1,2\n"}
-
-    def place(sender, job, workspace, log, env, **kwargs):
-        (workspace / "data").mkdir(exist_ok=True)
-        (workspace / "data" / "raw.csv").write_text(dataset["bytes"])
+    def record(content: str) -> None:
+        source = tmp_path / "raw.csv"
+        source.write_text(content)
+        stored = store(source, Path(settings.DATASET_DIR))
+        dataset_version_record(
+            project=project,
+            name="raw",
+            description=describe(stored).to_dict(),
+            path=str(stored),
+            announce=False,
+            actor="t",
+        )
 
     jobs = pipeline(marks)[:1]
     jobs[0]["options"]["consumes"] = {"raw": "data/raw.csv"}
-    job_setup.connect(place, dispatch_uid="test-place-raw")
-    try:
-        runs = []
-        for content in ("a,b\n1,2\n", "a,b\n1,2\n", "a,b\n3,4\n"):
-            dataset["bytes"] = content
-            run = services.run_create(
-                project=project, actor="t", jobs=jobs, commit=Commit(sha=repo.head, ref="main")
-            )
-            runs.append(execute(run))
-    finally:
-        job_setup.disconnect(dispatch_uid="test-place-raw")
+    runs = []
+    for content in ("a,b\n1,2\n", "a,b\n1,2\n", "a,b\n3,4\n"):
+        record(content)  # the same bytes twice: the same version
+        run = services.run_create(
+            project=project, actor="t", jobs=jobs, commit=Commit(sha=repo.head, ref="main")
+        )
+        runs.append(execute(run))
     first, same, changed = (job(r, "prepare") for r in runs)
     assert marks("prepare") == 2
     assert same.cached_from_id == first.pk and same.cache_key == first.cache_key

@@ -81,7 +81,11 @@ def test_push_to_production_through_an_approval_and_automatic_rollback(
         image = engine.images.get(release.image_ref)
         assert image.labels["controlplane.bundle_digest"] == release.bundle_digest
         assert release.model_version is not None
-        assert release.model_version.metrics == release.evidence["model"]["metrics"]
+        # The registry keeps the scores as metrics; sizes, hashes and versions apart.
+        recorded = release.evidence["model"]["metrics"]
+        mv = release.model_version
+        assert {**mv.metrics, **mv.params, **mv.tags} == recorded
+        assert "f1" in mv.metrics and "n_test" in mv.params and "dataset_sha256" in mv.tags
         assert release.evidence["tests"]["test"]["failures"] == 0
         # The predictions were reproduced inside the image itself (its code, model, deps).
         in_image = release.evidence["reproducibility"]["reproduce-image"]

@@ -1,7 +1,9 @@
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.accounts.api.viewsets import ProjectScopedViewSet
 from apps.accounts.choices import Role
@@ -158,3 +160,24 @@ class EnvironmentViewSet(ProjectEnvironmentViewSet):
             reason=body.validated_data["reason"],
         )
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelVersionLineageView(APIView):
+    """``GET /api/v1/model-versions/{id}/lineage/``: commit → dataset versions → run/job →
+    model → gate verdict → releases and their images → the environments it serves in."""
+
+    @extend_schema(
+        responses={200: OpenApiResponse(description="The lineage."), 404: OpenApiResponse()}
+    )
+    def get(self, request, pk: int):
+        from apps.training import selectors as training_selectors
+
+        from ..lineage import model_lineage
+
+        mv = get_object_or_404(
+            training_selectors.model_version_detail(
+                training_selectors.model_version_list(user=request.user)
+            ),
+            pk=pk,
+        )
+        return Response(model_lineage(model_version=mv))

@@ -22,6 +22,8 @@ from apps.core.exceptions import (
 )
 from apps.core.services import audit_log
 from apps.projects.models import Environment
+from apps.projects.services import environment_serving_commit_set
+from apps.training.services import model_alias_move
 
 from ..choices import DeploymentStatus, PromotionStatus
 from ..models import Deployment, Promotion, Release
@@ -291,6 +293,8 @@ def _deployment_end(
         deployment = deployment_transition(
             deployment=deployment, to=to, actor="deployer", reason=error, update=update
         )
+        if to == DeploymentStatus.SUCCEEDED:
+            _now_serving(deployment)
         if rolled_back:
             previous = deployment.previous.release.version if deployment.previous else "nothing"
             deployment = deployment_transition(
@@ -315,6 +319,20 @@ def _deployment_end(
                     reason=error,
                 )
     return deployment
+
+
+def _now_serving(deployment: Deployment) -> None:
+    """The release serves the environment now (a deploy or a rollback that succeeded): the
+    environment runs its pipelines at the release's commit, and the model the release
+    carries becomes ``<model>@<environment>`` in the registry."""
+    release, environment = deployment.release, deployment.environment
+    environment_serving_commit_set(
+        environment=environment, commit_sha=release.commit_sha, actor="deployer"
+    )
+    if release.model_version_id:
+        model_alias_move(
+            environment=environment, model_version=release.model_version, actor="deployer"
+        )
 
 
 def deployment_sweep() -> dict[str, int]:

@@ -130,7 +130,8 @@ def release_create_from_run(*, run) -> Release | None:
             run=run,
             name=model.get("name") or "model",
             commit_sha=run.commit_sha,
-            metrics=model.get("metrics") or {},
+            metrics=model.get("metrics") or {},  # either shape: split into params and tags
+            job=build,
             artifact_uri=f"bundle:{model.get('path', '')}",
             artifact_digest=model["digest"],
         )

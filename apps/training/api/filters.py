@@ -1,6 +1,6 @@
 import django_filters
 
-from ..models import Dataset, DatasetVersion
+from ..models import Dataset, DatasetVersion, ModelVersion
 
 
 class DatasetFilter(django_filters.FilterSet):
@@ -18,3 +18,11 @@ class DatasetVersionFilter(django_filters.FilterSet):
     class Meta:
         model = DatasetVersion
         fields = ["project", "dataset", "name", "synthetic", "fingerprint"]
+
+
+class ModelVersionFilter(django_filters.FilterSet):
+    project = django_filters.CharFilter(field_name="project__slug")
+
+    class Meta:
+        model = ModelVersion
+        fields = ["project", "name", "version", "commit_sha"]

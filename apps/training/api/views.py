@@ -1,16 +1,28 @@
 from pathlib import Path
 
+from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
 
 from apps.accounts.api.viewsets import ProjectScopedViewSet
 
 from .. import selectors
-from .filters import DatasetFilter, DatasetVersionFilter
-from .serializers import DatasetSerializer, DatasetVersionDetailSerializer, DatasetVersionSerializer
+from ..models import ModelAlias
+from ..views import artifact_response
+from .filters import DatasetFilter, DatasetVersionFilter, ModelVersionFilter
+from .serializers import (
+    CompareSerializer,
+    DatasetSerializer,
+    DatasetVersionDetailSerializer,
+    DatasetVersionSerializer,
+    ModelVersionDetailSerializer,
+    ModelVersionSerializer,
+)
 
 
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
@@ -62,3 +74,56 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Pr
             as_attachment=True,
             filename=f"{version.dataset.name}-v{version.version}{path.suffix}",
         )
+
+
+class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    """The model registry, read-only: versions are registered by the jobs that train them and
+    aliases moved by deployments, never through the API."""
+
+    serializer_class = ModelVersionSerializer
+    filterset_class = ModelVersionFilter
+    ordering_fields = ["created", "version"]
+
+    def get_queryset(self):
+        qs = selectors.model_version_list(user=self.request.user).order_by("-pk")
+        aliases = Prefetch("aliases", queryset=ModelAlias.objects.select_related("environment"))
+        if self.action == "retrieve":
+            return selectors.model_version_detail(qs)
+        return qs.prefetch_related(aliases)
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return ModelVersionDetailSerializer
+        return super().get_serializer_class()
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "ids", str, required=True, description="Two or more version ids, comma-separated."
+            )
+        ],
+        responses={200: CompareSerializer, 400: OpenApiResponse(description="Fewer than 2.")},
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def compare(self, request):
+        """Metrics side by side, each row's best marked (lowest for losses, errors, latencies
+        and sizes, else highest)."""
+        raw = ",".join(request.query_params.getlist("ids"))
+        ids = [int(p) for p in raw.split(",") if p.strip().isdigit()][: selectors.COMPARE_MAX]
+        by_id = {v.pk: v for v in self.get_queryset().filter(pk__in=ids)}
+        versions = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+        if len(versions) < 2:
+            raise ValidationError({"ids": "Give two or more model versions you can see."})
+        comparison = selectors.compare(versions=versions)
+        return Response(CompareSerializer(comparison).data)
+
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(description="The model file."),
+            404: OpenApiResponse(description="Not visible to you, or the file is not kept."),
+        }
+    )
+    @action(detail=True, methods=["get"])
+    def artifact(self, request, pk=None):
+        """Download the model file (members of the project only)."""
+        return artifact_response(self.get_object())
