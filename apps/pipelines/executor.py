@@ -386,7 +386,8 @@ def _wants_image(project) -> bool:
 def execute_job(job: Job) -> Job:
     worker = job.worker
     run, project = job.run, job.run.project
-    variables, secrets = job_variables(project=project)
+    # A run in an environment (a schedule of it) gets that environment's variables too.
+    variables, secrets = job_variables(project=project, environment=run.environment)
     workspace = Path(settings.WORKSPACE_DIR) / "jobs" / f"job-{job.pk}"
     shutil.rmtree(workspace, ignore_errors=True)
     workspace.parent.mkdir(parents=True, exist_ok=True)

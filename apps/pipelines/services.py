@@ -1,12 +1,9 @@
 """Every write to runs and jobs. Tasks and views call these; nothing else changes a status."""
 
 import logging
-import subprocess
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
@@ -14,9 +11,8 @@ from django.utils import timezone
 from apps.core.exceptions import ConflictError, ServiceError
 from apps.core.services import StateMachine, audit_log
 from apps.projects.models import Project
-from apps.projects.spec import SPEC_FILENAME, PipelineSpec, SpecError, parse_spec, ref_matches
+from apps.projects.spec import SPEC_FILENAME, PipelineSpec, ref_matches
 
-from . import git
 from .choices import (
     JOB_TERMINAL,
     JOB_TIMESTAMPS,
@@ -33,6 +29,7 @@ from .commits import Commit
 from .models import Artifact, Job, PipelineRun
 from .routing import job_queue
 from .signals import job_finished, run_status_changed
+from .specs import SpecUnavailable, spec_at
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +194,7 @@ def run_request(
     commit: Commit,
     trigger: str = Trigger.PUSH,
     send_prepare: bool = True,
+    fields: Mapping[str, Any] | None = None,
 ) -> PipelineRun:
     """Start a run of the pipeline spec found at ``commit.sha`` (or at the head of ``commit.ref``).
 
@@ -205,12 +203,15 @@ def run_request(
     `.controlplane.yml` there and creates the jobs, or fails the run with the spec's errors
     (:func:`run_prepare`). ``send_prepare=False``: the caller, already a worker, calls
     :func:`run_prepare` itself after commit (one broker hop less); if it never does, the
-    sweeper sends the run to a worker.
+    sweeper sends the run to a worker. ``fields``: more columns (pipeline, params, environment,
+    schedule, trigger_detail, rerun_of; see :func:`apps.pipelines.triggers.pipeline_start`).
     """
     if not commit.sha and not commit.ref:
         raise ServiceError("Say which branch, tag or commit to run.")
     with transaction.atomic():
-        run = _run_insert(project=project, actor=actor, trigger=trigger, **commit.run_fields())
+        run = _run_insert(
+            project=project, actor=actor, trigger=trigger, **commit.run_fields(), **(fields or {})
+        )
         if send_prepare:
             transaction.on_commit(lambda: _send_prepare(run))
     return run
@@ -236,21 +237,9 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         return run
     project = run.project
     try:
-        if not run.commit_sha:
-            git.mirror_update(project)
-        sha = run.commit_sha or git.resolve(project, run.ref or project.default_branch)
-        info, text = git.commit_and_file(project, sha, SPEC_FILENAME)  # one git process
-    except (git.GitError, subprocess.TimeoutExpired) as exc:
-        return run_fail(run=run, actor="scheduler", message=f"Could not get the commit: {exc}")
-    if text is None:
-        return run_fail(
-            run=run, actor="scheduler", message=f"No {SPEC_FILENAME} in commit {sha[:12]}."
-        )
-    try:
-        spec = parse_spec(text)
-    except SpecError as exc:
-        details = "\n".join(str(issue) for issue in exc.issues)
-        return run_fail(run=run, actor="scheduler", message=f"Invalid {SPEC_FILENAME}:\n{details}")
+        info, spec = spec_at(project, sha=run.commit_sha, ref=run.ref)
+    except SpecUnavailable as exc:
+        return run_fail(run=run, actor="scheduler", message=exc.message)
     with transaction.atomic():
         run = PipelineRun.objects.select_for_update().get(pk=run.pk)
         if run.status != RunStatus.QUEUED or run.jobs.exists():
@@ -281,7 +270,14 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
                 "modified",
             ]
         )
-        _jobs_create(run, jobs_from_spec(spec))
+        try:
+            _jobs_create(run, jobs_from_spec(spec, run.pipeline))
+        except KeyError:
+            message = f"No pipeline '{run.pipeline}' in {SPEC_FILENAME} at {info['sha'][:12]}."
+            return run_fail(run=run, actor="scheduler", message=message)
+        if run.ref == project.default_branch and not run.environment_id:
+            # The default branch's spec says which schedules exist (see pipelines/schedules.py).
+            transaction.on_commit(lambda: _schedules_sync(project, spec, run.commit_sha))
         if spec.cancel_previous and run.trigger == Trigger.PUSH and run.ref:
             older = PipelineRun.objects.filter(
                 project=project, ref=run.ref, number__lt=run.number, status__in=RUN_ACTIVE
@@ -295,6 +291,15 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         run_start_waiting(project=project)
     run.refresh_from_db()
     return run
+
+
+def _schedules_sync(project: Project, spec: PipelineSpec, sha: str) -> None:
+    from .schedules import schedules_sync
+
+    try:
+        schedules_sync(project=project, spec=spec, commit_sha=sha)
+    except Exception:  # the run goes on; the next run of the branch syncs again
+        logger.exception("Could not sync the schedules of %s at %s", project, sha[:12])
 
 
 def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:
@@ -477,16 +482,19 @@ def _jobs_after(run: PipelineRun, name: str) -> list[Job]:
 
 
 def run_rerun(*, run: PipelineRun, actor: Any) -> PipelineRun:
-    """A new run of the same commit, ref, pipeline and params (see docs/caching.md: re-use)."""
+    """A new run of the same commit, ref, pipeline, parameters and environment, reading the
+    spec afresh (see docs/caching.md: re-use)."""
     if not run.commit_sha or not run.project.repository_url:
         raise ConflictError("Only runs of a Git commit can be re-run; trigger a new run instead.")
-    with transaction.atomic():  # the prepare message goes out after the fields below are in
-        commit = Commit.of_run(run)
-        new = run_request(project=run.project, actor=actor, commit=commit, trigger=Trigger.RERUN)
-        new.rerun_of, new.pipeline, new.params = run, run.pipeline, run.params
-        new.environment_id = run.environment_id
-        new.save(update_fields=["rerun_of", "pipeline", "params", "environment", "modified"])
-    return new
+    same = ("pipeline", "params", "environment_id")
+    fields = {name: getattr(run, name) for name in same} | {"rerun_of": run}
+    return run_request(
+        project=run.project,
+        actor=actor,
+        commit=Commit.of_run(run),
+        trigger=Trigger.RERUN,
+        fields=fields | {"trigger_detail": f"re-run of #{run.number}"},
+    )
 
 
 def _lock_job(job_id: int) -> Job | None:
@@ -582,74 +590,15 @@ def job_finish(
     return job
 
 
-def job_sweep_unclaimed(*, now: datetime | None = None) -> int:
-    """Re-send queued jobs nobody claimed: the broker lost the message, or was down when the
-    job was queued. Claiming is idempotent, so a duplicate message is harmless."""
-    now = now or timezone.now()
-    cutoff = now - settings.JOB_UNCLAIMED_AFTER
-    # Its last message went out at queued_at, or at enqueued_at when the sweeper re-sent it.
-    stale = list(
-        Job.objects.filter(status=JobStatus.QUEUED, queued_at__lt=cutoff).filter(
-            Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=cutoff)
-        )
-    )
-    for job in stale:
-        logger.warning("Re-sending unclaimed job %s (%s)", job.pk, job)
-        _send_job(job, resend=True)
-    # Runs whose "prepare" message was lost: queued, no jobs, no spec, not touched for a while.
-    unprepared = PipelineRun.objects.filter(
-        status=RunStatus.QUEUED, jobs__isnull=True, modified__lt=cutoff
-    ).select_related("project")
-    for run in unprepared:
-        logger.warning("Re-sending unprepared run %s", run)
-        _send_prepare(run)
-    # Runs waiting for a free slot, in case the run that freed it could not start them.
-    waiting = (
-        PipelineRun.objects.filter(
-            status=RunStatus.QUEUED, jobs__status=JobStatus.PENDING, modified__lt=cutoff
-        )
-        .values_list("project_id", flat=True)
-        .distinct()
-    )
-    for project in Project.objects.filter(pk__in=list(waiting)):
-        run_start_waiting(project=project)
-    return len(stale) + len(unprepared)
+def __getattr__(name: str) -> Any:
+    """Starting named pipelines lives in triggers.py and the sweeper and reaper in sweeper.py
+    (this module's size); callers keep using ``services.<name>`` like every other write."""
+    if name in ("pipeline_start", "pipelines_on_dataset"):
+        from . import triggers
 
+        return getattr(triggers, name)
+    if name in ("job_sweep_unclaimed", "job_reap_lost"):  # moved to sweeper.py
+        from . import sweeper
 
-def job_reap_lost(*, now: datetime | None = None) -> int:
-    """Retry or fail running jobs whose heartbeat stopped: their worker died (kill -9, OOM,
-    host lost). Without this they would stay "running" for ever."""
-    now = now or timezone.now()
-    cutoff = now - settings.JOB_HEARTBEAT_TIMEOUT
-    lost_ids = list(
-        Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )
-    )
-    reaped = 0
-    for job_id in lost_ids:
-        with transaction.atomic():
-            job = _lock_job(job_id)
-            if job is None or job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
-                continue  # it moved on while we looked
-            silent = int((now - job.heartbeat_at).total_seconds())
-            if job.attempt < job.max_attempts:
-                job_transition(
-                    job=job,
-                    to=JobStatus.QUEUED,
-                    actor="reaper",
-                    reason=f"Worker lost ({job.worker}, silent {silent}s); "
-                    f"retrying as attempt {job.attempt + 1} of {job.max_attempts}.",
-                    update={"attempt": job.attempt + 1, "worker": "", "heartbeat_at": None},
-                )
-            else:
-                job_transition(
-                    job=job,
-                    to=JobStatus.FAILED,
-                    actor="reaper",
-                    reason=f"Worker lost ({job.worker}, silent {silent}s).",
-                    update={"error_message": "worker lost", "heartbeat_at": None},
-                )
-            run_advance(run=job.run, actor="reaper", locked=True)
-            reaped += 1
-    return reaped
+        return getattr(sweeper, name)
+    raise AttributeError(name)

@@ -268,6 +268,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=REAPER_INTERVAL),
         "options": {"expires": REAPER_INTERVAL},
     },
+    # Schedules whose fire time passed unserved (beat was down, or its message was lost).
+    "pipelines.sweep_schedules": {
+        "task": "pipelines.sweep_schedules",
+        "schedule": timedelta(seconds=SWEEPER_INTERVAL),
+        "options": {"expires": SWEEPER_INTERVAL},
+    },
     "releases.expire_promotions": {
         "task": "releases.expire_promotions",
         "schedule": timedelta(minutes=1),
