@@ -9,7 +9,7 @@ from apps.notifications.api.views import (
     NotificationTargetViewSet,
     SlackIdentityView,
 )
-from apps.pipelines.api.views import JobViewSet, RunViewSet
+from apps.pipelines.api.views import JobViewSet, PipelineRunStartView, RunViewSet
 from apps.projects.api.views import PipelineSpecSchemaView, ProjectViewSet
 from apps.releases.api.views import (
     DeploymentViewSet,
@@ -48,6 +48,11 @@ urlpatterns = [
         "model-versions/<int:pk>/lineage/",
         ModelVersionLineageView.as_view(),
         name="model-version-lineage",
+    ),
+    path(
+        "projects/<str:project>/pipelines/<str:name>/runs/",
+        PipelineRunStartView.as_view(),
+        name="pipeline-runs",
     ),
     path("", include(router.urls)),
 ]

@@ -4,6 +4,9 @@ from . import views
 
 app_name = "pipelines"
 urlpatterns = [
+    path("<slug:slug>/pipelines/", views.pipeline_list, name="pipelines"),
+    path("<slug:slug>/pipelines/<str:name>/run/", views.pipeline_run, name="pipeline-run"),
+    path("<slug:slug>/schedules/<int:pk>/pause/", views.schedule_pause, name="schedule-pause"),
     path("<slug:slug>/runs/new/", views.run_trigger, name="run-trigger"),
     path("<slug:slug>/runs/<int:number>/rerun/", views.run_rerun, name="run-rerun"),
     path("<slug:slug>/runs/<int:number>/jobs/<str:job>/retry/", views.job_retry, name="job-retry"),

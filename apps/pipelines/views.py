@@ -220,3 +220,95 @@ def job_log_download(request: HttpRequest, slug: str, number: int, job: str) -> 
         filename=f"{job.run.project.slug}-{job.run.number}-{job.name}.log",
         content_type="text/plain",
     )
+
+
+def _project_or_404(request, slug: str):
+    from apps.projects.selectors import project_list
+
+    return get_object_or_404(project_list(user=request.user), slug=slug)
+
+
+def _pipelines_page(request, project, *, errors=None, given=None, status=200) -> HttpResponse:
+    context = {
+        "project": project,
+        "pipelines": selectors.pipelines_overview(project=project),
+        "environments": list(project.environments.all()),
+        "can_write": has_role(request.user, project.pk, Role.DEVELOPER),
+        "errors": errors or {},
+        "given": given or {},
+    }
+    return render(request, "pipelines/pipelines.html", context, status=status)
+
+
+@login_required
+def pipeline_list(request: HttpRequest, slug: str) -> HttpResponse:
+    """The project's named pipelines: a form of each one's parameters, its schedules and
+    their next fire times, its last runs and success rate."""
+    return _pipelines_page(request, _project_or_404(request, slug))
+
+
+@login_required
+@require_POST
+def pipeline_run(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    """Start a named pipeline from its form (parameters typed as the spec declares them)."""
+    from apps.projects.spec import ParamError
+
+    from .triggers import pipeline_start
+
+    project = _project_or_404(request, slug)
+    params = {
+        key[len("param-") :]: request.POST.getlist(key)[-1]  # a checkbox after its hidden "false"
+        for key in request.POST
+        if key.startswith("param-")
+    }
+    env_name = request.POST.get("environment", "")
+    try:
+        _as_developer(request, project.pk, "Starting a pipeline")
+        environment = project.environments.filter(name=env_name).first() if env_name else None
+        run = pipeline_start(
+            project=project,
+            pipeline=name,
+            actor=request.user,
+            trigger=Trigger.MANUAL,
+            params=params,
+            reason=f"by {request.user.get_username()} from the pipelines page",
+            environment=environment,
+        )
+    except ParamError as exc:
+        errors = {name: {exc.name: exc.message}}
+        return _pipelines_page(request, project, errors=errors, given={name: params}, status=400)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("pipelines:pipelines", slug=project.slug)
+    if run is None:
+        why = f"Not started: a run of '{name}' is still active (concurrency: skip)."
+        messages.info(request, why)
+        return redirect("pipelines:pipelines", slug=project.slug)
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def schedule_pause(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Pause (``paused=1``) or resume (``paused=0``) a schedule; htmx swaps its row."""
+    from .models import Schedule
+    from .schedules import next_fires
+    from .schedules import schedule_pause as pause
+
+    project = _project_or_404(request, slug)
+    rows = Schedule.objects.select_related("environment")
+    schedule = get_object_or_404(rows, project=project, pk=pk)
+    try:
+        _as_developer(request, project.pk, "Pausing a schedule")
+        paused = request.POST.get("paused") == "1"
+        schedule = pause(schedule=schedule, actor=request.user, paused=paused)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    if request.htmx:
+        context = {
+            "project": project,
+            "item": {"schedule": schedule, "next": next_fires(schedule)},
+            "can_write": has_role(request.user, project.pk, Role.DEVELOPER),
+        }
+        return render(request, "pipelines/pipelines.html#schedule_row", context)
+    return redirect("pipelines:pipelines", slug=project.slug)

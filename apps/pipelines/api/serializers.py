@@ -73,6 +73,8 @@ class RunSerializer(_DurationMixin, serializers.ModelSerializer):
     jobs = JobSerializer(many=True, read_only=True)
     created_by = serializers.StringRelatedField()
     duration_seconds = serializers.SerializerMethodField()
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    schedule = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = PipelineRun
@@ -81,7 +83,13 @@ class RunSerializer(_DurationMixin, serializers.ModelSerializer):
             "project",
             "number",
             "status",
+            "pipeline",
+            "params",
             "trigger",
+            "trigger_detail",
+            "environment",
+            "schedule",
+            "rerun_of",
             "ref",
             "commit_sha",
             "commit_message",
@@ -130,3 +138,13 @@ class RunCreateSerializer(serializers.Serializer):
             if not attrs.get("ref") and not attrs.get("commit_sha"):
                 attrs["ref"] = attrs["project"].default_branch
         return attrs
+
+
+class PipelineStartSerializer(serializers.Serializer):
+    """Start a named pipeline: its typed parameters (checked against the pipeline's `params`
+    at the commit it will run) and, optionally, the environment whose variables and pipeline
+    version it runs with."""
+
+    params = serializers.DictField(required=False, default=dict)
+    environment = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=400)

@@ -2,17 +2,23 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.choices import Role
+from apps.accounts.permissions import has_role
 from apps.projects.models import Project
+from apps.projects.selectors import project_list
+from apps.projects.spec import ParamError
 
 from .. import selectors, services
 from ..choices import Trigger
 from ..commits import Commit
 from ..logs import log_path, read_range
 from .filters import JobFilter, RunFilter
-from .serializers import JobSerializer, RunCreateSerializer, RunSerializer
+from .serializers import JobSerializer, PipelineStartSerializer, RunCreateSerializer, RunSerializer
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
@@ -115,3 +121,47 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         response["X-Log-Next-Offset"] = str(next_offset)
         response["X-Job-Status"] = job.status
         return response
+
+
+class PipelineRunStartView(APIView):
+    """``POST /api/v1/projects/{slug}/pipelines/{name}/runs/``: start a named pipeline of the
+    project (needs the developer role, as any run started by hand). 201 with the run; 400
+    ``{"params": {"<name>": ["message"]}}`` naming a parameter that does not fit, and no run;
+    200 ``{"run": null, "detail": ...}`` when ``concurrency: skip`` started none."""
+
+    @extend_schema(request=PipelineStartSerializer, responses={201: RunSerializer})
+    def post(self, request, project: str, name: str):
+        from django.shortcuts import get_object_or_404
+
+        from ..triggers import pipeline_start
+
+        projects = project_list(user=request.user)
+        lookup = {"pk": int(project)} if project.isdigit() else {"slug": project}
+        found = get_object_or_404(projects, **lookup)
+        if not has_role(request.user, found.pk, Role.DEVELOPER):
+            raise PermissionDenied("Starting a pipeline needs the developer role in this project.")
+        body = PipelineStartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        environment = None
+        if data["environment"]:
+            environment = found.environments.filter(name=data["environment"]).first()
+            if environment is None:
+                raise ValidationError({"environment": [f"No environment '{data['environment']}'."]})
+        who = request.user.get_username()
+        try:
+            run = pipeline_start(
+                project=found,
+                pipeline=name,
+                actor=request.user,
+                trigger=Trigger.API,
+                params=data["params"],
+                reason=data["reason"] or f"by {who} through the API",
+                environment=environment,
+            )
+        except ParamError as exc:
+            return Response({"params": {exc.name: [exc.message]}}, status=400)
+        if run is None:
+            detail = f"Not started: a run of '{name}' is still active (concurrency: skip)."
+            return Response({"run": None, "detail": detail}, status=status.HTTP_200_OK)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
