@@ -137,6 +137,9 @@ def schedules_sweep(*, now: datetime | None = None) -> int:
     """Fire schedules whose due fire time beat should have sent a while ago and nobody served
     (beat was down, or its message was lost). Returns how many started a run."""
     now = now or timezone.now()
+    # Beat entries whose schedule is gone (its project was deleted) would fire for nothing.
+    linked = Schedule.objects.filter(periodic_task__isnull=False).values("periodic_task")
+    PeriodicTask.objects.filter(task=FIRE_TASK).exclude(pk__in=linked).delete()
     started = 0
     for schedule in Schedule.objects.filter(paused=False):
         if schedule.cron:
@@ -229,11 +232,14 @@ def schedules_sync(
             )
         else:
             timing = (row.cron, row.every_seconds, row.timezone)
-            for field, value in values.items():
-                setattr(row, field, value)
+            changed = [name for name, value in values.items() if getattr(row, name) != value]
+            for name in changed:
+                setattr(row, name, values[name])
             if timing != (row.cron, row.every_seconds, row.timezone) and row.cron:
                 row.last_fire_at = latest_due(row)
-            row.save()
+                changed.append("last_fire_at")
+            if changed:
+                row.save(update_fields=[*changed, "modified"])
         _periodic_task_save(row)
         kept.append(row)
     return kept
@@ -279,15 +285,26 @@ def _periodic_task_save(row: Schedule) -> PeriodicTask:
         timing["interval"], _ = IntervalSchedule.objects.get_or_create(
             every=row.every_seconds, period=IntervalSchedule.SECONDS
         )
+    wanted = {
+        "task": FIRE_TASK,
+        "args": json.dumps([row.pk]),
+        "queue": "default",
+        "enabled": not row.paused,
+        "description": f"{row} ({row.cron or f'every {row.every_seconds}s'})",
+        **timing,
+    }
     task = row.periodic_task or PeriodicTask(name=f"pipelines.schedule:{row.pk}")
-    task.task = FIRE_TASK
-    task.args = json.dumps([row.pk])
-    task.queue = "default"
-    task.enabled = not row.paused
-    task.description = f"{row} ({row.cron or f'every {row.every_seconds}s'})"
-    for field, value in timing.items():
-        setattr(task, field, value)
-    task.save()
+    # TRICKY: only the fields that changed, and only when some did: a whole-row save would
+    # write back a stale `last_run_at` beat keeps there, and any save makes beat reload every
+    # entry (runs of the default branch sync the schedules each time).
+    changed = [name for name, value in wanted.items() if getattr(task, name) != value]
+    for name in changed:
+        setattr(task, name, wanted[name])
+    if task.pk is None:
+        task.save()
+    elif changed:  # PeriodicTask.save() clears last_run_at of a disabled entry: keep that
+        extra = ["last_run_at"] if "enabled" in changed else []
+        task.save(update_fields=[*changed, *extra, "date_changed"])
     if row.periodic_task_id != task.pk:
         Schedule.objects.filter(pk=row.pk).update(periodic_task=task)
         row.periodic_task = task

@@ -223,3 +223,23 @@ def test_preparing_a_default_branch_run_syncs_the_schedules(
     with django_capture_on_commit_callbacks(execute=True):
         services.run_prepare(run_id=run.pk)
     assert Schedule.objects.filter(project=git_project, name="tick").exists()
+
+
+def test_a_sync_with_nothing_changed_writes_nothing_beat_would_reload(git_project):
+    sync(git_project)
+    stamps = dict(PeriodicTask.objects.values_list("pk", "date_changed"))
+    modified = dict(Schedule.objects.values_list("pk", "modified"))
+    sync(git_project)
+    assert dict(PeriodicTask.objects.values_list("pk", "date_changed")) == stamps
+    assert dict(Schedule.objects.values_list("pk", "modified")) == modified
+
+
+def test_the_sweeper_removes_beat_entries_whose_schedule_is_gone(git_project):
+    sync(git_project)
+    tick = Schedule.objects.get(name="tick")
+    task_id = tick.periodic_task_id
+    Schedule.objects.filter(pk=tick.pk).delete()  # as a project deletion cascades
+    assert PeriodicTask.objects.filter(pk=task_id).exists()
+    schedules.schedules_sweep()
+    assert not PeriodicTask.objects.filter(pk=task_id).exists()
+    assert PeriodicTask.objects.filter(task="pipelines.fire_schedule").count() == 4
