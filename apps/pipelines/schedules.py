@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 FIRE_TASK = "pipelines.fire_schedule"
 # How much earlier than `every` a fire message may come and still fire (delivery jitter).
 INTERVAL_SLACK = 1.0
+CRON_EARLY = timedelta(seconds=1)
 # The sweeper leaves a due fire this long to beat before it fires it itself.
 SWEEP_GRACE = timedelta(seconds=2)
 
@@ -56,7 +57,8 @@ def latest_due(schedule: Schedule, now: datetime | None = None) -> datetime | No
     an interval ``now`` when ``every`` has passed since the last fire served; None if none."""
     now = now or timezone.now()
     if schedule.cron:
-        local = now.astimezone(_zone(schedule))
+        # A message beat sends a hair before the fire time (clocks, rounding) serves it.
+        local = (now + CRON_EARLY).astimezone(_zone(schedule))
         return croniter(schedule.cron, local).get_prev(datetime).astimezone(ZoneInfo("UTC"))
     last = schedule.last_fire_at
     every = timedelta(seconds=schedule.every_seconds or 1)
