@@ -27,6 +27,7 @@ from apps.core.services import audit_log
 from apps.projects.models import Environment, Project
 from apps.projects.spec import ParamError, PipelineSpec, ScheduleSpec
 
+from . import git
 from .choices import Trigger
 from .models import PipelineRun, Schedule
 from .specs import spec_at
@@ -245,6 +246,31 @@ def schedules_sync(
         _periodic_task_save(row)
         kept.append(row)
     return kept
+
+
+def schedules_sync_from_run(*, project: Project, spec: PipelineSpec, commit_sha: str) -> None:
+    """After a run of the default branch was prepared: sync from its spec, unless the commit
+    is older than the one the schedules were synced from (a re-run, or a run of an old commit
+    asked for by sha). Never fails the run: an error is logged, the next run syncs again."""
+    try:
+        synced = (
+            Schedule.objects.filter(project=project, environment__isnull=True)
+            .exclude(commit_sha__in=("", commit_sha))
+            .values_list("commit_sha", flat=True)
+            .first()
+        )
+        if synced and _is_ancestor(project, commit_sha, synced):
+            return
+        schedules_sync(project=project, spec=spec, commit_sha=commit_sha)
+    except Exception:
+        logger.exception("Could not sync the schedules of %s at %s", project, commit_sha[:12])
+
+
+def _is_ancestor(project: Project, older: str, newer: str) -> bool:
+    result = git.git(
+        "merge-base", "--is-ancestor", older, newer, cwd=git.mirror_path(project), check=False
+    )
+    return result.returncode == 0
 
 
 def schedules_sync_environment(*, environment: Environment, actor: Any = "scheduler") -> None:

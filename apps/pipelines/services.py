@@ -294,12 +294,9 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
 
 
 def _schedules_sync(project: Project, spec: PipelineSpec, sha: str) -> None:
-    from .schedules import schedules_sync
+    from .schedules import schedules_sync_from_run
 
-    try:
-        schedules_sync(project=project, spec=spec, commit_sha=sha)
-    except Exception:  # the run goes on; the next run of the branch syncs again
-        logger.exception("Could not sync the schedules of %s at %s", project, sha[:12])
+    schedules_sync_from_run(project=project, spec=spec, commit_sha=sha)
 
 
 def run_start_waiting(*, project: Project, actor: Any = "scheduler") -> int:

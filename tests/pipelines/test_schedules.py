@@ -243,3 +243,29 @@ def test_the_sweeper_removes_beat_entries_whose_schedule_is_gone(git_project):
     schedules.schedules_sweep()
     assert not PeriodicTask.objects.filter(pk=task_id).exists()
     assert PeriodicTask.objects.filter(task="pipelines.fire_schedule").count() == 4
+
+
+def test_a_run_of_an_older_commit_does_not_roll_the_schedules_back(
+    git_project, repo, admin_user, django_capture_on_commit_callbacks
+):
+    from apps.pipelines.commits import Commit
+
+    old = repo.head
+    spec = repo.read(".controlplane.yml").replace("every: 2s", "every: 4s")
+    new = repo.commit("Slower tick", {".controlplane.yml": spec})
+
+    def prepare(sha):
+        run = services.run_request(
+            project=git_project,
+            actor=admin_user,
+            commit=Commit(sha=sha, ref="main"),
+            send_prepare=False,
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            services.run_prepare(run_id=run.pk)
+
+    prepare(new)
+    assert Schedule.objects.get(name="tick").every_seconds == 4
+    prepare(old)  # e.g. a re-run of last week's commit
+    tick = Schedule.objects.get(name="tick")
+    assert (tick.every_seconds, tick.commit_sha) == (4, new)

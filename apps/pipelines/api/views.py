@@ -136,8 +136,9 @@ class PipelineRunStartView(APIView):
         from ..triggers import pipeline_start
 
         projects = project_list(user=request.user)
-        lookup = {"pk": int(project)} if project.isdigit() else {"slug": project}
-        found = get_object_or_404(projects, **lookup)
+        found = projects.filter(slug=project).first()  # a slug may be all digits: it wins
+        if found is None:
+            found = get_object_or_404(projects, pk=int(project) if project.isdigit() else 0)
         if not has_role(request.user, found.pk, Role.DEVELOPER):
             raise PermissionDenied("Starting a pipeline needs the developer role in this project.")
         body = PipelineStartSerializer(data=request.data)
