@@ -39,7 +39,7 @@ def pipeline_commit(project: Project, environment: Environment | None) -> Commit
     return Commit(ref=project.default_branch)
 
 
-def pipeline_spec(project: Project, pipeline: str, spec: PipelineSpec, sha: str):
+def pipeline_spec(pipeline: str, spec: PipelineSpec, sha: str):
     """The named pipeline (None for "" = the push jobs); PipelineNotFound when the spec of
     that commit has no such pipeline."""
     if not pipeline:
@@ -70,7 +70,7 @@ def pipeline_start(
     ``trigger_detail`` (who or what started it)."""
     commit = commit or pipeline_commit(project, environment)
     info, spec = spec_at(project, sha=commit.sha, ref=commit.ref)
-    named = pipeline_spec(project, pipeline, spec, info["sha"])
+    named = pipeline_spec(pipeline, spec, info["sha"])
     values = validate_params(named.params if named else {}, params)
     concurrency = named.concurrency if named else Concurrency.QUEUE
     resolved = Commit(
