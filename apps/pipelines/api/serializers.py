@@ -89,7 +89,6 @@ class RunSerializer(_DurationMixin, serializers.ModelSerializer):
             "trigger_detail",
             "environment",
             "schedule",
-            "rerun_of",
             "ref",
             "commit_sha",
             "commit_message",
