@@ -288,6 +288,17 @@ def schedules_sync_environment(*, environment: Environment, actor: Any = "schedu
     )
 
 
+def schedules_follow_environment(*, environment: Environment) -> None:
+    """:func:`schedules_sync_environment` for a caller that must not fail (a deployment that
+    succeeded, after commit): an error is logged; the next deployment syncs again."""
+    if not environment.project.repository_url:
+        return
+    try:
+        schedules_sync_environment(environment=environment, actor="deployer")
+    except Exception:
+        logger.exception("Could not sync the schedules of %s", environment)
+
+
 def _delete(row: Schedule, actor: Any) -> None:
     audit_log(actor=actor, action="schedule.deleted", obj=row, project_id=row.project_id)
     if row.periodic_task_id:

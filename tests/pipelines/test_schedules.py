@@ -269,3 +269,22 @@ def test_a_run_of_an_older_commit_does_not_roll_the_schedules_back(
     prepare(old)  # e.g. a re-run of last week's commit
     tick = Schedule.objects.get(name="tick")
     assert (tick.every_seconds, tick.commit_sha) == (4, new)
+
+
+def test_a_deployment_moves_the_environment_schedules_to_its_release(
+    git_project, repo, django_capture_on_commit_callbacks
+):
+    from apps.releases.services.deployments import _now_serving
+    from tests.factories import DeploymentFactory, ReleaseFactory
+
+    released = repo.head
+    dev = git_project.environments.get(name="dev")
+    deployment = DeploymentFactory(
+        release=ReleaseFactory(project=git_project, commit_sha=released), environment=dev
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        _now_serving(deployment)  # what a deployment that succeeded does
+    dev.refresh_from_db()
+    assert dev.pipeline_commit_sha == released
+    row = Schedule.objects.get(name="envtick", environment=dev)
+    assert row.commit_sha == released and row.periodic_task.enabled

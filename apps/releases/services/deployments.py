@@ -21,6 +21,7 @@ from apps.core.exceptions import (
     ServiceError,
 )
 from apps.core.services import audit_log
+from apps.pipelines.schedules import schedules_follow_environment
 from apps.projects.models import Environment
 from apps.projects.services import environment_serving_commit_set
 from apps.training.services import model_alias_move
@@ -329,6 +330,8 @@ def _now_serving(deployment: Deployment) -> None:
     environment_serving_commit_set(
         environment=environment, commit_sha=release.commit_sha, actor="deployer"
     )
+    # Its schedules follow the spec of that commit (a fetch may be needed: after commit).
+    transaction.on_commit(lambda: schedules_follow_environment(environment=environment))
     if release.model_version_id:
         model_alias_move(
             environment=environment, model_version=release.model_version, actor="deployer"
