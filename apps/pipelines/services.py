@@ -585,17 +585,3 @@ def job_finish(
             )
         run_advance(run=job.run, actor=f"worker:{worker}", locked=True)
     return job
-
-
-def __getattr__(name: str) -> Any:
-    """Starting named pipelines lives in triggers.py and the sweeper and reaper in sweeper.py
-    (this module's size); callers keep using ``services.<name>`` like every other write."""
-    if name in ("pipeline_start", "pipelines_on_dataset"):
-        from . import triggers
-
-        return getattr(triggers, name)
-    if name in ("job_sweep_unclaimed", "job_reap_lost"):  # moved to sweeper.py
-        from . import sweeper
-
-        return getattr(sweeper, name)
-    raise AttributeError(name)

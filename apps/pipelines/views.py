@@ -18,6 +18,7 @@ from .choices import Trigger
 from .commits import Commit
 from .logs import log_html, log_path, log_size, read_range
 from .models import Job, PipelineRun
+from .triggers import pipeline_start
 
 TAIL_BYTES = 64 * 1024
 
@@ -252,8 +253,6 @@ def pipeline_list(request: HttpRequest, slug: str) -> HttpResponse:
 def pipeline_run(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     """Start a named pipeline from its form (parameters typed as the spec declares them)."""
     from apps.projects.spec import ParamError
-
-    from .triggers import pipeline_start
 
     project = _project_or_404(request, slug)
     params = {

@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.core.services import audit_log
 from apps.pipelines.choices import JobKind, JobStatus
 from apps.pipelines.models import Job, PipelineRun
+from apps.pipelines.triggers import pipelines_on_dataset
 from apps.projects.models import Environment, Project
 
 from .metricsfile import split_metrics
@@ -292,8 +293,6 @@ def _dataset_version_announce(version: DatasetVersion, actor: Any) -> None:
     """Start the pipelines that run on a new version of this dataset (``on_dataset``). After
     commit: a failure to start them is logged and leaves the recorded version as it is."""
     try:
-        from apps.pipelines.services import pipelines_on_dataset
-
         pipelines_on_dataset(
             project=version.dataset.project,
             dataset=version.dataset.name,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from apps.pipelines import services
+from apps.pipelines import services, sweeper
 from apps.pipelines.attempts import job_attempts
 from apps.pipelines.choices import JobStatus, RunStatus
 from apps.pipelines.models import Job, PipelineRun
@@ -104,7 +104,7 @@ def test_a_job_the_reaper_requeued_lists_the_lost_attempt(project, admin_user):
     job = run.jobs.get()
     job = services.job_claim(job_id=job.pk, worker="w")
     Job.objects.filter(pk=job.pk).update(heartbeat_at=job.started_at - timedelta(hours=1))
-    assert services.job_reap_lost() == 1
+    assert sweeper.job_reap_lost() == 1
     _attempt(Job.objects.get(pk=job.pk), succeeded=True)
     lost, done = job_attempts(job)
     assert (lost.outcome_label, lost.badge) == ("worker lost", JobStatus.FAILED)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from apps.pipelines import schedules, services
+from apps.pipelines import schedules, triggers
 from apps.pipelines.choices import JobStatus, Trigger
 from apps.pipelines.models import Job, PipelineRun, Schedule
 from apps.pipelines.specs import spec_at
@@ -160,7 +160,7 @@ def test_beat_up_workers_down_across_two_fire_times_one_catch_up_run(project, se
 def test_a_manual_run_gets_its_params_as_variables(project, setup, processes, admin_user):
     setup("")
     processes(WorkerProcess(concurrency=1))
-    run = services.pipeline_start(
+    run = triggers.pipeline_start(
         project=project,
         pipeline="features",
         actor=admin_user,

@@ -5,7 +5,7 @@ prepared in-process (what the prepare_run task does)."""
 
 import pytest
 
-from apps.pipelines import services
+from apps.pipelines import services, triggers
 from apps.pipelines.choices import RunStatus, Trigger
 from apps.pipelines.models import PipelineRun
 from apps.pipelines.specs import SpecUnavailable
@@ -31,7 +31,7 @@ def git_project(project, repo):
 
 def start(project, actor, pipeline="features", **kwargs):
     kwargs.setdefault("trigger", Trigger.MANUAL)
-    return services.pipeline_start(project=project, pipeline=pipeline, actor=actor, **kwargs)
+    return triggers.pipeline_start(project=project, pipeline=pipeline, actor=actor, **kwargs)
 
 
 def prepared(run: PipelineRun) -> PipelineRun:
@@ -142,7 +142,7 @@ def test_an_environment_runs_the_pipelines_of_its_release_commit(git_project, ad
 
 
 def test_a_new_dataset_version_starts_the_pipelines_that_consume_it(git_project, admin_user):
-    runs = services.pipelines_on_dataset(
+    runs = triggers.pipelines_on_dataset(
         project=git_project, dataset="raw", version_label="v3", actor="training"
     )
     assert [(r.pipeline, r.trigger, r.trigger_detail) for r in runs] == [
@@ -150,7 +150,7 @@ def test_a_new_dataset_version_starts_the_pipelines_that_consume_it(git_project,
     ]
     assert runs[0].params == {"rows": 5, "region": "eu", "full": False}  # the defaults
     assert (
-        services.pipelines_on_dataset(
+        triggers.pipelines_on_dataset(
             project=git_project, dataset="unused", version_label="v1", actor="training"
         )
         == []

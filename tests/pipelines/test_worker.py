@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from apps.pipelines import services
+from apps.pipelines import services, sweeper
 from apps.pipelines.choices import RUN_TERMINAL, JobStatus, RunStatus
 from apps.pipelines.logs import log_path
 from apps.pipelines.models import PipelineRun
@@ -215,7 +215,7 @@ def test_out_of_attempts_fails_with_worker_lost(project, admin_user, worker, set
         ],
     )
     kill_worker_mid_job(first, pidfile)
-    wait_for(lambda: services.job_reap_lost() == 1, 30, interval=0.5)
+    wait_for(lambda: sweeper.job_reap_lost() == 1, 30, interval=0.5)
     run = PipelineRun.objects.get(pk=run.pk)
     assert run.status == RunStatus.FAILED
     assert run.jobs.get().error_message == "worker lost"
@@ -238,9 +238,9 @@ def test_sweeper_resends_jobs_whose_message_was_lost(project, admin_user, worker
     assert app.control.purge() >= 1
     worker()
     assert run.jobs.get().status == JobStatus.QUEUED
-    assert services.job_sweep_unclaimed() == 0  # not stale yet
+    assert sweeper.job_sweep_unclaimed() == 0  # not stale yet
     later = timezone.now() + timedelta(minutes=5)
-    assert services.job_sweep_unclaimed(now=later) == 1
+    assert sweeper.job_sweep_unclaimed(now=later) == 1
     run = finished(run)
     assert run.status == RunStatus.SUCCEEDED
 

@@ -55,16 +55,15 @@ def test_a_produced_file_is_recorded_with_its_schema(
 def test_same_content_is_the_same_version_and_only_a_new_one_starts_pipelines(
     project, admin_user, django_capture_on_commit_callbacks, monkeypatch
 ):
-    # pipelines.services.pipelines_on_dataset is the triggers' entry point (issue 9): stand in
-    # for it here to see which versions are announced.
-    from apps.pipelines import services as pipeline_services
+    # pipelines.triggers.pipelines_on_dataset starts the on_dataset pipelines: stand in for it
+    # here to see which versions are announced.
+    from apps.training import services as training_services
 
     announced = []
     monkeypatch.setattr(
-        pipeline_services,
+        training_services,
         "pipelines_on_dataset",
         lambda **kwargs: announced.append(kwargs) or [],
-        raising=False,
     )
     first = produce(django_capture_on_commit_callbacks, project, admin_user)
     again = produce(django_capture_on_commit_callbacks, project, admin_user)

@@ -17,6 +17,7 @@ from .. import selectors, services
 from ..choices import Trigger
 from ..commits import Commit
 from ..logs import log_path, read_range
+from ..triggers import pipeline_start
 from .filters import JobFilter, RunFilter
 from .serializers import JobSerializer, PipelineStartSerializer, RunCreateSerializer, RunSerializer
 
@@ -132,8 +133,6 @@ class PipelineRunStartView(APIView):
     @extend_schema(request=PipelineStartSerializer, responses={201: RunSerializer})
     def post(self, request, project: str, name: str):
         from django.shortcuts import get_object_or_404
-
-        from ..triggers import pipeline_start
 
         projects = project_list(user=request.user)
         found = projects.filter(slug=project).first()  # a slug may be all digits: it wins
