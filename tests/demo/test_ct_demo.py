@@ -20,10 +20,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule
 
+from apps.pipelines import schedules as pipeline_schedules
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.choices import JobStatus, RunStatus, Trigger
 from apps.pipelines.models import PipelineRun, Schedule
-from apps.pipelines.schedules import schedule_fire
 from apps.releases.choices import DeploymentStatus, PromotionStatus
 from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
@@ -95,7 +95,7 @@ def test_scheduled_features_cached_step_first_model_then_a_dummy_that_fails(setu
     worker = WorkerProcess(concurrency=2).start()
     try:
         # 1. The scheduled features run records dataset features v1 ...
-        first = schedule_fire(schedule_id=schedule.pk)
+        first = pipeline_schedules.schedule_fire(schedule_id=schedule.pk)
         assert first.trigger == Trigger.SCHEDULE and first.pipeline == "features"
         first = succeeded(first)
         prepare = first.jobs.get(name="prepare")
@@ -134,7 +134,9 @@ def test_scheduled_features_cached_step_first_model_then_a_dummy_that_fails(setu
 
         # 2. The next scheduled features run (2 minutes on): prepare comes from the cache, the
         # same content is the same version, so train does not run again.
-        second = schedule_fire(schedule_id=schedule.pk, now=timezone.now() + timedelta(seconds=121))
+        second = pipeline_schedules.schedule_fire(
+            schedule_id=schedule.pk, now=timezone.now() + timedelta(seconds=121)
+        )
         assert second is not None and second.trigger == Trigger.SCHEDULE
         second = succeeded(second)
         reused = second.jobs.get(name="prepare")
