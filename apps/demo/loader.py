@@ -2,6 +2,12 @@
 example ML project as a Git repository under ``var/git/`` whose ``post-receive`` hook sends a
 signed push webhook to the control plane, and the project's first pipeline run.
 
+The repository holds two commits: the example as it is, then a demo-only change that makes the
+``refresh-features`` schedule fire every 2 minutes instead of every 6 hours, so a newcomer sees
+the continuous-training loop (a scheduled features run, its cached step, the train run it
+starts and that run's gate) within minutes. It is a commit, not a setting: ``git log`` in a
+clone shows it and ``git revert`` undoes it.
+
 Idempotent: a second call keeps the users' passwords and the project, and rewrites the hook's
 settings (so a changed ``CONTROLPLANE_SITE_URL`` reaches the hook).
 """
@@ -29,6 +35,9 @@ from apps.projects.models import Project
 DEMO_SLUG = "demo-churn-model"
 EXAMPLE = settings.BASE_DIR / "examples" / "churn-model"
 HOOK = Path(__file__).with_name("post_receive.py")
+#: The demo-only commit: the features schedule's interval in the example, and the demo's.
+FEATURES_EVERY = ("    every: 6h\n", "    every: 2m\n")
+DEMO_COMMIT = "Demo: refresh the features every 2 minutes (the example says 6h)"
 #: The demo's users besides the admin: name, role, what the role may do.
 USERS = (
     ("lead", Role.APPROVER, "approver: approves production deploys"),
@@ -89,9 +98,20 @@ def _login(username: str, *, superuser: bool = False):
     return user, password
 
 
+def _demo_schedule(work: Path) -> None:
+    """The demo-only change: ``refresh-features`` every 2 minutes instead of 6 hours."""
+    spec = work / ".controlplane.yml"
+    text = spec.read_text()
+    example, demo = FEATURES_EVERY
+    if text.count(example) != 1:  # the example changed: say so rather than demo the wrong thing
+        raise RuntimeError(f"examples/churn-model/.controlplane.yml has no single {example!r}")
+    spec.write_text(text.replace(example, demo))
+
+
 def _push_example(bare: Path) -> str:
     """examples/churn-model as the first commit of ``main`` in a fresh bare repository (a
-    local Git server); returns the commit. HEAD names ``main``, so a clone checks it out."""
+    local Git server), then the demo's short schedule as a second one; returns the head. HEAD
+    names ``main``, so a clone checks it out."""
     shutil.rmtree(bare.parent, ignore_errors=True)
     bare.parent.mkdir(parents=True)
     _git("init", "-q", "--bare", "--initial-branch=main", str(bare), cwd=bare.parent)
@@ -107,6 +127,8 @@ def _push_example(bare: Path) -> str:
         _git("init", "-q", "--initial-branch=main", cwd=work)
         _git("add", "-A", cwd=work)
         _git("commit", "-q", "-m", "Churn model: data prep, training, predict, serve", cwd=work)
+        _demo_schedule(work)
+        _git("commit", "-q", "-am", DEMO_COMMIT, cwd=work)
         _git("push", "-q", str(bare), "main", cwd=work)
         return _git("rev-parse", "HEAD", cwd=work)
 
