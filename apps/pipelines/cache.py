@@ -183,8 +183,10 @@ def reuse(job: Job, source: Job, key: str) -> tuple[dict[str, Any], list[Artifac
 
 
 class StepCache:
-    """One job's way through the cache in the executor: :meth:`before_checkout` computes the
-    key (a few queries and one git process) and serves a hit before anything is checked out;
+    """One job's way through the cache in the executor: for a job that may be served
+    (``cache: true``, or a re-run of a failed run), :meth:`before_checkout` computes the key (a
+    few queries and one git process) and serves a hit before anything is checked out; any
+    other job is keyed after its script (:meth:`key_later`);
     a job that consumes datasets is keyed and served after :meth:`after_setup`, once the
     ``job_setup`` receivers placed them (their bytes are in the key). Serving raises
     :class:`CacheHit`; ``key`` and ``source`` are what ``job_finish`` records."""
@@ -194,6 +196,7 @@ class StepCache:
         self.key = ""
         self.source: Job | None = None
         self._material: dict[str, Any] | None = None
+        self._consumed: dict[str, str | None] | None = None
 
     @property
     def step_cache(self) -> bool:
@@ -202,32 +205,55 @@ class StepCache:
 
     @property
     def resumes(self) -> bool:
-        rerun_of = self.job.run.rerun_of
-        return rerun_of is not None and rerun_of.status in RESUMABLE
+        run = self.job.run
+        return run.rerun_of_id is not None and run.rerun_of.status in RESUMABLE
 
-    def before_checkout(self) -> None:
+    @property
+    def looks_up(self) -> bool:
+        """Whether this attempt may be served from the cache. A retry (attempt 2 on) always
+        runs the script: that is how a person forces a miss."""
+        return self.job.attempt == 1 and (self.step_cache or self.resumes)
+
+    def _key_material(self) -> dict[str, Any] | None:
         try:
-            self._material = key_material(self.job, self.variables, self.secrets)
+            return key_material(self.job, self.variables, self.secrets)
         except (git.GitError, subprocess.TimeoutExpired) as exc:
             self.log.line(f"step cache: no key ({exc}); the job runs")
-            return
-        if not self.job.options.get("consumes"):
+            return None
+
+    def before_checkout(self) -> None:
+        if not self.looks_up:
+            return  # keyed by key_later(), after the script: off the way to its first command
+        self._material = self._key_material()
+        if self._material is not None and not self.job.options.get("consumes"):
             self._serve(self._material)
 
     def after_setup(self, workspace: Path) -> None:
-        if self._material is None or not self.job.options.get("consumes"):
+        if not self.job.options.get("consumes"):
             return
-        consumed = {
+        # Before the script, which may change the files it was given.
+        self._consumed = {
             name: file_digest(workspace / str(path))
             for name, path in sorted(self.job.options["consumes"].items())
         }
-        self._serve({**self._material, "consumes": consumed})
+        if self._material is not None:
+            self._serve({**self._material, "consumes": self._consumed})
+
+    def key_later(self) -> None:
+        """The key of a job that was not looked up, for the runs after it (a re-run of a failed
+        run looks its succeeded jobs up by key). Its inputs are what they were before the
+        script: the commit's trees, the upstream outputs and the consumed files' digests."""
+        if self.key:
+            return
+        material = self._material or self._key_material()
+        if material is None:
+            return
+        if self._consumed is not None:
+            material = {**material, "consumes": self._consumed}
+        self.key = key_digest(material)
 
     def _serve(self, material: dict[str, Any]) -> None:
         self.key = key_digest(material)
-        # A retry (attempt 2 on) always runs the script: that is how a person forces a miss.
-        if self.job.attempt > 1 or not (self.step_cache or self.resumes):
-            return
         source = find_source(self.job, self.key, project_wide=self.step_cache)
         if source is None:
             self.log.line(f"step cache: miss (key {self.key[:16]}…)")

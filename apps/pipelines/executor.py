@@ -508,7 +508,7 @@ def execute_job(job: Job) -> Job:
     log.line(error or ("job skipped" if skipped else "job succeeded"))
     log.close()
     try:
-        return services.job_finish(
+        finished = services.job_finish(
             job_id=job.pk,
             worker=worker,
             succeeded=not error,
@@ -522,6 +522,12 @@ def execute_job(job: Job) -> Job:
             cache_key=step_cache.key,
             cached_from=step_cache.source,
         )
+        if not step_cache.key:
+            # Keyed after the outcome is in: the next job is on its way meanwhile.
+            step_cache.key_later()
+            if step_cache.key:
+                services.job_cache_key_record(job_id=job.pk, cache_key=step_cache.key)
+        return finished
     finally:
         # After the outcome is recorded (the next job is on its way meanwhile); a worker that
         # dies first leaves the folder to the next attempt, which starts by removing it.

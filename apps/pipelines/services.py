@@ -275,9 +275,6 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         except KeyError:
             message = f"No pipeline '{run.pipeline}' in {SPEC_FILENAME} at {info['sha'][:12]}."
             return run_fail(run=run, actor="scheduler", message=message)
-        if run.ref == project.default_branch and not run.environment_id:
-            # The default branch's spec says which schedules exist (see pipelines/schedules.py).
-            transaction.on_commit(lambda: _schedules_sync(project, spec, run.commit_sha))
         if spec.cancel_previous and run.trigger == Trigger.PUSH and run.ref:
             older = PipelineRun.objects.filter(
                 project=project, ref=run.ref, number__lt=run.number, status__in=RUN_ACTIVE
@@ -289,6 +286,11 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
                     reason=f"Superseded by run #{run.number} on {run.ref}.",
                 )
         run_start_waiting(project=project)
+        if run.ref == project.default_branch and not run.environment_id:
+            # The default branch's spec says which schedules exist (see pipelines/schedules.py).
+            # After commit and after the ready jobs' messages went out (on_commit callbacks
+            # run in order): not on the way to the first job's first command.
+            transaction.on_commit(lambda: _schedules_sync(project, spec, run.commit_sha))
     run.refresh_from_db()
     return run
 
@@ -492,6 +494,13 @@ def run_rerun(*, run: PipelineRun, actor: Any) -> PipelineRun:
         trigger=Trigger.RERUN,
         fields=fields | {"trigger_detail": f"re-run of #{run.number}"},
     )
+
+
+def job_cache_key_record(*, job_id: int, cache_key: str) -> None:
+    """The step-cache key of a finished job that was not looked up in the cache (see
+    :class:`apps.pipelines.cache.StepCache`): a later re-run of its run finds it by this key.
+    Bookkeeping on a finished job, like the log size: no transition, no audit row."""
+    Job.objects.filter(pk=job_id, cache_key="").update(cache_key=cache_key)
 
 
 def _lock_job(job_id: int) -> Job | None:
