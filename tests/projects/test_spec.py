@@ -580,6 +580,8 @@ def test_in_image_must_name_a_build_job_it_needs():
 
 
 def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
+    """Only `monitor` (the CM loop) is accepted and not acted on; train jobs, gates and
+    schedules are real now and warn no more."""
     text = spec("""
         version: 1
         jobs:
@@ -596,14 +598,8 @@ def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
           nightly: "@daily"
     """)
     assert parse_spec(text).warnings == (
-        "`kind: train` of `jobs.fit` (line 5) is accepted but not acted on yet: the job runs "
-        "its script like a `script` job; its `model` and `metrics` are not registered "
-        "(a build job's are)",
-        "`jobs.fit.gate` (line 9) is accepted but not acted on yet: no model is held back by "
-        "the gate",
         "`monitor` (line 10) is accepted but not acted on yet: no drift check runs and no run "
         "is started on drift",
-        "`schedules` (line 12) is accepted but not acted on yet: no run is scheduled",
     )
 
 
@@ -614,12 +610,7 @@ def test_a_spec_using_only_what_works_has_no_warnings() -> None:
 
 def test_warnings_survive_the_json_round_trip() -> None:
     parsed = parse_spec(FULL_EXAMPLE)
-    assert [w.split(" is accepted")[0] for w in parsed.warnings] == [
-        "`kind: train` of `jobs.train` (line 7)",
-        "`jobs.train.gate` (line 8)",
-        "`monitor` (line 12)",
-        "`schedules` (line 14)",
-    ]
+    assert [w.split(" is accepted")[0] for w in parsed.warnings] == ["`monitor` (line 12)"]
     stored = json.loads(json.dumps(parsed.to_dict()))
     assert stored["warnings"] == list(parsed.warnings)
     assert PipelineSpec.from_dict(stored).warnings == parsed.warnings

@@ -9,11 +9,11 @@ from tests.pipelines.gitrepo import Repo
 
 pytestmark = pytest.mark.django_db
 
-SCHEDULED_SPEC = """version: 1
+MONITORED_SPEC = """version: 1
 jobs:
   unit: {kind: test, script: ["echo ok"]}
-schedules:
-  nightly: "0 3 * * *"
+monitor:
+  reference: data/reference.csv
 """
 PLAIN_SPEC = """version: 1
 jobs:
@@ -31,16 +31,19 @@ def _prepared_run(project, repo: Repo, spec: str):
     return run
 
 
-def test_the_run_page_warns_about_schedules_that_schedule_nothing(
+def test_the_run_page_warns_about_a_monitor_that_monitors_nothing(
     project, admin_user, client, tmp_path
 ):
-    run = _prepared_run(project, Repo(tmp_path), SCHEDULED_SPEC)
-    warning = "`schedules` (line 4) is accepted but not acted on yet: no run is scheduled"
+    run = _prepared_run(project, Repo(tmp_path), MONITORED_SPEC)
+    warning = (
+        "`monitor` (line 4) is accepted but not acted on yet: no drift check runs and no run "
+        "is started on drift"
+    )
     assert run.spec["warnings"] == [warning]
     client.force_login(admin_user)
     page = client.get(run.get_absolute_url()).content.decode()
     assert "The spec uses keys that do nothing yet" in page
-    assert "`schedules` (line 4) is accepted but not acted on yet: no run is scheduled" in page
+    assert warning in page
 
 
 def test_a_run_whose_spec_uses_only_what_works_shows_no_warning_box(

@@ -298,7 +298,7 @@ def _monitor_issues(monitor: Any, data: dict[str, Any], index: NodeIndex) -> Ite
 
 # --------------------------------------------------------------------------- warnings
 
-# Keys the schema accepts that nothing acts on yet (the CT / CM issues make them real). A spec
+# Keys the schema accepts that nothing acts on yet (the CM issue makes `monitor` real). A spec
 # that uses one is valid, but the run says so instead of staying silent.
 NOT_ACTED_ON = "is accepted but not acted on yet"
 
@@ -313,20 +313,6 @@ def spec_warnings(data: dict[str, Any], index: NodeIndex) -> list[str]:
         subject = subject or f"`{format_path(path)}`"
         found.append((line or 0, f"{subject}{where} {NOT_ACTED_ON}: {reason}"))
 
-    if data.get("schedules"):
-        warn(("schedules",), "no run is scheduled")
     if data.get("monitor") is not None:
         warn(("monitor",), "no drift check runs and no run is started on drift")
-    for jobs in job_maps(data):
-        for name, job in jobs.jobs.items():
-            if job.get("kind") != "train":
-                continue
-            warn(
-                jobs.path(name, "kind"),
-                "the job runs its script like a `script` job; its `model` and `metrics` are not "
-                "registered (a build job's are)",
-                subject=f"`kind: train` of `{format_path(jobs.path(name))}`",
-            )
-            if job.get("gate") is not None:
-                warn(jobs.path(name, "gate"), "no model is held back by the gate")
     return [text for _, text in sorted(found, key=lambda item: item[0])]
