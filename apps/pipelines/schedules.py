@@ -253,6 +253,8 @@ def schedules_sync_from_run(*, project: Project, spec: PipelineSpec, commit_sha:
     is older than the one the schedules were synced from (a re-run, or a run of an old commit
     asked for by sha). Never fails the run: an error is logged, the next run syncs again."""
     try:
+        if not spec.schedules and not Schedule.objects.filter(project=project).exists():
+            return  # nothing to create and nothing to delete (most pushes of most projects)
         synced = (
             Schedule.objects.filter(project=project, environment__isnull=True)
             .exclude(commit_sha__in=("", commit_sha))

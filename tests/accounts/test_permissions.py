@@ -48,8 +48,18 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         destination="http://127.0.0.1:9/hook",
         secret="a-secret-of-20-chars",
     )
+    from apps.training.models import Dataset, DatasetVersion, ModelVersion
+
+    dataset = Dataset.objects.create(project=project, name="features")
+    dataset_version = DatasetVersion.objects.create(
+        dataset=dataset, version=1, fingerprint="f" * 64, format="csv", path="/nowhere.csv"
+    )
+    model_version = ModelVersion.objects.create(project=project, name="churn", version=1)
     return {
         "project": project.slug,
+        "dataset": dataset.pk,
+        "dataset-version": dataset_version.pk,
+        "model-version": model_version.pk,
         "notification-target": target.pk,
         "notification-delivery": 1,  # read-only: every write is 405 before any lookup
         "environment": production.pk,
@@ -68,7 +78,16 @@ def _snapshot():
         m._meta.label: m.objects.count()
         for m in apps.get_models()
         if m._meta.app_label
-        in {"projects", "pipelines", "releases", "accounts", "core", "webhooks", "notifications"}
+        in {
+            "projects",
+            "pipelines",
+            "training",
+            "releases",
+            "accounts",
+            "core",
+            "webhooks",
+            "notifications",
+        }
     }
     statuses = {
         m._meta.label: sorted(m.objects.values_list("pk", "status"))

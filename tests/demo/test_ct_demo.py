@@ -22,6 +22,7 @@ from django_celery_beat.models import IntervalSchedule
 
 from apps.pipelines import schedules as pipeline_schedules
 from apps.pipelines import services as pipeline_services
+from apps.pipelines import triggers as pipeline_triggers
 from apps.pipelines.choices import JobStatus, RunStatus, Trigger
 from apps.pipelines.models import PipelineRun, Schedule
 from apps.releases.choices import DeploymentStatus, PromotionStatus
@@ -155,7 +156,7 @@ def test_scheduled_features_cached_step_first_model_then_a_dummy_that_fails(setu
 
         # 4. A dummy challenger (the pipelines page's Run button with model_type dummy): the
         # job succeeds, its gate fails on f1 with both scores, no release.
-        dummy = pipeline_services.pipeline_start(
+        dummy = pipeline_triggers.pipeline_start(
             project=project,
             pipeline="train",
             actor=dev,
