@@ -272,13 +272,8 @@ def test_the_schema_accepts_the_raw_spec() -> None:
     assert Draft202012Validator(schema).is_valid(parse_spec(CT_SPEC).raw)
 
 
-def test_new_keys_do_not_add_warnings_but_train_jobs_in_pipelines_are_warned_about() -> None:
-    warnings = parse_spec(CT_SPEC).warnings
-    assert [w.split(" is accepted")[0] for w in warnings] == [
-        "`kind: train` of `pipelines.train.jobs.train` (line 37)",
-        "`pipelines.train.jobs.train.gate` (line 44)",
-        "`schedules` (line 53)",
-    ]
+def test_the_ct_keys_are_acted_on_and_warn_no_more() -> None:
+    assert parse_spec(CT_SPEC).warnings == ()
 
 
 # ------------------------------------------------------------------ errors
@@ -787,4 +782,4 @@ def test_the_documented_full_example_has_the_ct_pipelines() -> None:
     assert parsed.pipelines_on_dataset("raw") == ["features"]
     assert parsed.schedules["nightly-ingest"].params == {"rows": 1000, "region": "us"}
     assert parsed.schedules["refresh"].every_seconds == 6 * 3600
-    assert len(parsed.warnings) == 6  # as the page says
+    assert len(parsed.warnings) == 1  # as the page says: monitor
