@@ -12,9 +12,12 @@ from django.utils import timezone
 from apps.accounts.permissions import has_role, restrict_to_visible
 from apps.core.models import AuditEvent
 from apps.pipelines import git
+from apps.pipelines.models import Schedule
+from apps.pipelines.schedules import next_fires
 from apps.projects.models import Environment, FreezeWindow
 from apps.projects.selectors import environment_list
 from apps.training.metricsfile import is_metric, split_metrics
+from apps.training.models import ModelAlias
 
 from .choices import ApprovalDecision, DeploymentStatus, PromotionStatus
 from .models import Approval, Deployment, Promotion, Release
@@ -52,7 +55,9 @@ def _serving_deployments() -> QuerySet[Deployment]:
 
 
 def environment_matrix(*, projects) -> list[dict]:
-    """For each project, each environment with the release serving there now and since when."""
+    """For each project, each environment with the release serving there now and since when,
+    the model versions serving there, the commit whose pipelines it runs and its schedules
+    with their next fire time; and the project's own schedules (the default branch's)."""
     envs = (
         Environment.objects.filter(project__in=projects)
         .annotate(current_deployment_id=Subquery(_serving_deployments().values("pk")[:1]))
@@ -67,15 +72,35 @@ def environment_matrix(*, projects) -> list[dict]:
             environment__in=envs, status=PromotionStatus.PENDING
         ).select_related("release")
     }
+    models: dict[int, list] = {}
+    for alias in ModelAlias.objects.filter(environment__in=envs).select_related("model_version"):
+        models.setdefault(alias.environment_id, []).append(alias.model_version)
+    # Each environment runs its own schedules, or (none of its own) the project's.
+    schedules: dict[tuple[int, int | None], list] = {}
+    for schedule in Schedule.objects.filter(project__in=projects, paused=False):
+        schedules.setdefault((schedule.project_id, schedule.environment_id), []).append(schedule)
     rows: dict[int, dict] = {p.pk: {"project": p, "environments": []} for p in projects}
     for env in envs:
+        own = schedules.get((env.project_id, env.pk))
+        scheduled = [
+            {"schedule": s, "next": next((t for t in next_fires(s, count=1)), None)}
+            for s in (own or [])
+        ]
         rows[env.project_id]["environments"].append(
             {
                 "environment": env,
                 "deployment": deployments.get(env.current_deployment_id),
                 "pending": pending.get(env.pk),
+                "models": models.get(env.pk, []),
+                "pipeline_commit": env.pipeline_commit_sha,
+                "schedules": scheduled,
             }
         )
+    for project_id, row in rows.items():
+        row["schedules"] = [
+            {"schedule": s, "next": next((t for t in next_fires(s, count=1)), None)}
+            for s in schedules.get((project_id, None), [])
+        ]
     return list(rows.values())
 
 
