@@ -232,8 +232,14 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
     Idempotent: a run that has jobs or is no longer queued is left alone. An invalid or missing
     spec fails the run at once with the validation errors as its message.
     """
-    run = PipelineRun.objects.select_related("project").filter(pk=run_id).first()
-    if run is None or run.status != RunStatus.QUEUED or run.jobs.exists():
+    # One query: the run, its project and whether it has jobs already.
+    run = (
+        PipelineRun.objects.select_related("project")
+        .annotate(has_jobs=Exists(Job.objects.filter(run=OuterRef("pk"))))
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None or run.status != RunStatus.QUEUED or run.has_jobs:
         return run
     project = run.project
     try:

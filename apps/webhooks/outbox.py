@@ -20,7 +20,6 @@ from apps.core.services import StateMachine
 from apps.pipelines.choices import Trigger
 from apps.pipelines.models import PipelineRun
 from apps.pipelines.services import run_prepare, run_request
-from apps.projects.models import Project
 
 from .choices import DELIVERY_TRANSITIONS, DeliveryStatus, RefType
 from .commit_status import commit_status_enqueue
@@ -61,7 +60,8 @@ def delivery_start_runs(*, limit: int = 200) -> int:
     while True:
         with transaction.atomic():
             batch = list(
-                WebhookDelivery.objects.select_for_update(skip_locked=True)
+                WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("project")
                 .filter(
                     awaiting_run=True,
                     status=DeliveryStatus.ACCEPTED,
@@ -70,7 +70,6 @@ def delivery_start_runs(*, limit: int = 200) -> int:
                 )
                 .order_by("id")[:limit]
             )
-            projects = Project.objects.in_bulk({d.project_id for d in batch})
             # TRICKY: numbering a run locks its project's row until this transaction ends. Taking
             # the projects in one order (by id) means two workers never wait for each other in
             # a cycle (a deadlock); within a project, deliveries keep their arrival order.
@@ -78,7 +77,6 @@ def delivery_start_runs(*, limit: int = 200) -> int:
             # hop sooner; a burst goes to the workers (prepare_run) to be prepared in parallel.
             inline = len(batch) <= INLINE_PREPARE_MAX
             for delivery in sorted(batch, key=lambda d: (d.project_id, d.pk)):
-                delivery.project = projects[delivery.project_id]
                 run = start_run(
                     delivery, actor=f"webhook:{delivery.provider}", send_prepare=not inline
                 )
