@@ -185,9 +185,28 @@ def model_versions(*, project, name: str = "") -> QuerySet[ModelVersion]:
     )
     # Orders an index serves (the unique (project, name, version), the primary key), so a
     # page is read without sorting every version.
+    # The page shows a job's name and its run's number: not their JSON (a run's whole spec,
+    # a job's result), which would be read and decoded for every row.
+    qs = qs.defer(*LIST_DEFERRED)
     if name:
-        return qs.filter(name=name).order_by("-version").defer("params", "tags")
-    return qs.order_by("-pk").defer("params", "tags")
+        return qs.filter(name=name).order_by("-version")
+    return qs.order_by("-pk")
+
+
+LIST_DEFERRED = (
+    "params",
+    "tags",
+    "job__result",
+    "job__options",
+    "job__script",
+    "job__needs",
+    "job__error_message",
+    "job__run__spec",
+    "job__run__params",
+    "job__run__commit_message",
+    "job__run__error_message",
+    "project__description",
+)
 
 
 def aliases_by_version(versions: Iterable[ModelVersion]) -> dict[int, list[ModelAlias]]:

@@ -82,9 +82,11 @@ def model_list(request: HttpRequest, slug: str) -> HttpResponse:
     """Per model name: its versions (newest first, paginated) and where each serves."""
     project = _project_or_404(request, slug)
     name = request.GET.get("name", "")[:100]
-    page = Paginator(selectors.model_versions(project=project, name=name), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
+    names = selectors.model_names(project=project)
+    paginator = Paginator(selectors.model_versions(project=project, name=name), PAGE_SIZE)
+    # The per-name counts are in hand: no COUNT(*) over every version for the page numbers.
+    paginator.count = sum(n["versions"] for n in names if not name or n["name"] == name)
+    page = paginator.get_page(request.GET.get("page"))
     aliases = selectors.aliases_by_version(page.object_list)
     rows = [{"version": v, "aliases": aliases.get(v.pk, [])} for v in page.object_list]
     return render(
@@ -92,7 +94,7 @@ def model_list(request: HttpRequest, slug: str) -> HttpResponse:
         "training/model_list.html",
         {
             "project": project,
-            "names": selectors.model_names(project=project),
+            "names": names,
             "name": name,
             "page": page,
             "rows": rows,
