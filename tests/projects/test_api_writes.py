@@ -65,3 +65,17 @@ def test_token_revoke_is_audited(client, admin_user):
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert AuditEvent.objects.filter(action="api_token.revoked", object_id=str(token.pk)).exists()
+
+
+def test_a_project_time_zone_is_an_iana_name(api, project, admin_user):
+    client = api(admin_user)
+    url = f"/api/v1/projects/{project.slug}/"
+    response = client.patch(url, {"timezone": "Mars/Olympus_Mons"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["timezone"] == ["Unknown time zone 'Mars/Olympus_Mons'."]
+    project.refresh_from_db()
+    assert project.timezone == "UTC"
+    response = client.patch(url, {"timezone": "Europe/Paris"}, format="json")
+    assert response.status_code == 200, response.content
+    project.refresh_from_db()
+    assert project.timezone == "Europe/Paris"

@@ -1,3 +1,5 @@
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from rest_framework import serializers
 
 from ..models import Environment, FreezeWindow, Project
@@ -62,6 +64,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "git_api_url",
             "git_repository",
             "max_concurrent_runs",
+            "timezone",
             "webhook_secret",
             "webhook_signing_token",
             "git_api_token",
@@ -71,3 +74,12 @@ class ProjectSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created", "modified"]
         extra_kwargs = {"slug": {"required": False}}
+
+    def validate_timezone(self, value: str) -> str:
+        """An IANA name (Europe/Paris): the time zone of schedules that name none. Schedules
+        take a change at the next run of the default branch, which syncs them."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise serializers.ValidationError(f"Unknown time zone '{value}'.") from exc
+        return value
