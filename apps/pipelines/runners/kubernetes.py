@@ -32,7 +32,6 @@ script, and files it writes (reports, artifacts, a model) do not come back to th
 from __future__ import annotations
 
 import base64
-import json
 import queue
 import re
 import threading
@@ -46,7 +45,16 @@ from django.conf import settings
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from apps.core.kube import KubeConfigError, client_configuration, label_value
+from apps.core.kube import (
+    RAW,
+    REQUEST_TIMEOUT,
+    KubeConfigError,
+    client_configuration,
+    label_value,
+    missing_is_none,
+    response_json,
+    status_message,
+)
 
 from ..resources import kube_cpu, kube_memory
 from . import RunOutcome, RunRequest
@@ -57,7 +65,6 @@ CONTAINER = "job"
 WORKDIR = "/workspace"
 GPU_RESOURCE = "nvidia.com/gpu"
 POLL_INTERVAL = 0.5  # seconds between reads of the Job and its pod
-REQUEST_TIMEOUT = (5, 30)
 CHUNK = 256 * 1024
 # The cluster's own deadline comes this long after the runner's timeout and grace period.
 BACKSTOP_SECONDS = 60
@@ -147,42 +154,40 @@ class Api:
 
     def create_secret(self, body: dict) -> dict:
         model = client.V1Secret.from_dict(body)
-        return _json(self.core.create_namespaced_secret(self.namespace, model, **_RAW))
+        return response_json(self.core.create_namespaced_secret(self.namespace, model, **RAW))
 
     def own_secret(self, name: str, job: dict) -> None:
         meta = job["metadata"]
         owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"]}
         patch = {"metadata": {"ownerReferences": [owner]}}
-        _json(
+        response_json(
             self.core.patch_namespaced_secret(
-                name, self.namespace, patch, _content_type="application/merge-patch+json", **_RAW
+                name, self.namespace, patch, _content_type="application/merge-patch+json", **RAW
             )
         )
 
     def delete_secret(self, name: str) -> None:
-        _missing_is_none(lambda: self.core.delete_namespaced_secret(name, self.namespace, **_RAW))
+        missing_is_none(lambda: self.core.delete_namespaced_secret(name, self.namespace, **RAW))
 
     def create_job(self, body: dict) -> dict:
         model = client.V1Job.from_dict(body)
-        return _json(self.batch.create_namespaced_job(self.namespace, model, **_RAW))
+        return response_json(self.batch.create_namespaced_job(self.namespace, model, **RAW))
 
     def read_job(self, name: str) -> dict | None:
-        return _missing_is_none(
-            lambda: self.batch.read_namespaced_job(name, self.namespace, **_RAW)
-        )
+        return missing_is_none(lambda: self.batch.read_namespaced_job(name, self.namespace, **RAW))
 
     def delete_job(self, name: str, propagation: str) -> None:
-        _missing_is_none(
+        missing_is_none(
             lambda: self.batch.delete_namespaced_job(
-                name, self.namespace, propagation_policy=propagation, **_RAW
+                name, self.namespace, propagation_policy=propagation, **RAW
             )
         )
 
     def pods(self, job_name: str) -> list[dict]:
         response = self.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{L_KUBE_JOB}={job_name}", **_RAW
+            self.namespace, label_selector=f"{L_KUBE_JOB}={job_name}", **RAW
         )
-        return _json(response).get("items") or []
+        return response_json(response).get("items") or []
 
     def follow_log(self, pod: str, *, since_seconds: int | None, read_timeout: float) -> Any:
         return self.core.read_namespaced_pod_log(
@@ -198,7 +203,7 @@ class Api:
     def explain(self, exc: BaseException, doing: str) -> KubeRunnerError:
         where = f"the Kubernetes API at {self.host}"
         if isinstance(exc, ApiException):
-            said = _status_message(exc)
+            said = status_message(exc)
             if exc.status == 401:
                 message = (
                     f"{where} refused the credentials (401) while {doing}: set a valid token in "
@@ -591,32 +596,3 @@ def _container_status(pod: dict | None) -> dict:
         if status.get("name") == CONTAINER:
             return status
     return {}
-
-
-_RAW = {"_preload_content": False, "_request_timeout": REQUEST_TIMEOUT}
-
-
-def _json(response: Any) -> dict:
-    data = response.data
-    if hasattr(response, "release_conn"):
-        response.release_conn()
-    return json.loads(data or b"{}")
-
-
-def _missing_is_none(call: Any) -> dict | None:
-    try:
-        return _json(call())
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def _status_message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return str(exc.reason or "no message")

@@ -4,22 +4,25 @@ network errors turned into sentences a user can act on."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import Any
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from apps.core.kube import KubeConfigError
+from apps.core.kube import (
+    RAW,
+    KubeConfigError,
+    missing_is_none,
+    response_json,
+    status_message,
+)
 from apps.core.kube import client_configuration as kube_configuration
 from apps.core.transient import is_transient as _core_is_transient
 
 from ..base import DeployError
 from .settings import TOKEN_VARIABLE
 
-REQUEST_TIMEOUT = (5, 30)  # (connect, read) seconds for one API call
 USER_AGENT = "controlplane-deployer"
 #: What a call may raise besides ApiException: no answer (refused, reset, timed out, TLS).
 NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
@@ -63,55 +66,57 @@ class Cluster:
         return Explained(self, doing)
 
     def read_deployment(self, name: str) -> dict | None:
-        return _missing_is_none(
-            lambda: self.apps.read_namespaced_deployment(name, self.namespace, **_RAW)
+        return missing_is_none(
+            lambda: self.apps.read_namespaced_deployment(name, self.namespace, **RAW)
         )
 
     def create_deployment(self, body: dict) -> dict:
         model = client.V1Deployment.from_dict(body)
-        return _json(self.apps.create_namespaced_deployment(self.namespace, model, **_RAW))
+        return response_json(self.apps.create_namespaced_deployment(self.namespace, model, **RAW))
 
     def replace_deployment(self, name: str, body: dict) -> dict:
         model = client.V1Deployment.from_dict(body)
-        return _json(self.apps.replace_namespaced_deployment(name, self.namespace, model, **_RAW))
+        return response_json(
+            self.apps.replace_namespaced_deployment(name, self.namespace, model, **RAW)
+        )
 
     def delete_deployment(self, name: str) -> None:
-        _missing_is_none(
+        missing_is_none(
             lambda: self.apps.delete_namespaced_deployment(
-                name, self.namespace, propagation_policy="Background", **_RAW
+                name, self.namespace, propagation_policy="Background", **RAW
             )
         )
 
     def read_service(self, name: str) -> dict | None:
-        return _missing_is_none(
-            lambda: self.core.read_namespaced_service(name, self.namespace, **_RAW)
+        return missing_is_none(
+            lambda: self.core.read_namespaced_service(name, self.namespace, **RAW)
         )
 
     def create_service(self, body: dict) -> dict:
         model = client.V1Service.from_dict(body)
-        return _json(self.core.create_namespaced_service(self.namespace, model, **_RAW))
+        return response_json(self.core.create_namespaced_service(self.namespace, model, **RAW))
 
     def patch_service(self, name: str, patch: dict) -> dict:
         # A JSON merge patch replaces the ports list whole (a strategic merge would keep an
         # old port next to the new one).
-        return _json(
+        return response_json(
             self.core.patch_namespaced_service(
                 name,
                 self.namespace,
                 patch,
                 _content_type="application/merge-patch+json",
-                **_RAW,
+                **RAW,
             )
         )
 
     def delete_service(self, name: str) -> None:
-        _missing_is_none(lambda: self.core.delete_namespaced_service(name, self.namespace, **_RAW))
+        missing_is_none(lambda: self.core.delete_namespaced_service(name, self.namespace, **RAW))
 
     def list_pods(self, selector: str) -> list[dict]:
         response = self.core.list_namespaced_pod(
-            self.namespace, label_selector=selector, limit=20, **_RAW
+            self.namespace, label_selector=selector, limit=20, **RAW
         )
-        return _json(response).get("items") or []
+        return response_json(response).get("items") or []
 
     def explain(self, exc: BaseException, doing: str) -> DeployError:
         """An API or network error as a sentence a user can act on, without the token."""
@@ -122,7 +127,7 @@ class Cluster:
             "the check off, for a test cluster only)."
         )
         if isinstance(exc, ApiException):
-            said = _status_message(exc)
+            said = status_message(exc)
             if exc.status == 401:
                 message = (
                     f"{where_} refused the credentials (401 Unauthorized) while {doing}: set a "
@@ -167,36 +172,6 @@ class Explained:
         if exc is not None and isinstance(exc, API_ERRORS):
             raise self.cluster.explain(exc, self.doing) from None
         return False
-
-
-_RAW = {"_preload_content": False, "_request_timeout": REQUEST_TIMEOUT}
-
-
-def _json(response: Any) -> dict:
-    data = response.data  # reads the whole body
-    if hasattr(response, "release_conn"):
-        response.release_conn()  # back to the pool: read unparsed, it is not released alone
-    return json.loads(data or b"{}")
-
-
-def _missing_is_none(call: Any) -> dict | None:
-    try:
-        return _json(call())
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def _status_message(exc: ApiException) -> str:
-    """The ``message`` of the Status object the API server sends with an error."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return str(exc.reason or "no message")
 
 
 def _network_reason(exc: BaseException) -> str:
