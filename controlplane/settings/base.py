@@ -355,6 +355,15 @@ ARTIFACT_DIR = Path(env.str("CONTROLPLANE_ARTIFACT_DIR", default=str(VAR_DIR / "
 DATASET_DIR = Path(env.str("CONTROLPLANE_DATASET_DIR", default=str(VAR_DIR / "datasets")))
 # A dev (synthetic-data) run gets at most this many generated rows per consumed dataset.
 DATASET_SYNTHETIC_MAX_ROWS = env.int("CONTROLPLANE_DATASET_SYNTHETIC_MAX_ROWS", default=100_000)
+# --- Monitoring (the CM loop, docs/monitoring.md) -------------------------------------------
+# Observations and labels deployed services post, one Parquet file per batch, in folders per window.
+OBSERVATION_DIR = Path(
+    env.str("CONTROLPLANE_OBSERVATION_DIR", default=str(VAR_DIR / "observations"))
+)
+# The length of one storage window (and the default drift-check window), in seconds.
+OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
+# Observations and labels older than this are deleted (files and rows) by the daily prune.
+OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
 # The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.

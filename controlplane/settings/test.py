@@ -20,6 +20,7 @@ JOB_LOG_DIR = _TMP / "logs"
 WORKSPACE_DIR = _TMP / "workspaces"
 ARTIFACT_DIR = _TMP / "artifacts"
 DATASET_DIR = _TMP / "datasets"
+OBSERVATION_DIR = _TMP / "observations"
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(_TMP / "deploy")))
 STATIC_ROOT = _TMP / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
