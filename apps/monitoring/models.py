@@ -329,4 +329,6 @@ class RetrainRequest(models.Model):
         ordering = ["-created"]
 
     def __str__(self) -> str:
-        return f"{self.environment}: retrain {'run ' + str(self.run_id) if self.run_id else 'skipped'}"
+        return (
+            f"{self.environment}: retrain {'run ' + str(self.run_id) if self.run_id else 'skipped'}"
+        )

@@ -49,7 +49,9 @@ def _relpath(environment_id: int, what: str, window_start: datetime, name: str) 
     return f"{environment_id}/{what}/{stamp}/{name}.parquet"
 
 
-def write_table(*, environment_id: int, what: str, window_start: datetime, table: pa.Table) -> tuple[str, int]:
+def write_table(
+    *, environment_id: int, what: str, window_start: datetime, table: pa.Table
+) -> tuple[str, int]:
     """Write one batch atomically (a temporary name, then a rename) and return its path relative
     to the observation directory and its size in bytes. ``what``: "observations" or "labels"."""
     rel = _relpath(environment_id, what, window_start, uuid.uuid4().hex)
