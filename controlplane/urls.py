@@ -33,5 +33,6 @@ urlpatterns = [
     path("p/", include("apps.pipelines.urls")),
     path("p/", include("apps.releases.urls")),
     path("p/", include("apps.training.urls")),
+    path("p/", include("apps.monitoring.urls")),
     path("p/", include("apps.projects.urls")),
 ]

@@ -240,7 +240,7 @@ def test_promotion_page_shows_evidence_and_metrics_against_production(
     assert "against r10-prod" in page
     assert "+0.0200" in page  # auc 0.91 against 0.89
     assert "accuracy" in page and "rmse" in page  # metrics of either release
-    assert "Monitoring not set up." in page
+    assert "No drift check has run for production yet." in page  # monitoring_ui tag
     # No repository: the page says so instead of failing.
     assert "Commits cannot be shown" in page
 
