@@ -1,0 +1,110 @@
+"""A team lead opens production's monitoring page in a real browser (Debian's chromium): from
+the environment page, sees the drift charts drawn by the vendored uPlot (canvases with
+pixels on them, every file served by the control plane itself) and the latest check's
+feature table, then follows the alerts link. Screenshots are kept in var/screenshots/."""
+
+import pytest
+from django.urls import NoReverseMatch, reverse
+
+from tests.monitoring.factories import AlertFactory, drift_history
+
+from .test_live_tail import SCREENSHOTS, browser  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# How many pixels of a chart's canvas are of a series' colour (monitoring.js's palette): the
+# axes and grid are grey, so only a drawn line or bar counts. "blue": the score line
+# (#2f5bd3), "red": the current histogram's bars and the drift share (#d3492f).
+PAINTED = """([el, colour]) => {
+  const canvas = el.querySelector("canvas");
+  if (!canvas) return -1;
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+    if (a === 0) continue;
+    if (colour === "blue" ? b > 150 && r < 110 && g < 140 : r > 150 && g < 120 && b < 100) n++;
+  }
+  return n;
+}"""
+
+
+def painted(locator, colour: str) -> int:
+    return locator.evaluate(f"(el) => ({PAINTED})([el, {colour!r}])")
+
+
+def alerts_page_exists() -> bool:
+    try:
+        reverse("monitoring:alerts", kwargs={"slug": "x"})
+    except NoReverseMatch:
+        return False
+    return True
+
+
+def test_a_lead_sees_production_drift_charts_and_table(
+    live_server,
+    browser,  # noqa: F811
+    project,
+    member,
+):
+    production = project.environments.get(name="production")
+    drift_history(production, checks=12, drift_from=9)
+    AlertFactory(environment=production, rule="dataset_drift", summary="Drift in tenure, plan")
+    lead = member("approver", "team-lead")
+    lead.set_password("pw-for-tests-123")
+    lead.save()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "team-lead")
+    page.fill("#id_password", "pw-for-tests-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    page.goto(f"{live_server.url}{production.get_absolute_url()}")
+    assert "1 alert firing" in page.inner_text("#monitoring-card")
+    page.click("#monitoring-link")
+    page.wait_for_url("**/environments/production/monitoring/")
+
+    # Every chart drawn: the share, performance, one score line and one histogram per feature.
+    page.wait_for_selector("[data-chart][data-drawn=true]")
+    charts = page.locator("[data-chart]")
+    assert charts.count() == 2 + 2 * 3
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        assert chart.get_attribute("data-drawn") == "true", chart.get_attribute("data-chart")
+    tenure = page.locator("[data-chart=feature][data-feature=tenure]")
+    assert painted(tenure, "blue") > 200
+    histogram = page.locator("[data-chart=histogram][data-feature=plan]")
+    assert painted(histogram, "red") > 1000
+    assert painted(page.locator("[data-chart=share]"), "red") > 200
+    # The legends uPlot writes name the series.
+    assert "ks score" in tenure.inner_text() and "threshold" in tenure.inner_text()
+    assert "reference" in histogram.inner_text() and "current" in histogram.inner_text()
+    assert not errors, errors
+
+    # The table of the latest check.
+    row = page.locator("#features tr[data-feature=tenure]").inner_text().split()
+    assert row[:3] == ["tenure", "Numeric", "ks"] and "drift" in row
+    assert "drift" in page.locator("#features tr[data-feature=plan]").inner_text()
+    assert "ok" in page.locator("#features tr[data-feature=monthly_charges]").inner_text()
+    assert "dataset drift" in page.inner_text("#latest")
+    page.screenshot(path=str(SCREENSHOTS / "monitoring-1-production.png"), full_page=True)
+    page.locator("#feature-tenure").screenshot(path=str(SCREENSHOTS / "monitoring-2-tenure.png"))
+
+    # Nothing came from anywhere but the control plane (no CDN).
+    assert requested and all(u.startswith(live_server.url) for u in requested), requested
+
+    # The alerts: the firing one is listed; the link leads to the alerts page once it exists.
+    assert "Drift in tenure, plan" in page.inner_text("#alerts")
+    if alerts_page_exists():
+        page.click("#alerts-link")
+        page.wait_for_load_state()
+        assert "dataset_drift" in page.inner_text("body")
+        page.screenshot(path=str(SCREENSHOTS / "monitoring-3-alerts.png"), full_page=True)
+    else:
+        assert page.inner_text("#alerts-link") == "The alerts page is not installed."
