@@ -162,7 +162,7 @@ def test_alerts_and_service_health(client, production, member, project):
     items = {
         rule: state
         for state, rule in re.findall(
-            r'badge s-\w+">(\w+)</span> <span class="mono">(\w+)</span>', health
+            r'badge s-\w+"[^>]*>(\w+)</span> <span class="mono">(\w+)</span>', health
         )
     }
     assert items == {
