@@ -5,23 +5,41 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import NoReverseMatch, reverse
 
+from apps.accounts.choices import Role
+from apps.accounts.permissions import has_role
 from apps.projects.selectors import project_list
 
 from . import selectors
+from .choices import AlertStatus
+
+
+def _reverse_or_blank(name: str, **kwargs) -> str:
+    try:
+        return reverse(name, kwargs=kwargs)
+    except NoReverseMatch:
+        return ""
 
 
 def alerts_url(*, project, environment=None) -> str:
-    """The alerts page (H4's ``monitoring:alerts``), filtered to the environment when it can
-    be; "" while that page does not exist, so the link shows as plain text."""
-    for kwargs in ({"slug": project.slug}, {}):
-        try:
-            url = reverse("monitoring:alerts", kwargs=kwargs)
-        except NoReverseMatch:
-            continue
-        if environment is not None:
-            url += f"?environment={environment.name}"
-        return url
-    return ""
+    """The project's alerts page (docs/alerts.md), every status, filtered to the environment;
+    "" while no alerts page is installed, so the page shows plain text instead of a link."""
+    url = _reverse_or_blank("alerts:list", slug=project.slug) or _reverse_or_blank(
+        "monitoring:alerts", slug=project.slug
+    )
+    if url and environment is not None:
+        url += f"?environment={environment.pk}&status="
+    return url
+
+
+def with_alert_links(alerts: list, *, project, may_act: bool) -> None:
+    """Each alert's page and, for a firing one and a developer, the silence form prefilled
+    from it (docs/alerts.md); blank where the alerts pages are not installed."""
+    silence = _reverse_or_blank("alerts:silence-new", slug=project.slug) if may_act else ""
+    for alert in alerts:
+        alert.detail_url = _reverse_or_blank("alerts:detail", slug=project.slug, pk=alert.pk)
+        alert.silence_url = (
+            f"{silence}?alert={alert.pk}" if silence and alert.status == AlertStatus.FIRING else ""
+        )
 
 
 @login_required
@@ -29,6 +47,11 @@ def environment_monitoring(request: HttpRequest, slug: str, name: str) -> HttpRe
     project = get_object_or_404(project_list(user=request.user), slug=slug)
     environment = get_object_or_404(project.environments.select_related("project"), name=name)
     data = selectors.environment_monitoring(environment=environment)
+    with_alert_links(
+        data["alerts"],
+        project=project,
+        may_act=has_role(request.user, project.pk, Role.DEVELOPER),
+    )
     return render(
         request,
         "monitoring/environment_monitoring.html",

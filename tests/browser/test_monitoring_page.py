@@ -6,6 +6,7 @@ feature table, then follows the alerts link. Screenshots are kept in var/screens
 import pytest
 from django.urls import NoReverseMatch, reverse
 
+from apps.monitoring.models import Silence
 from tests.monitoring.factories import AlertFactory, drift_history
 
 from .test_live_tail import SCREENSHOTS, browser  # noqa: F401 - the fixture
@@ -33,9 +34,10 @@ def painted(locator, colour: str) -> int:
     return locator.evaluate(f"(el) => ({PAINTED})([el, {colour!r}])")
 
 
-def alerts_page_exists() -> bool:
+def installed(name: str) -> bool:
+    """Whether the alerts pages (docs/alerts.md) are here: the page links to them if so."""
     try:
-        reverse("monitoring:alerts", kwargs={"slug": "x"})
+        reverse(name, kwargs={"slug": "x"})
     except NoReverseMatch:
         return False
     return True
@@ -49,7 +51,9 @@ def test_a_lead_sees_production_drift_charts_and_table(
 ):
     production = project.environments.get(name="production")
     drift_history(production, checks=12, drift_from=9)
-    AlertFactory(environment=production, rule="dataset_drift", summary="Drift in tenure, plan")
+    alert = AlertFactory(
+        environment=production, rule="dataset_drift", summary="Drift in tenure, plan"
+    )
     lead = member("approver", "team-lead")
     lead.set_password("pw-for-tests-123")
     lead.save()
@@ -99,12 +103,27 @@ def test_a_lead_sees_production_drift_charts_and_table(
     # Nothing came from anywhere but the control plane (no CDN).
     assert requested and all(u.startswith(live_server.url) for u in requested), requested
 
-    # The alerts: the firing one is listed; the link leads to the alerts page once it exists.
+    # The alerts: the firing one is listed, with its silence form one click away.
     assert "Drift in tenure, plan" in page.inner_text("#alerts")
-    if alerts_page_exists():
-        page.click("#alerts-link")
-        page.wait_for_load_state()
-        assert "dataset_drift" in page.inner_text("body")
-        page.screenshot(path=str(SCREENSHOTS / "monitoring-3-alerts.png"), full_page=True)
-    else:
+    if not installed("alerts:list"):
         assert page.inner_text("#alerts-link") == "The alerts page is not installed."
+        return
+    page.click(f"#alert-{alert.pk} >> text=Silence…")
+    page.wait_for_selector("#silence-form")
+    matchers = page.input_value("#id_matchers")
+    assert "dataset_drift" in matchers and "production" in matchers, matchers
+    page.fill("#id_reason", "Known shift: the spring campaign moves plans; retrain under way")
+    page.screenshot(path=str(SCREENSHOTS / "monitoring-3-silence.png"), full_page=True)
+    page.click("#silence-form button[type=submit]")
+    page.wait_for_url("**/silences/")
+    assert "spring campaign" in page.inner_text("body")
+    page.screenshot(path=str(SCREENSHOTS / "monitoring-4-silences.png"), full_page=True)
+    silence = Silence.objects.get(project=project)
+    assert silence.created_by == lead and silence.is_active()
+    assert {"name": "environment", "op": "=", "value": "production"} in silence.matchers
+
+    # Back on the monitoring page, the alerts link leads to production's alerts.
+    page.goto(f"{live_server.url}{production.get_absolute_url()}monitoring/")
+    page.click("#alerts-link")
+    page.wait_for_load_state()
+    assert "Drift in tenure, plan" in page.inner_text("#alerts")
