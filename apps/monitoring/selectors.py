@@ -4,6 +4,7 @@ drift section. Each is a fixed number of queries whatever the number of checks o
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Case, IntegerField, Q, Value, When
@@ -169,11 +170,62 @@ def latest_check(*, environment: Environment) -> DriftCheck | None:
     )
 
 
+def _iso(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _retrain_cause(retrain: RetrainRequest) -> tuple[dict, list[dict]]:
+    """The drift that asked for a retrain: the snapshot the retrain kept
+    (``RetrainRequest.evidence``, docs/monitoring.md) where there is one, else its check's
+    rows as they are now. Either way the same keys, for the template."""
+    check = retrain.drift_check
+    evidence = getattr(retrain, "evidence", None)
+    evidence = evidence if isinstance(evidence, dict) else {}
+    window = evidence.get("window") if isinstance(evidence.get("window"), list) else []
+    cause = {
+        "environment": check.environment,
+        "check": check,
+        "window_start": (_iso(window[0]) if window else None) or check.window_start,
+        "window_end": (_iso(window[-1]) if window else None) or check.window_end,
+        "rows": evidence.get("rows", check.rows),
+        "reference_rows": check.reference_rows,
+        "drift_share": _float_or_none(evidence.get("drift_share", check.drift_share)) or 0.0,
+        "drift_share_threshold": _float_or_none(
+            evidence.get("drift_share_threshold", check.drift_share_threshold)
+        ),
+        "drifted_columns": evidence.get("drifted_columns", check.drifted_columns) or [],
+        "dataset": evidence.get("dataset") if isinstance(evidence.get("dataset"), dict) else None,
+    }
+    columns = [
+        {
+            "column": str(c.get("column", "")),
+            "test": str(c.get("test", "")),
+            "score": _float_or_none(c.get("score")),
+            "threshold": _float_or_none(c.get("threshold")),
+            "drifted": bool(c.get("drifted")),
+        }
+        for c in evidence.get("columns") or ()
+        if isinstance(c, dict)
+    ]
+    if not columns:
+        columns = list(
+            ColumnDrift.objects.filter(check_run=check)
+            .order_by("-drifted", "column")
+            .values("column", "test", "score", "threshold", "drifted")
+        )
+    columns.sort(key=lambda c: (not c["drifted"], c["column"]))
+    return cause, columns
+
+
 def promotion_drift(*, release, environment: Environment) -> dict:
     """The promotion page's drift section: the target environment's latest check, and when
     the release was built by a retrain that monitoring started (trigger "monitor"), the drift
-    that asked for it — the RetrainRequest pointing at the release's run, its check and the
-    columns that drifted. Five queries at most; every part may be missing."""
+    that asked for it — the RetrainRequest pointing at the release's run or its model
+    version's, with the columns' tests, scores and thresholds. Five queries at most; every
+    part may be missing."""
     latest = latest_check(environment=environment)
     latest_drifted = []
     if latest is not None:
@@ -182,8 +234,8 @@ def promotion_drift(*, release, environment: Environment) -> dict:
             .only("column", "test", "score", "threshold", "drifted", "check_run_id")
             .order_by("column")
         )
-    retrain = cause = None
-    cause_columns: list[ColumnDrift] = []
+    cause: dict | None = None
+    cause_columns: list[dict] = []
     # The retrain's run built the release, or trained its model version (a later run may
     # have packaged it): either one points back at the RetrainRequest.
     runs = Q(pk__in=[]) if release.pipeline_run_id is None else Q(run_id=release.pipeline_run_id)
@@ -209,12 +261,7 @@ def promotion_drift(*, release, environment: Environment) -> dict:
             .first()
         )
     if retrain is not None:
-        cause = retrain.drift_check
-        cause_columns = list(
-            ColumnDrift.objects.filter(check_run=cause)
-            .only("column", "test", "score", "threshold", "drifted", "check_run_id")
-            .order_by("-drifted", "column")
-        )
+        cause, cause_columns = _retrain_cause(retrain)
     return {
         "environment": environment,
         "latest": latest,
