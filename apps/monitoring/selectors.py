@@ -94,10 +94,17 @@ def drift_series(*, checks: list[DriftCheck]) -> dict:
     }
 
 
-def service_health(*, environment: Environment) -> list[dict]:
-    """The service rules (H6) for this environment: firing now or not, with the latest
-    alert's value and summary. Reads Alert rows only, so it shows what the rules found
-    whether or not a probe ran here; an environment never probed shows every rule quiet."""
+def service_health(*, environment: Environment) -> dict:
+    """The service-health panel: the latest probe of the service (``ServiceHealth``, one row
+    per environment, written by services_health.py; None when never probed or the probe is
+    not installed) and the service rules' state here: firing or not, with the latest alert's
+    value. Two queries."""
+    from . import models
+
+    probe = None
+    probe_model = getattr(models, "ServiceHealth", None)
+    if probe_model is not None:
+        probe = probe_model.objects.filter(environment=environment).first()
     latest: dict[str, Alert] = {}
     for alert in (
         Alert.objects.filter(environment=environment, rule__in=SERVICE_RULES)
@@ -105,7 +112,7 @@ def service_health(*, environment: Environment) -> list[dict]:
         .distinct("rule")
     ):
         latest[alert.rule] = alert
-    return [
+    rules = [
         {
             "rule": rule,
             "alert": latest.get(rule),
@@ -113,13 +120,15 @@ def service_health(*, environment: Environment) -> list[dict]:
         }
         for rule in SERVICE_RULES
     ]
+    return {"probe": probe, "rules": rules}
 
 
 def environment_monitoring(*, environment: Environment, limit: int = SERIES_CHECKS) -> dict:
-    """Everything the environment's monitoring page shows, in six queries: the latest checks
-    (with their model versions), their column scores (not their histograms), the latest
-    check's columns with histograms, the environment's alerts (firing first), the service
-    rules' latest alerts and the latest retrain requests."""
+    """Everything the environment's monitoring page shows, in seven queries: the latest
+    checks (with their model versions), their column scores (not their histograms), the
+    latest check's columns with histograms, the environment's alerts (firing first), the
+    service's latest probe and the service rules' latest alerts, the latest retrain
+    requests."""
     checks = list(
         DriftCheck.objects.filter(environment=environment)
         .select_related("model_version")

@@ -173,6 +173,7 @@ def test_alerts_and_service_health(client, production, member, project):
         "memory": "quiet",
     }
     assert "0.12" in health  # the resolved alert's last value
+    assert "Not probed yet." in health
     # Until the alerts pages exist the link is plain text; with them, a link.
     if alerts_url(project=project):
         assert f'id="alerts-link" href="{alerts_url(project=project)}' in html
@@ -187,9 +188,9 @@ def test_queries_do_not_grow_with_checks_or_features(
     drift_history(production, checks=40, features=features)
     for i in range(3):
         AlertFactory(environment=production, rule=f"rule{i}")
-    # Six reads of the selector (checks, scores, latest columns, alerts, service rules,
-    # retrains); the rest is the session, the user and the nav's approvals badge.
-    with django_assert_max_num_queries(6):
+    # Seven reads of the selector (checks, scores, latest columns, alerts, the probe, service
+    # rules, retrains); the rest is the session, the user and the nav's approvals badge.
+    with django_assert_max_num_queries(7):
         data = selectors.environment_monitoring(environment=production)
         assert len(data["checks"]) == 40 and len(data["series"]["features"]) == 12
     user = member("viewer")

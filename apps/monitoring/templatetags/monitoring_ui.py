@@ -50,3 +50,11 @@ def score(value) -> str:
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return "—"
     return f"{value:.4g}"
+
+
+@register.filter
+def percent(value) -> str:
+    """A share as a percentage to three significant digits: 0.004 → "0.4 %"."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return "—"
+    return f"{value * 100:.3g} %"
