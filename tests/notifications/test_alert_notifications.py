@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.monitoring import signals as monitoring_signals
 from apps.monitoring.models import Alert, Silence
 from apps.notifications.models import NotificationDelivery, NotificationTarget
-from apps.notifications.services import ALERT_EVENT_NAMESPACE
+from apps.notifications.services import alert_event_id
 from apps.projects.services import project_create
 from tests.factories import UserFactory
 
@@ -343,8 +343,8 @@ def test_the_same_notification_told_twice_is_one_delivery(
             )
     assert len(api_calls(slack_server, "chat.postMessage")) == 1
     delivery = NotificationDelivery.objects.get()
+    assert delivery.event_id == alert_event_id(alert=alert, event="alert.firing", reason="firing")
     assert delivery.event_id.version == 5
-    assert delivery.event_id.hex != ALERT_EVENT_NAMESPACE.hex
 
 
 # --- routing by severity ------------------------------------------------------------------------
