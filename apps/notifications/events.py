@@ -135,13 +135,11 @@ def object_repr(object_type: str, obj: Any) -> str:
     return str(obj)[:200]
 
 
-#: URL names tried for the alerts page, most specific first (the monitoring app names them).
+#: URL names tried for the alert's page, most specific first (the monitoring app's
+#: ``alerts`` URLs under ``/p/<slug>/alerts/``), with the arguments each takes.
 ALERT_PAGES = (
-    ("monitoring:alert-detail", "pk"),
-    ("monitoring:alert_detail", "pk"),
-    ("monitoring:alerts", "slug"),
-    ("monitoring:alert-list", "slug"),
-    ("monitoring:alert_list", "slug"),
+    ("alerts:detail", ("slug", "pk")),
+    ("alerts:list", ("slug",)),
 )
 
 
@@ -150,15 +148,15 @@ def alert_path(alert: Alert) -> str:
     ``ALERT_PAGES`` that exists, else its project's page."""
     if hasattr(alert, "get_absolute_url"):
         return alert.get_absolute_url()
-    for name, arg in ALERT_PAGES:
-        if arg == "slug" and alert.project_id is None:
-            continue
-        kwargs = {"pk": alert.pk} if arg == "pk" else {"slug": alert.project.slug}
+    if alert.project_id is None:
+        return "/"
+    values = {"slug": alert.project.slug, "pk": alert.pk}
+    for name, args in ALERT_PAGES:
         try:
-            return reverse(name, kwargs=kwargs)
+            return reverse(name, kwargs={a: values[a] for a in args})
         except NoReverseMatch:
             continue
-    return alert.project.get_absolute_url() if alert.project_id else "/"
+    return alert.project.get_absolute_url()
 
 
 def absolute_url(object_type: str, obj: Any) -> str:
