@@ -537,3 +537,55 @@ def test_the_form_sets_min_severity_and_the_ledger_shows_alerts(
     assert "Warning and above" in html
     assert "alert.firing" in html
     assert "dataset_drift · production (critical): Dataset drift in production" in html
+
+
+# --- end to end, through the monitoring app's services (once they are merged) ------------------
+
+
+def test_through_the_monitoring_services_and_dispatcher(
+    slack_server, slack_target, email_target, project, production, after_commit, settings
+):
+    """alert_fire → the dispatcher → one Slack message and a mail; acknowledge → the message
+    edited; alert_resolve → the dispatcher → the same message edited again, one resolved mail."""
+    alerts = pytest.importorskip("apps.monitoring.services.alerts")
+    dispatcher = pytest.importorskip("apps.monitoring.dispatch")
+    settings.ALERT_GROUP_WAIT_SECONDS = 0
+    with after_commit():
+        alert = alerts.alert_fire(
+            rule="error_rate",
+            labels={"service": "churn-api"},
+            severity="critical",
+            summary="5xx share 0.2 over 5 min",
+            value=0.2,
+            environment=production,
+        )
+    assert slack_server.received == []  # firing is told by the dispatcher, not at once
+    with after_commit():
+        dispatcher.dispatch()
+    [post] = api_calls(slack_server, "chat.postMessage")
+    head = _by_id(_blocks(post))["alert"]["text"]["text"]
+    assert f"<{_alert_url(alert)}|5xx share 0.2 over 5 min>" in head
+    assert "`service=churn-api`" in _text(_blocks(post))
+    assert len(mail.outbox) == 1
+
+    member = UserFactory(username="dora", is_superuser=True)
+    with after_commit():
+        alerts.alert_acknowledge(alert=alert, actor=member)
+    [ack] = api_calls(slack_server, "chat.update")
+    assert ack["json"]["ts"] == "1700000000.000100"
+    assert "acknowledged by dora" in _text(_blocks(ack))
+
+    with after_commit():
+        alerts.alert_resolve(fingerprint=alert.fingerprint)
+    with after_commit():
+        dispatcher.dispatch()
+    updates = api_calls(slack_server, "chat.update")
+    assert len(updates) == 2
+    assert {u["json"]["ts"] for u in updates} == {"1700000000.000100"}
+    assert "*Resolved*" in _text(_blocks(updates[-1]))
+    assert len(api_calls(slack_server, "chat.postMessage")) == 1
+    assert [m.subject.split(":")[0] for m in mail.outbox] == [
+        "[churn-model] FIRING critical",
+        "[churn-model] RESOLVED critical",
+    ]
+    assert NotificationDelivery.objects.filter(event="alert.resolved").count() == 2
