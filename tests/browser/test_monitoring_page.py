@@ -7,7 +7,10 @@ import pytest
 from django.urls import NoReverseMatch, reverse
 
 from apps.monitoring.models import Silence
-from tests.monitoring.factories import AlertFactory, drift_history
+from apps.pipelines.choices import Trigger
+from apps.releases.services import promotion_request, release_create
+from tests.factories import RunFactory
+from tests.monitoring.factories import AlertFactory, RetrainRequestFactory, drift_history
 
 from .test_live_tail import SCREENSHOTS, browser  # noqa: F401 - the fixture
 
@@ -127,3 +130,44 @@ def test_a_lead_sees_production_drift_charts_and_table(
     page.click("#alerts-link")
     page.wait_for_load_state()
     assert "Drift in tenure, plan" in page.inner_text("#alerts")
+
+
+def test_a_lead_reads_the_drift_behind_a_retrained_release_on_its_promotion(
+    live_server,
+    browser,  # noqa: F811
+    project,
+    admin_user,
+    member,
+):
+    production = project.environments.get(name="production")
+    checks = drift_history(production, checks=4, drift_from=2)
+    run = RunFactory(project=project, trigger=Trigger.MONITOR, trigger_detail="drift: tenure, plan")
+    RetrainRequestFactory(drift_check=checks[2], run=run)
+    release = release_create(
+        project=project,
+        version="r12-retrain",
+        commit_sha="abc1234",
+        actor=admin_user,
+        pipeline_run=run,
+    )
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    lead = member("approver", "team-lead")
+    lead.set_password("pw-for-tests-123")
+    lead.save()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", "team-lead")
+    page.fill("#id_password", "pw-for-tests-123")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    page.goto(f"{live_server.url}{promotion.get_absolute_url()}")
+    section = page.locator("section[aria-labelledby=drift-title]")
+    assert "This release comes from a drift retrain" in section.inner_text()
+    cause = page.locator("#drift-cause").inner_text()
+    assert "tenure" in cause and "0.001" in cause and "psi" in cause
+    section.screenshot(path=str(SCREENSHOTS / "monitoring-5-promotion-drift.png"))
+    page.click("#drift-latest a")
+    page.wait_for_url("**/environments/production/monitoring/")
+    page.wait_for_selector("[data-chart=share][data-drawn=true]")
