@@ -275,3 +275,31 @@ def test_an_ordinary_release_shows_only_the_latest_check(
     assert "drift retrain" not in html
     drift = html.split('id="drift-latest"')[1].split("</div>")[0]
     assert "badge s-ok" in drift and "1,000 rows" in drift
+
+
+def test_the_service_health_panel_shows_the_latest_probe(client, production, member):
+    from apps.monitoring import models
+
+    probe_model = getattr(models, "ServiceHealth", None)
+    if probe_model is None:
+        pytest.skip("the service probe (docs/monitoring-rollback.md) is not merged here")
+    probe_model.objects.create(
+        environment=production,
+        checked_at=timezone.now() - timedelta(seconds=30),
+        up=True,
+        url="http://127.0.0.1:9/",
+        requests=400,
+        error_rate=0.0125,
+        p95_ms=182.5,
+        cpu=0.42,
+        memory_mb=311.4,
+    )
+    AlertFactory(environment=production, rule="latency_p95", value=612.0)
+    html = page(client, member("viewer"), url_of(production))
+    probe = re.sub(r"<[^>]+>", " ", html.split('id="probe"')[1].split("</dl>")[0])
+    probe = " ".join(probe.split())
+    assert "up probed 30 seconds ago" in probe
+    assert "1.25 % of 400 requests" in probe
+    assert "182.5 ms" in probe
+    assert "42 % of a core , 311 MB" in probe
+    assert "latency_p95" in html.split('id="service-health"')[1].split("</section>")[0]
