@@ -301,5 +301,5 @@ def test_the_service_health_panel_shows_the_latest_probe(client, production, mem
     assert "up probed 30 seconds ago" in probe
     assert "1.25 % of 400 requests" in probe
     assert "182.5 ms" in probe
-    assert "42 % of a core , 311 MB" in probe
+    assert "42 % of a core, 311 MB" in probe
     assert "latency_p95" in html.split('id="service-health"')[1].split("</section>")[0]
