@@ -303,3 +303,55 @@ def test_the_service_health_panel_shows_the_latest_probe(client, production, mem
     assert "182.5 ms" in probe
     assert "42 % of a core, 311 MB" in probe
     assert "latency_p95" in html.split('id="service-health"')[1].split("</section>")[0]
+
+
+def test_the_promotion_reads_the_evidence_the_retrain_kept(
+    client, project, production, admin_user, member
+):
+    from apps.monitoring.models import RetrainRequest
+
+    if "evidence" not in {f.name for f in RetrainRequest._meta.get_fields()}:
+        pytest.skip("the retrain loop (docs/monitoring.md) is not merged here")
+    checks = drift_history(production, checks=3, drift_from=2)
+    run = RunFactory(project=project, trigger=Trigger.MONITOR, trigger_detail="drift: tenure")
+    start, end = timezone.now() - timedelta(hours=5), timezone.now() - timedelta(hours=4)
+    RetrainRequestFactory(
+        drift_check=checks[2],
+        run=run,
+        # The snapshot at retrain time: it wins over the check's rows as they are now.
+        evidence={
+            "window": [start.isoformat(), end.isoformat()],
+            "rows": 2345,
+            "drift_share": 0.25,
+            "drift_share_threshold": 0.2,
+            "drifted_columns": ["tenure"],
+            "columns": [
+                {
+                    "column": "tenure",
+                    "test": "ks",
+                    "score": 0.0021,
+                    "threshold": 0.05,
+                    "drifted": True,
+                },
+                {
+                    "column": "plan",
+                    "test": "psi",
+                    "score": 0.11,
+                    "threshold": 0.2,
+                    "drifted": False,
+                },
+            ],
+            "dataset": {"name": "features", "version": 4, "rows_added": 480},
+        },
+    )
+    release = _release_of(project, admin_user, "r13", run)
+    promotion = promotion_request(release=release, environment=production, actor=admin_user)
+    html = page(client, member("approver"), promotion.get_absolute_url())
+    drift = html.split('id="drift-retrain"')[1].split('id="drift-latest"')[0]
+    assert start.isoformat() in drift and "2,345 rows" in drift
+    assert "1 of 2 features (25 %; dataset drift at 20 %)" in drift
+    cause = re.sub(r"<[^>]+>", " ", drift.split('id="drift-cause"')[1].split("</table>")[0])
+    assert re.search(r"tenure\s+ks\s+0\.0021\s+0\.05\s+drift", cause)
+    assert re.search(r"plan\s+psi\s+0\.11\s+0\.2\s+ok", cause)
+    assert "monthly_charges" not in cause
+    assert "features v4" in drift and "480 labelled rows" in drift
