@@ -92,28 +92,29 @@ def evaluate_rules(*, at: datetime | None = None, only: Iterable[str] | None = N
     for name, r in registered().items():
         if wanted is not None and name not in wanted:
             continue
+        seen = []
         try:
-            firings = list(r.evaluate(now))
+            for f in r.evaluate(now):
+                alert = alert_fire(
+                    rule=name,
+                    labels=f.labels,
+                    severity=f.severity,
+                    summary=f.summary,
+                    annotations=f.annotations,
+                    value=f.value,
+                    project=f.project,
+                    environment=f.environment,
+                    deployment=f.deployment,
+                    at=now,
+                )
+                seen.append(alert.fingerprint)
+                outcome.fired += 1
         except Exception:  # noqa: BLE001 - one broken rule must not stop the others
+            # Its alerts stay as they were: an evaluation that did not finish says nothing
+            # about what is no longer true.
             logger.exception("rule %s failed", name)
             outcome.errors.append(name)
             continue
-        seen = []
-        for f in firings:
-            alert = alert_fire(
-                rule=name,
-                labels=f.labels,
-                severity=f.severity,
-                summary=f.summary,
-                annotations=f.annotations,
-                value=f.value,
-                project=f.project,
-                environment=f.environment,
-                deployment=f.deployment,
-                at=now,
-            )
-            seen.append(alert.fingerprint)
-            outcome.fired += 1
         outcome.resolved += len(
             alert_resolve_missing(rule=name, seen_fingerprints=seen, scope=r.scope, at=now)
         )

@@ -9,8 +9,10 @@ from . import dispatch, rules
 def evaluate_rules_task() -> dict:
     """The control plane's rules, then one dispatcher pass (which also notices silences that
     ended: nothing else would tell the alerts they held back)."""
-    outcome = rules.evaluate_rules()
-    notices = dispatch.dispatch()
+    try:
+        outcome = rules.evaluate_rules()
+    finally:
+        notices = dispatch.dispatch()
     return {
         "fired": outcome.fired,
         "resolved": outcome.resolved,

@@ -171,3 +171,35 @@ def test_environment_page_shows_alert_on_its_timeline(client, admin_user, produc
     client.force_login(admin_user)
     page = client.get(production.get_absolute_url()).content.decode()
     assert "Alert fired" in page and "performance: f1 below 0.7" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_fires_of_one_fingerprint_make_one_row(admin_user):
+    import threading
+
+    from django.db import connection
+
+    from apps.projects.services import project_create
+
+    env = project_create(name="Race model", actor=admin_user).environments.get(name="production")
+    barrier = threading.Barrier(4)
+    ids, errors = [], []
+
+    def worker():
+        try:
+            barrier.wait()
+            ids.append(fire(env).pk)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(ids)) == 1
+    assert Alert.objects.filter(status=AlertStatus.FIRING).count() == 1
+    assert AuditEvent.objects.filter(action="alert.fired").count() == 1
