@@ -75,7 +75,7 @@ def dispatch(*, at: datetime | None = None) -> list[Notice]:
                 | Q(
                     status=AlertStatus.RESOLVED,
                     notified_count__gt=0,
-                    last_notified_at__lt=F("resolved_at"),
+                    resolved_notified_at__isnull=True,
                 )
             )
             .order_by("starts_at", "id")
@@ -112,13 +112,17 @@ def dispatch(*, at: datetime | None = None) -> list[Notice]:
             elif now - alert.last_notified_at >= repeat:
                 due[(key, "repeat")].append(alert)
         for key, alerts in pending.items():
-            if now - min(a.starts_at for a in alerts) >= group_wait:
+            # From when it started, or when we heard of it if it claims to start later.
+            if now - min(min(a.starts_at, a.created) for a in alerts) >= group_wait:
                 due[(key, "firing")].extend(alerts)
         for (key, reason), alerts in sorted(due.items()):
             ids = tuple(a.pk for a in alerts)
-            Alert.objects.filter(pk__in=ids).update(
-                last_notified_at=now, notified_count=F("notified_count") + 1
-            )
+            if reason == "resolved":
+                Alert.objects.filter(pk__in=ids).update(resolved_notified_at=now)
+            else:
+                Alert.objects.filter(pk__in=ids).update(
+                    last_notified_at=now, notified_count=F("notified_count") + 1
+                )
             notices.append(Notice(group_key=key, reason=reason, alert_ids=ids))
         transaction.on_commit(lambda: _send(notices))
     return notices

@@ -68,7 +68,7 @@ def test_firing_alerts_map_labels_to_project_and_environment(post, project):
     assert prod.summary == "5xx share above 5% for 5 minutes"
     assert prod.labels["instance"] == "127.0.0.1:8501"
     assert prod.annotations["generatorURL"].startswith("http://127.0.0.1:9090/graph")
-    assert prod.starts_at.isoformat() == "2026-12-02T07:40:03.157000+00:00"
+    assert prod.starts_at.isoformat() == "2026-11-30T07:40:03.157000+00:00"
     assert AuditEvent.objects.filter(action="alert.fired", actor_label="alertmanager").count() == 2
     # Alertmanager repeats itself: the same alerts again are the same rows.
     assert post(payload("firing__project_environment")).status_code == 200
@@ -81,7 +81,7 @@ def test_resolved_resolves_the_matching_alert(post, project):
     assert response.json()["resolved"] == 1
     prod = Alert.objects.get(environment__name="production")
     assert prod.status == AlertStatus.RESOLVED
-    assert prod.resolved_at.isoformat() == "2026-12-02T07:55:03.157000+00:00"
+    assert prod.resolved_at.isoformat() == "2026-11-30T07:55:03.157000+00:00"
     assert Alert.objects.get(environment__name="staging").status == AlertStatus.FIRING
 
 

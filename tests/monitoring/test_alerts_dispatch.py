@@ -104,6 +104,13 @@ def test_resolved_is_told_once_and_only_if_firing_was(
     heard.clear()
     run(now + timedelta(minutes=3), django_capture_on_commit_callbacks)
     assert notices(heard) == []
+    # A resolve reported late (Alertmanager's endsAt before our last notice) is told too.
+    late = fire(production, instance="late")
+    run(now + timedelta(minutes=4), django_capture_on_commit_callbacks)
+    alert_resolve(fingerprint=late.fingerprint, at=now + timedelta(seconds=10))
+    heard.clear()
+    run(now + timedelta(minutes=5), django_capture_on_commit_callbacks)
+    assert [(r, ids) for _g, r, ids in notices(heard)] == [("resolved", [late.pk])]
 
 
 def test_silenced_alert_notifies_no_one_until_the_silence_is_expired(

@@ -69,6 +69,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "group_key",
             "last_notified_at",
             "notified_count",
+            "resolved_notified_at",
             "silenced_by",
         ]
         read_only_fields = fields
