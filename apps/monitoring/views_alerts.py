@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -125,7 +126,10 @@ def alert_ack(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         messages.success(request, f"Acknowledged {alert.rule}.")
     except ServiceError as exc:
         messages.error(request, exc.message)
-    return redirect(request.POST.get("next") or alert_url(alert))
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        back = alert_url(alert)  # only our own pages
+    return redirect(back)
 
 
 def alert_url(alert: Alert) -> str:

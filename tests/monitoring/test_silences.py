@@ -168,6 +168,12 @@ def test_acknowledge_from_the_page(client, project, production, member):
     assert response.redirect_chain[-1][0] == list_url
     alert.refresh_from_db()
     assert alert.acknowledged_by == dev
+    # `next` only leads to our own pages.
+    other = _fire(production, rule="cpu")
+    url = reverse("alerts:acknowledge", kwargs={"slug": project.slug, "pk": other.pk})
+    assert client.post(url, {"next": "https://evil.example/"})["Location"].endswith(
+        f"/alerts/{other.pk}/"
+    )
     assert f"acknowledged by {dev.username}" in response.content.decode()
 
 
