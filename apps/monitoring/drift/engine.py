@@ -48,13 +48,34 @@ def default_test(kind: str, reference_rows: int, distinct: int) -> str:
     return "jensenshannon"
 
 
-def column_drift(reference, current, config: ColumnConfig) -> ColumnResult:
+class Buffers:
+    """Two scratch arrays the numeric columns of one dataset are sorted into, one column at a
+    time (results keep no reference to them)."""
+
+    def __init__(self) -> None:
+        self.reference = np.empty(0)
+        self.current = np.empty(0)
+
+    def fit(self, reference_rows: int, current_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.reference.size < reference_rows:
+            self.reference = np.empty(reference_rows)
+        if self.current.size < current_rows:
+            self.current = np.empty(current_rows)
+        return self.reference, self.current
+
+
+def column_drift(
+    reference, current, config: ColumnConfig, *, buffers: Buffers | None = None
+) -> ColumnResult:
     """The verdict for one column; ``reference``/``current`` are numpy or pyarrow arrays."""
     kind = config.kind or infer_kind(reference)
     if config.test is not None and kind not in TESTS[config.test].kinds:
         raise ValueError(f"column {config.name!r}: test {config.test!r} does not apply to {kind}")
     if kind == NUMERIC:
-        return _numeric(Numeric(reference), Numeric(current), config)
+        ref_buffer = cur_buffer = None
+        if buffers is not None:
+            ref_buffer, cur_buffer = buffers.fit(len(reference), len(current))
+        return _numeric(Numeric(reference, ref_buffer), Numeric(current, cur_buffer), config)
     return _categorical(Categorical(reference, current), config)
 
 
@@ -241,6 +262,7 @@ def dataset_drift(
     """Every column's verdict, and dataset drift when the share of drifted columns (among those
     with a score) is at least ``share``. A column missing from ``current`` is all missing."""
     rows = next((len(values) for values in current.values()), 0)
+    buffers = Buffers()
     results = []
     for config in columns:
         if config.name not in reference:
@@ -248,7 +270,7 @@ def dataset_drift(
         cur = current.get(config.name)
         if cur is None:
             cur = np.full(rows, np.nan)
-        results.append(column_drift(reference[config.name], cur, config))
+        results.append(column_drift(reference[config.name], cur, config, buffers=buffers))
     scored = [r for r in results if r.score is not None]
     drifted = [r.column for r in scored if r.drifted]
     drift_share = len(drifted) / len(scored) if scored else 0.0

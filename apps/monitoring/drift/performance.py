@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
-from scipy import stats
 
-from .samples import as_float
+from .samples import _is_arrow, as_float
 
 
 def _labels(values) -> np.ndarray:
-    if isinstance(values, pa.ChunkedArray | pa.Array):
+    if _is_arrow(values):
         values = values.to_numpy(zero_copy_only=False)
     return np.asarray(values)
 
@@ -22,6 +20,8 @@ def _missing(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.isnan(values)
     if values.dtype.kind == "O":
+        import pyarrow as pa
+
         nulls = pa.array(values, from_pandas=True).is_null()
         return nulls.to_numpy(zero_copy_only=False)
     return np.zeros(values.shape, dtype=bool)
@@ -101,6 +101,8 @@ def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
+    from scipy import stats
+
     ranks = stats.rankdata(score)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
