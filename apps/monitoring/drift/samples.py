@@ -197,7 +197,10 @@ class Categorical:
         ref, cur = _arrow(reference), _arrow(current)
         ref, cur = _common_type(ref), _common_type(cur)
         if ref.type != cur.type:
-            ref, cur = ref.cast(pa.string()), cur.cast(pa.string())
+            # 1 and 1.0 are one category; otherwise compare the text of the values.
+            numeric = all(_is_number(t) for t in (ref.type, cur.type))
+            target = pa.float64() if numeric else pa.string()
+            ref, cur = ref.cast(target), cur.cast(target)
         self.ref_total, self.cur_total = len(ref), len(cur)
         encoded = pc.dictionary_encode(pa.chunked_array([ref, cur]).combine_chunks())
         categories = encoded.dictionary
@@ -218,6 +221,16 @@ class Categorical:
         """Counts over the categories seen in the non-missing data of either side."""
         seen = (self.ref_counts + self.cur_counts) > 0
         return self.ref_counts[seen], self.cur_counts[seen]
+
+
+def _is_number(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_null(arrow_type)
+    )
 
 
 def _common_type(array):

@@ -59,7 +59,7 @@ def ours(reference, current, *, tests=None, thresholds=None, share=0.5, numeric=
 
 def evidently(
     reference, current, *, tests=None, thresholds=None, share=0.5, numeric=None, cat=None
-):  # noqa: E501
+):
     return legacy_table(
         reference,
         current,
@@ -312,3 +312,13 @@ def test_a_test_that_does_not_fit_the_kind_is_refused():
         ColumnConfig("x", "numeric", test="anderson")
     with pytest.raises(ValueError, match="does not apply"):
         column_drift(np.array(["a", "b"]), np.array(["a"]), ColumnConfig("p", test="wasserstein"))
+
+
+def test_categorical_sides_of_different_types_share_categories():
+    ref = np.array([1, 2, 3] * 100)
+    cur = np.array([1.0, 2.0, np.nan] * 100)  # floats (a NaN made them so) and no 3
+    result = column_drift(ref, cur, ColumnConfig("stars", "categorical"))
+    assert result.new_categories == 0
+    assert result.missing_share == pytest.approx(1 / 3)
+    assert result.histogram["categories"] == [1.0, 2.0, 3.0]
+    assert result.drifted and result.test == "chisquare"
