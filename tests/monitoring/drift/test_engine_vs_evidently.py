@@ -322,3 +322,40 @@ def test_categorical_sides_of_different_types_share_categories():
     assert result.missing_share == pytest.approx(1 / 3)
     assert result.histogram["categories"] == [1.0, 2.0, 3.0]
     assert result.drifted and result.test == "chisquare"
+
+
+@pytest.mark.parametrize("rows", [900, 6000])
+def test_named_tests_on_new_and_vanished_values(rows):
+    """A category only the current window has and one it lost; a numeric column with 15
+    values (one bin per value for PSI/KL/JS) and one of constant value."""
+    rng = np.random.default_rng(15)
+    ref = pd.DataFrame(
+        {
+            "plan": rng.choice(np.array(["basic", "pro", "team", "legacy"], dtype=object), rows),
+            "level": rng.integers(0, 15, rows).astype(float),
+            "const": np.full(rows, 3.0),
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "plan": rng.choice(
+                np.array(["basic", "pro", "team", "trial"], dtype=object),
+                rows,
+                p=[0.4, 0.3, 0.2, 0.1],
+            ),
+            "level": rng.integers(1, 16, rows).astype(float),
+            "const": np.full(rows, 3.0),
+        }
+    )
+    for test in ("psi", "kl_div", "jensenshannon", "hellinger"):
+        args = {"tests": {"plan": test, "level": test}, "numeric": ["level"], "cat": ["plan"]}
+        assert_agree(ours(ref, cur, **args), evidently(ref, cur, **args))
+    for test in ("chisquare", "z"):
+        args = {"tests": {"plan": test}, "numeric": [], "cat": ["plan"]}
+        assert_agree(ours(ref, cur, **args), evidently(ref, cur, **args))
+    args = {"numeric": ["level", "const"], "cat": ["plan"]}
+    result = ours(ref, cur, **args)
+    assert_agree(result, evidently(ref, cur, **args))
+    assert result.column("plan").new_categories == 1
+    assert result.column("level").out_of_range == int((cur["level"] == 15).sum())
+    assert not result.column("const").drifted
