@@ -1,0 +1,36 @@
+"""Request metrics: one counter and one histogram per answered request, labelled by the URL
+pattern's name (bounded: never the raw path) — our own few lines rather than django-prometheus,
+whose dozens of series per view and per model are more than a scrape should carry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from . import metrics
+
+
+def _view_name(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "<unresolved>"
+    return match.view_name or "<unnamed>"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        view = _view_name(request)
+        method = request.method if request.method in _METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(method, view, str(response.status_code)).inc()
+        metrics.HTTP_DURATION.labels(method, view).observe(time.perf_counter() - started)
+        return response
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
