@@ -44,7 +44,7 @@ def _run_changed(sender, run, from_status, to_status, **_kwargs) -> None:
     metrics.RUNS_FINISHED.labels(project, to_status).inc()
     seconds = _seconds(run.started_at, run.finished_at)
     if seconds is not None:
-        metrics.PIPELINE_DURATION.labels(project, to_status).observe(seconds)
+        metrics.PIPELINE_DURATION.labels(to_status).observe(seconds)
 
 
 @receiver(job_finished, dispatch_uid="monitoring.metrics.job")
@@ -60,11 +60,10 @@ def _deployment_changed(sender, deployment, from_status, to_status, **_kwargs) -
     if to_status not in DEPLOYMENT_TERMINAL:
         return
     env = deployment.environment
-    labels = (env.project.slug, env.name, to_status)
-    metrics.DEPLOYMENTS.labels(*labels).inc()
+    metrics.DEPLOYMENTS.labels(env.project.slug, env.name, to_status).inc()
     seconds = _seconds(deployment.started_at, deployment.finished_at)
     if seconds is not None:
-        metrics.DEPLOYMENT_DURATION.labels(*labels).observe(seconds)
+        metrics.DEPLOYMENT_DURATION.labels(env.name, to_status).observe(seconds)
 
 
 @receiver(promotion_status_changed, dispatch_uid="monitoring.metrics.promotion")

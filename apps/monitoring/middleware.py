@@ -29,7 +29,7 @@ class RequestMetricsMiddleware:
         view = _view_name(request)
         method = request.method if request.method in _METHODS else "other"
         metrics.HTTP_REQUESTS.labels(method, view, str(response.status_code)).inc()
-        metrics.HTTP_DURATION.labels(method, view).observe(time.perf_counter() - started)
+        metrics.HTTP_DURATION.labels(view).observe(time.perf_counter() - started)
         return response
 
 
