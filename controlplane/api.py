@@ -4,6 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
+from apps.monitoring.api.alerts import AlertViewSet, SilenceViewSet
 from apps.monitoring.prometheus import targets_view
 from apps.notifications.api.views import (
     NotificationDeliveryViewSet,
@@ -34,6 +35,8 @@ router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
 router.register("model-versions", ModelVersionViewSet, basename="model-version")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("silences", SilenceViewSet, basename="silence")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
 router.register(
     "notification-deliveries", NotificationDeliveryViewSet, basename="notification-delivery"

@@ -229,6 +229,8 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.evaluate_rules": {"queue": "default"},
+    "monitoring.dispatch_alerts": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -259,6 +261,23 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# --- Alerts (docs/alerts.md) -----------------------------------------------------------------
+# The control plane's own rules (and the alert dispatcher after them) run this often.
+RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
+# A new alert is told this long after its group's first alert started (batching); a firing
+# alert is told again every ALERT_REPEAT_HOURS.
+ALERT_GROUP_WAIT_SECONDS = env.int("CONTROLPLANE_ALERT_GROUP_WAIT_SECONDS", default=30)
+ALERT_REPEAT_HOURS = env.float("CONTROLPLANE_ALERT_REPEAT_HOURS", default=4.0)
+# Defaults of the rules when the spec's monitor.alerts does not say (0 turns a rule off).
+ALERT_WEBHOOK_FAILURES = env.int("CONTROLPLANE_ALERT_WEBHOOK_FAILURES", default=3)
+ALERT_WEBHOOK_FAILURES_LOOKBACK_DAYS = env.int(
+    "CONTROLPLANE_ALERT_WEBHOOK_FAILURES_LOOKBACK_DAYS", default=7
+)
+ALERT_PROMOTION_WAITING_HOURS = env.float(
+    "CONTROLPLANE_ALERT_PROMOTION_WAITING_HOURS", default=24.0
+)
+# Bearer token Alertmanager sends to /integrations/alertmanager/ (empty: the receiver refuses).
+ALERTMANAGER_TOKEN = env.str("CONTROLPLANE_ALERTMANAGER_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
@@ -319,6 +338,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.start_runs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
         "options": {"expires": SWEEPER_INTERVAL},
+    },
+    # The control plane's alert rules, then the alert dispatcher (group wait, repeats, silences
+    # that ended): apps/monitoring/rules.py and dispatch.py.
+    "monitoring.evaluate_rules": {
+        "task": "monitoring.evaluate_rules",
+        "schedule": timedelta(seconds=RULES_INTERVAL),
+        "options": {"expires": RULES_INTERVAL},
     },
 }
 
