@@ -4,8 +4,10 @@ model service as a real process.
 
 Prometheus finds the model service through the control plane's service discovery and scrapes
 it and the control plane's /metrics with the token; a shipped rule (ModelServiceDown) fires
-when the service stops, and Alertmanager posts it with its bearer token to a local endpoint
-(the control plane's receiver once it lands). Every Grafana panel's PromQL runs without error.
+when the service stops, Alertmanager posts it with its bearer token to the control plane's
+receiver (/integrations/alertmanager/), which records the alert for the project and
+environment, and the next scrape counts it firing. Every Grafana panel's PromQL runs without
+error.
 
 Timings are the only things changed from the shipped files: scrape and evaluation every
 second, `for:` and `group_wait` shortened, addresses pointed at this test's processes."""
@@ -16,17 +18,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import yaml
 from django.utils import timezone
 
+from apps.monitoring.choices import AlertSource, AlertStatus
+from apps.monitoring.models import Alert
 from apps.pipelines.choices import RunStatus
 from apps.releases.choices import DeploymentStatus
 from apps.releases.deployers.health import free_port
@@ -101,33 +103,6 @@ def status_code(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
-
-
-class Sink:
-    """A local HTTP endpoint that records what Alertmanager posts."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[dict, dict]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                sink.posts.append((dict(self.headers), json.loads(body)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/integrations/alertmanager/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -224,14 +199,14 @@ def prometheus_config(tmp: Path, *, control_plane: str, am_port: int, prom_port:
     return out
 
 
-def alertmanager_config(tmp: Path, *, sink_url: str) -> Path:
+def alertmanager_config(tmp: Path, *, control_plane: str) -> Path:
     token = tmp / "alertmanager_token"
     token.write_text(AM_TOKEN)
     config = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())
     config["route"].update(group_wait="1s", group_interval="1s")
     hook = config["receivers"][0]["webhook_configs"][0]
     assert hook["url"].endswith("/integrations/alertmanager/")
-    hook["url"] = sink_url
+    hook["url"] = f"{control_plane}/integrations/alertmanager/"
     hook["http_config"]["authorization"]["credentials_file"] = str(token)
     out = tmp / "alertmanager.yml"
     out.write_text(yaml.safe_dump(config))
@@ -261,6 +236,7 @@ def test_prometheus_scrapes_both_through_discovery_a_rule_fires_and_alertmanager
 ):
     settings.METRICS_TOKEN = METRICS_TOKEN
     settings.METRICS_ALLOW = []
+    settings.ALERTMANAGER_TOKEN = AM_TOKEN
     service, port, own_metrics = example_service(tmp_path, processes)
     release = ReleaseFactory(project__slug="churn", version="v7")
     production = EnvironmentFactory(project=release.project, name="production")
@@ -274,12 +250,11 @@ def test_prometheus_scrapes_both_through_discovery_a_rule_fires_and_alertmanager
     )
     RunFactory(project=release.project, status=RunStatus.RUNNING)
 
-    sink = Sink()
     am_port, prom_port = free_port(), free_port()
     processes(
         [
             ALERTMANAGER,
-            f"--config.file={alertmanager_config(tmp_path, sink_url=sink.url)}",
+            f"--config.file={alertmanager_config(tmp_path, control_plane=live_server.url)}",
             f"--web.listen-address=127.0.0.1:{am_port}",
             "--cluster.listen-address=",
             f"--storage.path={tmp_path / 'am-data'}",
@@ -308,52 +283,54 @@ def test_prometheus_scrapes_both_through_discovery_a_rule_fires_and_alertmanager
             return by_job
         return None
 
-    try:
-        up = wait_until(targets_up, 60, "both targets up")
-        labels = up["model-services"]["labels"]
-        assert labels["project"] == "churn" and labels["environment"] == "production"
-        assert labels["release"] == "v7" and labels["instance"] == f"127.0.0.1:{port}"
+    up = wait_until(targets_up, 60, "both targets up")
+    labels = up["model-services"]["labels"]
+    assert labels["project"] == "churn" and labels["environment"] == "production"
+    assert labels["release"] == "v7" and labels["instance"] == f"127.0.0.1:{port}"
 
-        running = wait_until(
-            lambda: query('controlplane_runs{status="running"}')["data"]["result"], 30, "runs"
-        )
-        assert float(running[0]["value"][1]) == 1
-        served = wait_until(
-            lambda: query('model_requests_total{project="churn"}')["data"]["result"],
-            30,
-            "the service's requests",
-        )
-        assert served[0]["metric"]["environment"] == "production", served
-        if own_metrics:
-            assert sum(float(r["value"][1]) for r in served) >= 1
+    running = wait_until(
+        lambda: query('controlplane_runs{status="running"}')["data"]["result"], 30, "runs"
+    )
+    assert float(running[0]["value"][1]) == 1
+    served = wait_until(
+        lambda: query('model_requests_total{project="churn"}')["data"]["result"],
+        30,
+        "the service's requests",
+    )
+    assert served[0]["metric"]["environment"] == "production", served
+    if own_metrics:
+        assert sum(float(r["value"][1]) for r in served) >= 1
 
-        # Every Grafana panel's query is valid PromQL against this Prometheus.
-        failures = []
-        for board, title, expr in grafana_queries():
-            answer = query(expr)
-            if answer.get("status") != "success":
-                failures.append((board, title, expr, answer))
-        assert not failures, failures
-        assert len(grafana_queries()) >= 30
+    # Every Grafana panel's query is valid PromQL against this Prometheus.
+    failures = []
+    for board, title, expr in grafana_queries():
+        answer = query(expr)
+        if answer.get("status") != "success":
+            failures.append((board, title, expr, answer))
+    assert not failures, failures
+    assert len(grafana_queries()) >= 30
 
-        # The service stops: the shipped ModelServiceDown fires and reaches the receiver.
-        service.send_signal(signal.SIGTERM)
-        service.wait(timeout=10)
-
-        def posted():
-            for headers, payload in sink.posts:
-                for alert in payload.get("alerts", []):
-                    if alert["labels"].get("alertname") == "ModelServiceDown":
-                        return headers, payload, alert
-            return None
-
-        headers, payload, alert = wait_until(posted, 90, "Alertmanager's post")
-        assert headers.get("Authorization") == f"Bearer {AM_TOKEN}"
-        assert payload["version"] == "4" and payload["status"] == "firing"
-        assert alert["status"] == "firing"
-        assert alert["labels"]["project"] == "churn"
-        assert alert["labels"]["environment"] == "production"
-        assert alert["labels"]["severity"] == "critical"
-        assert "does not answer" in alert["annotations"]["summary"]
-    finally:
-        sink.close()
+    # The service stops: the shipped ModelServiceDown fires, Alertmanager posts it to the
+    # control plane (with its token: the receiver refuses others), an Alert row is made.
+    assert not Alert.objects.filter(rule="ModelServiceDown").exists()
+    service.send_signal(signal.SIGTERM)
+    service.wait(timeout=10)
+    alert = wait_until(
+        lambda: Alert.objects.filter(rule="ModelServiceDown").first(), 90, "the alert"
+    )
+    assert alert.source == AlertSource.ALERTMANAGER
+    assert alert.status == AlertStatus.FIRING
+    assert alert.project == release.project and alert.environment == production
+    assert alert.severity == "critical"
+    assert alert.labels["release"] == "v7"
+    assert "does not answer" in alert.summary + json.dumps(alert.annotations)
+    # ... and the control plane's own /metrics counts it, as Prometheus sees.
+    wait_until(
+        lambda: [
+            r
+            for r in query('controlplane_alerts_firing{severity="critical"}')["data"]["result"]
+            if float(r["value"][1]) == 1
+        ],
+        30,
+        "the alert counted firing",
+    )
