@@ -34,9 +34,17 @@ def _float_or_none(value: Any) -> float | None:
     return value if value == value and abs(value) != float("inf") else None  # NaN, inf → gap
 
 
+def _side(raw: Any, key: str) -> float:
+    value = raw.get(key) if isinstance(raw, dict) else None
+    return _float_or_none(value) or 0.0
+
+
 def _histogram(raw: Any) -> dict | None:
-    """The histogram of a ColumnDrift in the shape the page draws, or None when it is missing
-    or malformed (an older row, a test that stores none): the page then says so."""
+    """The histogram of a ColumnDrift (the engine's, docs/drift.md) in the shape the page
+    draws: a label per bar and both sides' shares. Numeric: a bar per bin between the
+    reference's min and max, plus "below"/"above" bars when current values fell outside;
+    categorical: the top categories, plus "other" for the rest. None when missing or
+    malformed (an older row, a test that stores none): the page then says so."""
     if not isinstance(raw, dict):
         return None
     ref, cur = raw.get("reference"), raw.get("current")
@@ -45,14 +53,31 @@ def _histogram(raw: Any) -> dict | None:
     ref = [_float_or_none(v) or 0.0 for v in ref]
     cur = [_float_or_none(v) or 0.0 for v in cur]
     if isinstance(raw.get("categories"), list) and len(raw["categories"]) == len(ref):
-        return {"labels": [str(c) for c in raw["categories"]], "reference": ref, "current": cur}
+        labels = [str(c) for c in raw["categories"]]
+        other = raw.get("other")
+        if _side(other, "reference") or _side(other, "current"):
+            labels.append("other")
+            ref.append(_side(other, "reference"))
+            cur.append(_side(other, "current"))
+        new = [str(c) for c in raw.get("new") or ()] if isinstance(raw.get("new"), list) else []
+        return {"labels": labels, "reference": ref, "current": cur, "new": new}
     edges = raw.get("edges")
-    if isinstance(edges, list) and len(edges) == len(ref) + 1:
-        edges = [_float_or_none(e) for e in edges]
-        if None not in edges:
-            labels = [f"{a:.4g}…{b:.4g}" for a, b in zip(edges, edges[1:], strict=False)]
-            return {"labels": labels, "edges": edges, "reference": ref, "current": cur}
-    return None
+    if not isinstance(edges, list) or len(edges) != len(ref) + 1:
+        return None
+    edges = [_float_or_none(e) for e in edges]
+    if None in edges:
+        return None
+    labels = [f"{a:.4g}…{b:.4g}" for a, b in zip(edges, edges[1:], strict=False)]
+    below, above = raw.get("below"), raw.get("above")
+    if _side(below, "current") or _side(below, "reference"):
+        labels.insert(0, f"< {edges[0]:.4g}")
+        ref.insert(0, _side(below, "reference"))
+        cur.insert(0, _side(below, "current"))
+    if _side(above, "current") or _side(above, "reference"):
+        labels.append(f"> {edges[-1]:.4g}")
+        ref.append(_side(above, "reference"))
+        cur.append(_side(above, "current"))
+    return {"labels": labels, "edges": edges, "reference": ref, "current": cur}
 
 
 def drift_series(*, checks: list[DriftCheck]) -> dict:

@@ -355,3 +355,53 @@ def test_the_promotion_reads_the_evidence_the_retrain_kept(
     assert re.search(r"plan\s+psi\s+0\.11\s+0\.2\s+ok", cause)
     assert "monthly_charges" not in cause
     assert "features v4" in drift and "480 labelled rows" in drift
+
+
+def test_the_engines_own_results_are_drawn(client, production, member):
+    """A check written from the drift engine's results (docs/drift.md): a shifted numeric
+    column with values beyond the reference's range, a categorical one with a new category."""
+    import numpy as np
+
+    from apps.monitoring.drift import ColumnConfig, dataset_drift
+
+    rng = np.random.default_rng(7)
+    reference = {
+        "tenure": rng.normal(30, 5, 2000),
+        "plan": rng.choice(np.array(["basic", "plus", "pro"], dtype=object), 2000),
+    }
+    current = {
+        "tenure": rng.normal(45, 5, 800),  # far beyond the reference's max for many rows
+        "plan": rng.choice(np.array(["basic", "pro", "enterprise"], dtype=object), 800),
+    }
+    result = dataset_drift(
+        reference,
+        current,
+        [ColumnConfig("tenure", "numeric"), ColumnConfig("plan", "categorical")],
+    )
+    check = DriftCheckFactory(
+        environment=production,
+        status="drift" if result.dataset_drift else "ok",
+        dataset_drift=result.dataset_drift,
+        drift_share=result.drift_share,
+        drifted_columns=result.drifted_columns,
+    )
+    for column in result.columns:
+        ColumnDriftFactory(check_run=check, **column.as_dict())
+    html = page(client, member("viewer"), url_of(production))
+
+    tenure_result = next(c for c in result.columns if c.column == "tenure")
+    assert tenure_result.drifted and tenure_result.out_of_range > 0
+    tenure = row_of(html, "tenure")
+    assert "drift" in tenure and f"{tenure_result.out_of_range:,}" in tenure
+    plan = row_of(html, "plan")
+    assert "enterprise" in plan  # the new category, named
+    histograms = chart_data(html)["histograms"]
+    # 20 bins between the reference's min and max, and the share of current rows above it.
+    assert len(histograms["tenure"]["labels"]) == 21
+    assert histograms["tenure"]["labels"][-1].startswith("> ")
+    assert histograms["tenure"]["current"][-1] == pytest.approx(
+        tenure_result.histogram["above"]["current"]
+    )
+    assert sum(histograms["tenure"]["current"]) == pytest.approx(1.0, abs=1e-3)
+    assert set(histograms["plan"]["labels"]) == {"basic", "plus", "pro", "enterprise"}
+    assert histograms["plan"]["new"] == ["enterprise"]
