@@ -174,11 +174,7 @@ def test_alerts_and_service_health(client, production, member, project):
     }
     assert "0.12" in health  # the resolved alert's last value
     assert "Not probed yet." in health
-    # Until the alerts pages exist the link is plain text; with them, a link.
-    if alerts_url(project=project):
-        assert f'id="alerts-link" href="{alerts_url(project=project)}' in html
-    else:
-        assert "The alerts page is not installed." in html
+    assert f'id="alerts-link" href="{alerts_url(project=project)}' in html
 
 
 def test_queries_do_not_grow_with_checks_or_features(
@@ -405,3 +401,27 @@ def test_the_engines_own_results_are_drawn(client, production, member):
     assert sum(histograms["tenure"]["current"]) == pytest.approx(1.0, abs=1e-3)
     assert set(histograms["plan"]["labels"]) == {"basic", "plus", "pro", "enterprise"}
     assert histograms["plan"]["new"] == ["enterprise"]
+
+
+def test_alerts_link_to_their_pages_and_a_developer_may_silence_a_firing_one(
+    client, production, member, project
+):
+    firing = AlertFactory(environment=production, rule="dataset_drift")
+    resolved = AlertFactory(
+        environment=production, rule="column_drift", status=AlertStatus.RESOLVED
+    )
+    list_url = reverse("alerts:list", kwargs={"slug": project.slug})
+    silence_url = reverse("alerts:silence-new", kwargs={"slug": project.slug})
+    html = page(client, member("developer"), url_of(production))
+    assert f'href="{list_url}?environment={production.pk}&amp;status="' in html
+    for a in (firing, resolved):
+        detail = reverse("alerts:detail", kwargs={"slug": project.slug, "pk": a.pk})
+        assert f'href="{detail}"' in html
+    assert f'href="{silence_url}?alert={firing.pk}"' in html
+    assert f"?alert={resolved.pk}" not in html  # a resolved alert needs no silence
+    # A viewer may not silence (the form refuses them): no button.
+    html = page(client, member("viewer"), url_of(production))
+    assert silence_url not in html
+    # The link shows production's alerts, every status.
+    listed = page(client, member("viewer", "v2"), f"{list_url}?environment={production.pk}&status=")
+    assert f'id="alert-{firing.pk}"' in listed and f'id="alert-{resolved.pk}"' in listed
