@@ -1,7 +1,8 @@
 """A team lead opens production's monitoring page in a real browser (Debian's chromium): from
 the environment page, sees the drift charts drawn by the vendored uPlot (canvases with
 pixels on them, every file served by the control plane itself) and the latest check's
-feature table, silences the drift alert from its row and follows the alerts link. Screenshots are kept in var/screenshots/."""
+feature table, silences the drift alert from its row and follows the alerts link.
+Screenshots are kept in var/screenshots/."""
 
 import pytest
 
