@@ -10,6 +10,7 @@ from apps.accounts.permissions import has_role
 from apps.projects.selectors import project_list
 
 from . import selectors
+from .alert_selectors import with_current_silences
 from .choices import AlertStatus
 
 
@@ -22,24 +23,22 @@ def _reverse_or_blank(name: str, **kwargs) -> str:
 
 def alerts_url(*, project, environment=None) -> str:
     """The project's alerts page (docs/alerts.md), every status, filtered to the environment;
-    "" while no alerts page is installed, so the page shows plain text instead of a link."""
-    url = _reverse_or_blank("alerts:list", slug=project.slug) or _reverse_or_blank(
-        "monitoring:alerts", slug=project.slug
-    )
+    "" if it is not installed, so the page shows plain text instead of a link."""
+    url = _reverse_or_blank("alerts:list", slug=project.slug)
     if url and environment is not None:
         url += f"?environment={environment.pk}&status="
     return url
 
 
 def with_alert_links(alerts: list, *, project, may_act: bool) -> None:
-    """Each alert's page and, for a firing one and a developer, the silence form prefilled
-    from it (docs/alerts.md); blank where the alerts pages are not installed."""
+    """Each alert's page, the silence holding it back now (docs/alerts.md) and, for a firing
+    unsilenced one and a developer, the silence form prefilled from it."""
+    with_current_silences(alerts)  # one query: the active silences
     silence = _reverse_or_blank("alerts:silence-new", slug=project.slug) if may_act else ""
     for alert in alerts:
         alert.detail_url = _reverse_or_blank("alerts:detail", slug=project.slug, pk=alert.pk)
-        alert.silence_url = (
-            f"{silence}?alert={alert.pk}" if silence and alert.status == AlertStatus.FIRING else ""
-        )
+        may_silence = alert.status == AlertStatus.FIRING and alert.current_silence is None
+        alert.silence_url = f"{silence}?alert={alert.pk}" if silence and may_silence else ""
 
 
 @login_required

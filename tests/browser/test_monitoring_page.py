@@ -113,8 +113,11 @@ def test_a_lead_sees_production_drift_charts_and_table(
     assert silence.created_by == lead and silence.is_active()
     assert {"name": "environment", "op": "=", "value": "production"} in silence.matchers
 
-    # Back on the monitoring page, the alerts link leads to production's alerts.
+    # Back on the monitoring page the alert shows silenced, with no second Silence… button;
+    # the alerts link leads to production's alerts.
     page.goto(f"{live_server.url}{production.get_absolute_url()}monitoring/")
+    row = page.inner_text(f"#alert-{alert.pk}")
+    assert "silenced until" in row and "Silence…" not in row
     page.click("#alerts-link")
     page.wait_for_load_state()
     assert "Drift in tenure, plan" in page.inner_text("#alerts")
