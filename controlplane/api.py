@@ -4,6 +4,7 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
+from apps.monitoring.api.ingest import IngestTokenViewSet, LabelsView, ObservationsView
 from apps.notifications.api.views import (
     NotificationDeliveryViewSet,
     NotificationTargetViewSet,
@@ -34,6 +35,7 @@ router.register("promotions", PromotionViewSet, basename="promotion")
 router.register("model-versions", ModelVersionViewSet, basename="model-version")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
+router.register("ingest-tokens", IngestTokenViewSet, basename="ingest-token")
 router.register(
     "notification-deliveries", NotificationDeliveryViewSet, basename="notification-delivery"
 )
@@ -54,5 +56,11 @@ urlpatterns = [
         PipelineRunStartView.as_view(),
         name="pipeline-runs",
     ),
+    path(
+        "environments/<int:pk>/observations/",
+        ObservationsView.as_view(),
+        name="environment-observations",
+    ),
+    path("environments/<int:pk>/labels/", LabelsView.as_view(), name="environment-labels"),
     path("", include(router.urls)),
 ]

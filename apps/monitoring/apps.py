@@ -5,3 +5,12 @@ class MonitoringConfig(AppConfig):
     name = "apps.monitoring"
     label = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from apps.releases.signals import deployment_status_changed
+
+        from . import receivers
+
+        deployment_status_changed.connect(
+            receivers.on_deployment_status_changed, dispatch_uid="monitoring.ingest_token"
+        )

@@ -139,6 +139,8 @@ FIELD_ENCRYPTION_KEYS = env.list("CONTROLPLANE_ENCRYPTION_KEYS", default=[])
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: ingest tokens (cpi_…) may reach the two ingest endpoints only (403 elsewhere).
+        "apps.monitoring.authentication.IngestTokenAuthentication",
         "apps.accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -227,6 +229,7 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.prune_observations": {"queue": "monitor"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -258,6 +261,12 @@ APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
 CELERY_BEAT_SCHEDULE = {
+    # Observations and labels past OBSERVATION_RETENTION_DAYS: files and rows.
+    "monitoring.prune_observations": {
+        "task": "monitoring.prune_observations",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
+    },
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
@@ -364,6 +373,9 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# One posted batch: its body as sent and decompressed (docs/monitoring-ingest.md).
+INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=32) << 20
+INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=256) << 20
 # The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.
