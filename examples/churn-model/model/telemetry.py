@@ -5,7 +5,9 @@
 
 ``record`` never blocks and never raises: it puts the row on a bounded queue, or counts it as
 dropped when the queue is full. One daemon thread takes rows off the queue and posts them as
-gzipped NDJSON (``POST $CONTROLPLANE_INGEST_URL?model_version=$CONTROLPLANE_MODEL_VERSION``)
+gzipped columnar JSON (``POST $CONTROLPLANE_INGEST_URL?model_version=$CONTROLPLANE_MODEL_VERSION``
+with ``{"columns": {"request_id": [...], "f0": [...], ...}}``, the shape the control plane
+parses fastest)
 every ``flush_seconds`` or ``batch_rows`` rows, whichever comes first. A batch the control
 plane did not take (unreachable, timeout, an error answer) is dropped and counted, and the
 thread waits longer before the next attempt (up to ``max_backoff``), so a control plane that
@@ -120,22 +122,28 @@ class Telemetry:
             self._thread.join(timeout)
 
     def _take(self, deadline: float) -> list[dict]:
+        """Up to ``batch_rows`` rows, waiting until ``deadline`` at most; when stopping, what
+        is queued without waiting."""
         rows: list[dict] = []
         while len(rows) < self.batch_rows:
-            left = deadline - time.monotonic()
-            if left <= 0 or (self._stop.is_set() and self._queue.empty()):
-                break
             try:
+                if self._stop.is_set():
+                    rows.append(self._queue.get_nowait())
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
                 rows.append(self._queue.get(timeout=min(left, 0.2)))
             except queue.Empty:
-                continue
+                if self._stop.is_set():
+                    break
         return rows
 
     def _run(self) -> None:
         backoff = 0.0
         while True:
             stopping = self._stop.is_set()
-            rows = self._take(time.monotonic() + (0 if stopping else self.flush_seconds))
+            rows = self._take(time.monotonic() + self.flush_seconds)
             if rows:
                 if self._post(rows):
                     backoff = 0.0
@@ -149,16 +157,16 @@ class Telemetry:
 
     def _post(self, rows: list[dict]) -> bool:
         try:
-            body = gzip.compress(
-                b"\n".join(json.dumps(r, allow_nan=False).encode() for r in rows), 5
-            )
+            names = list(dict.fromkeys(name for row in rows for name in row))
+            columns = {name: [row.get(name) for row in rows] for name in names}
+            body = gzip.compress(json.dumps({"columns": columns}, allow_nan=False).encode(), 5)
             request = urllib.request.Request(  # noqa: S310 - the URL the control plane gave
                 self.url,
                 data=body,
                 method="POST",
                 headers={
                     "Authorization": f"Bearer {self.token}",
-                    "Content-Type": "application/x-ndjson",
+                    "Content-Type": "application/json",
                     "Content-Encoding": "gzip",
                 },
             )

@@ -46,7 +46,9 @@ class FakeControlPlane:
     def rows(self):
         out = []
         for _path, _headers, body in self.posts:
-            out += [json.loads(line) for line in gzip.decompress(body).splitlines()]
+            columns = json.loads(gzip.decompress(body))["columns"]
+            names = list(columns)
+            out += [dict(zip(names, values)) for values in zip(*columns.values())]
         return out
 
     def close(self):
@@ -104,7 +106,7 @@ def test_predictions_reach_the_control_plane(trained, control_plane):
     assert path.endswith("/observations/?model_version=42")
     assert headers["Authorization"] == "Bearer cpi_secret"
     assert headers["Content-Encoding"] == "gzip"
-    assert headers["Content-Type"] == "application/x-ndjson"
+    assert headers["Content-Type"] == "application/json"
     rows = control_plane.rows()
     assert [r["request_id"] for r in rows] == [predictions[0]["request_id"], "mine-1"]
     assert rows[0]["f2"] is None and rows[0]["f0"] == 1.3  # NaN (missing) is sent as null
@@ -120,7 +122,9 @@ def test_batches_by_rows(control_plane):
     for i in range(25):
         telemetry.record(request_id=str(i), features={"f0": i}, prediction=0)
     assert wait_for(lambda: len(control_plane.rows()) >= 20)
-    assert [len(gzip.decompress(b).splitlines()) for _, _, b in control_plane.posts[:2]] == [10, 10]
+    sizes = [len(json.loads(gzip.decompress(b))["columns"]["request_id"])
+             for _, _, b in control_plane.posts[:2]]
+    assert sizes == [10, 10]
     telemetry.close()  # sends the rest
     assert len(control_plane.rows()) == 25
     assert "model_version" not in control_plane.posts[0][0]
