@@ -10,6 +10,7 @@ environment is refused by :class:`IngestPermission`.
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from apps.accounts.choices import Role
@@ -73,3 +74,21 @@ class IngestPermission(permissions.BasePermission):
             return False
         self.message = "You need the developer role in this project to post observations."
         return has_role(user, environment.project_id, Role.DEVELOPER)
+
+
+class IngestTokenScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI schema names ingest tokens on the two ingest endpoints only."""
+
+    target_class = IngestTokenAuthentication
+    name = "ingestToken"
+
+    def get_security_requirement(self, auto_schema):
+        return {self.name: []} if is_ingest_view(auto_schema.view) else None
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An ingest token (cpi_…) of the environment: posts observations "
+            "and labels, nothing else.",
+        }

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from apps.accounts.api.viewsets import ProjectScopedViewSet
 from apps.accounts.choices import Role
 from apps.accounts.models import Membership
-from apps.accounts.permissions import has_role
+from apps.accounts.permissions import has_role, restrict_to_visible
 from apps.projects.models import Environment
 
 from ..authentication import IngestPermission
@@ -150,6 +150,10 @@ class IngestTokenSerializer(serializers.ModelSerializer):
         read_only_fields = ["prefix", "created", "last_used_at", "revoked_at"]
 
 
+def _admin_of(user):
+    return Membership.objects.filter(user=user, role=Role.ADMIN).values("project_id")
+
+
 class IngestTokenViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
@@ -169,11 +173,15 @@ class IngestTokenViewSet(
 
     def get_queryset(self):
         qs = IngestToken.objects.select_related("environment__project")
+        if getattr(self, "swagger_fake_view", False):
+            return qs.none()
         user = self.request.user
+        if self.action != "list":
+            # A member asking for one is refused (403) by the role check, not told 404.
+            return restrict_to_visible(qs, user, "environment__project")
         if user.is_superuser:
             return qs
-        admin_of = Membership.objects.filter(user=user, role=Role.ADMIN).values("project_id")
-        return qs.filter(environment__project_id__in=admin_of)
+        return qs.filter(environment__project_id__in=_admin_of(user))
 
     def get_create_project_id(self, request):
         pk = request.data.get("environment") if hasattr(request.data, "get") else None
@@ -183,6 +191,8 @@ class IngestTokenViewSet(
             return None
 
     def create(self, request, *args, **kwargs):
+        if not request.user.is_superuser and not _admin_of(request.user).exists():
+            raise PermissionDenied("You need the admin role in a project.")
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         environment = serializer.validated_data["environment"]
