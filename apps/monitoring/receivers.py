@@ -1,6 +1,10 @@
 """Monitoring's answers to other apps' signals (connected in apps.py)."""
 
+import logging
+
 from apps.releases.choices import DeploymentStatus
+
+logger = logging.getLogger(__name__)
 
 
 def on_deployment_status_changed(sender, deployment, from_status, to_status, **_kwargs) -> None:
@@ -11,4 +15,8 @@ def on_deployment_status_changed(sender, deployment, from_status, to_status, **_
         return
     from .services.ingest import ingest_token_ensure
 
-    ingest_token_ensure(environment=deployment.environment)
+    try:
+        ingest_token_ensure(environment=deployment.environment)
+    except Exception:
+        # Monitoring must not fail a deploy: the service then runs without telemetry.
+        logger.exception("No ingest token for deployment %s", deployment.pk)
