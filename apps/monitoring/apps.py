@@ -9,7 +9,10 @@ class MonitoringConfig(AppConfig):
     def ready(self) -> None:
         from apps.releases.signals import deployment_status_changed
 
-        from . import receivers
+        from . import (
+            metrics_receivers,  # noqa: F401 - connects the metrics' receivers
+            receivers,
+        )
 
         deployment_status_changed.connect(
             receivers.on_deployment_status_changed, dispatch_uid="monitoring.ingest_token"

@@ -7,7 +7,8 @@ its Parquet file, built once from
 
 The columns are the spec's ``monitor.features`` (default: every column but the target and the
 prediction), each numeric or categorical: inferred from the data (the drift engine's
-``infer_kind``), or as ``monitor.columns.<name>.kind`` says. The row is reused while its inputs
+``infer_kind``, Evidently's rule: integers with at most 10 distinct values are categorical),
+or as ``monitor.columns.<name>.kind`` says. The row is reused while its inputs
 are the same: its ``fingerprint`` is the SHA-256 of the source's identity (the dataset
 version's fingerprint, or the file's git blob id) and of the column settings, so a changed
 setting or file is a new reference and an unchanged one costs a query.
@@ -42,6 +43,7 @@ from apps.training.models import DatasetVersion, ModelVersion
 
 from . import store
 from .choices import ColumnKind, ReferenceSource
+from .drift import infer_kind
 from .models import Reference
 
 logger = logging.getLogger(__name__)
@@ -54,23 +56,6 @@ FORMAT_VERSION = 1  # bump when the way a reference is built changes: a new fing
 
 class ReferenceError(ServiceError):
     """The reference's source exists but cannot be used (the message says why)."""
-
-
-def infer_kind(values: pa.Array | pa.ChunkedArray) -> str:
-    """Numeric or categorical: the drift engine's rule once it is there, else numbers are
-    numeric and everything else categorical."""
-    try:
-        from .drift import infer_kind as engine_infer_kind
-    except ImportError:
-        engine_infer_kind = None
-    if engine_infer_kind is not None:
-        return str(engine_infer_kind(values))
-    t = values.type
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return ColumnKind.NUMERIC
-    return ColumnKind.CATEGORICAL
 
 
 # --- the spec ---------------------------------------------------------------------------------
