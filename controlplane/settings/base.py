@@ -403,8 +403,8 @@ OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", 
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
 # One posted batch: its body as sent and decompressed (docs/monitoring-ingest.md).
-INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=32) << 20
-INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=256) << 20
+INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=16) << 20
+INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=64) << 20
 # --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
 # /metrics and the service discovery answer a bearer token, or clients in the allow-list
 # (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.

@@ -278,3 +278,29 @@ def test_api_tokens_still_get_401_elsewhere(served):
     bad = APIClient()
     bad.credentials(HTTP_AUTHORIZATION="Bearer cpt_nonsense")
     assert bad.get("/api/v1/projects/").status_code == 401
+
+
+def test_a_timestamp_far_in_the_future(served):
+    r = rows(3)
+    r[1]["timestamp"] = (NOW + timedelta(days=2)).isoformat()
+    response = post(served, {"model_version": served.model_version.pk, "rows": r})
+    _refused(served, response, 1, "timestamp", "in the future")
+
+
+def test_without_a_usable_reference_the_batch_is_kept(served, project, tmp_path):
+    from apps.projects.models import Environment
+
+    dev = Environment.objects.get(project=project, name="dev")
+    spec = {"raw": {"monitor": {"features": ["f0", "not_in_the_data"]}}}
+    mv, _dv, _release = ingest_fixtures.serve(project, dev, tmp_path, spec=spec)
+    from apps.monitoring.services.ingest import ingest_token_create
+
+    _token, raw = ingest_token_create(environment=dev, name="svc", actor="test")
+    body = {"model_version": mv.pk, "rows": rows(3, anything="x")}
+    response = client_for(raw).post(
+        f"/api/v1/environments/{dev.pk}/observations/", body, format="json"
+    )
+    assert response.status_code == 201, response.content
+    table = store.read_files([ObservationBatch.objects.get(environment=dev).path])
+    assert table.column("anything").to_pylist() == ["x", "x", "x"]  # kinds from the batch
+    assert str(table.schema.field("f1").type) == "double"
