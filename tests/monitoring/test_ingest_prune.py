@@ -18,11 +18,11 @@ served = ingest_fixtures.served
 
 
 def batch(at):
-    ts = pa.array([at, at + timedelta(seconds=1)], store_ts := pa.timestamp("us", tz="UTC"))
+    ts = pa.array([at, at + timedelta(seconds=1)], pa.timestamp("us", tz="UTC"))
     table = pa.table(
         {
             "request_id": ["a", "b"],
-            "ts": ts.cast(store_ts),
+            "ts": ts,
             "model_version_id": pa.array([None, None], pa.int64()),
             "prediction": [1.0, 0.0],
             "latency_ms": [1.0, 2.0],
