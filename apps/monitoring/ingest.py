@@ -400,7 +400,8 @@ def _ndjson_fast(body: bytes, expected: Expected) -> pa.Table | None:
     try:
         raw = pjson.read_json(
             io.BytesIO(body),
-            read_options=pjson.ReadOptions(block_size=8 << 20),
+            # One thread: a server runs a worker per core already (bench/ingest.py).
+            read_options=pjson.ReadOptions(use_threads=False, block_size=8 << 20),
             parse_options=pjson.ParseOptions(
                 explicit_schema=schema,
                 unexpected_field_behavior="infer" if expected.prediction is None else "error",
