@@ -5,3 +5,11 @@ class MonitoringConfig(AppConfig):
     name = "apps.monitoring"
     label = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from . import rollback, signals
+
+        # An alert that starts firing may roll its environment back (docs/monitoring-rollback.md).
+        signals.alert_status_changed.connect(
+            rollback.on_alert_status_changed, dispatch_uid="monitoring.rollback"
+        )

@@ -227,6 +227,7 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.probe_services": {"queue": "monitor"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -257,6 +258,8 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
+SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
 CELERY_BEAT_SCHEDULE = {
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
@@ -295,6 +298,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.supervise_services",
         "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
         "options": {"expires": SUPERVISE_INTERVAL},
+    },
+    "monitoring.probe_services": {
+        "task": "monitoring.probe_services",
+        "schedule": timedelta(seconds=SERVICE_PROBE_INTERVAL),
+        "options": {"expires": SERVICE_PROBE_INTERVAL},
     },
     # Notifications whose delivery message was lost (pending for 15 minutes) are sent again.
     "notifications.sweep_deliveries": {

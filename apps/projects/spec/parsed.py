@@ -141,6 +141,11 @@ class EnvironmentSpec:
     required_approvals: int = 0
     allow_self_approval: bool = False
     approval_ttl_hours: int | None = None  # None: the default approval time (72 h)
+    # Automatic rollback (docs/monitoring-rollback.md): alert rules, and how long after a
+    # deployment they roll it back ("15m"; None: the environment's default, 15 minutes).
+    rollback_on: tuple[str, ...] = ()
+    watch: str | None = None
+    watch_seconds: int | None = None
 
 
 @dataclass(frozen=True)
