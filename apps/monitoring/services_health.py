@@ -113,10 +113,10 @@ def parse_metrics(text: str, *, exclude: Iterable[str] = NOT_TRAFFIC) -> dict[st
     seen_requests = seen_histogram = False
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            seen_requests = seen_requests or sample.name == REQUESTS_METRIC
             if sample.labels.get("endpoint") in skip:
                 continue
             if sample.name == REQUESTS_METRIC:
-                seen_requests = True
                 total += sample.value
                 if str(sample.labels.get("code", "")).startswith("5"):
                     errors += sample.value
@@ -128,7 +128,10 @@ def parse_metrics(text: str, *, exclude: Iterable[str] = NOT_TRAFFIC) -> dict[st
     if seen_requests:
         result.update(requests=total, errors=errors)
     if seen_histogram:
-        result["buckets"] = sorted([le, count] for le, count in buckets.items())
+        # JSON has no infinity: the last bound is kept as Prometheus writes it, "+Inf".
+        result["buckets"] = [
+            ["+Inf" if math.isinf(le) else le, count] for le, count in sorted(buckets.items())
+        ]
     return result
 
 
@@ -139,7 +142,8 @@ def quantile(q: float, buckets: list[list[float]]) -> float | None:
         return None
     rank = q * buckets[-1][1]
     lower_bound, lower_count = 0.0, 0.0
-    for le, count in buckets:
+    for bound, count in buckets:
+        le = float(bound)
         if count >= rank:
             if math.isinf(le):
                 return lower_bound
@@ -163,9 +167,9 @@ def interval_figures(previous: Mapping[str, Any], current: Mapping[str, Any]) ->
             out["error_rate"] = round(max(errors, 0.0) / total, 6)
     if "buckets" in current:
         now = current["buckets"]
-        before = dict((le, c) for le, c in previous.get("buckets", []))
-        delta = [[le, c - before.get(le, 0.0)] for le, c in now]
-        restarted = set(before) != {le for le, _ in now} or any(d < 0 for _, d in delta)
+        before = {float(le): c for le, c in previous.get("buckets", [])}
+        delta = [[le, c - before.get(float(le), 0.0)] for le, c in now]
+        restarted = set(before) != {float(le) for le, _ in now} or any(d < 0 for _, d in delta)
         if before and restarted:
             delta = [list(b) for b in now]  # a restart (or other buckets): all of it is new
         if delta and delta[-1][1] >= MIN_REQUESTS:
@@ -308,11 +312,13 @@ def service_probe(
         deployer_status = {"error": str(exc)}
     target, usage = _resources(environment, deployer_status)
     if usage is None:
-        probe.resources_message = (
-            "not measured for this deployer"
-            if not target
-            else f"{target} is not running or cannot be read"
-        )
+        if target:
+            probe.resources_message = f"{target} is not running or cannot be read"
+        elif environment.deployer in ("process", "docker"):
+            error = deployer_status.get("error") or "the deployer reports nothing running"
+            probe.resources_message = f"not measured: {error}"[:300]
+        else:
+            probe.resources_message = f"not measured for the {environment.deployer} deployer"
     else:
         state.update(target=target, **usage)
         probe.memory_mb = round(usage["rss_bytes"] / (1024 * 1024), 2)
