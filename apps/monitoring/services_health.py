@@ -452,7 +452,13 @@ def service_alerts(rule: str, *, now: datetime | None = None) -> list[dict[str, 
         env = row.environment
         firing.append(
             {
-                "labels": {"project": env.project.slug, "environment": env.name},
+                # The release too: a new release breaking the rule is a new alert (one that
+                # may roll it back), and the old one's resolves once it no longer serves.
+                "labels": {
+                    "project": env.project.slug,
+                    "environment": env.name,
+                    "release": row.deployment.release.version,
+                },
                 "severity": severity,
                 "summary": f"{env.project.slug}/{env.name}: {summary}"[:300],
                 "value": value,

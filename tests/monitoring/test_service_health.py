@@ -152,7 +152,7 @@ def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_use
     row = probe_environment(dev, deployment)
     assert row.up and row.requests == 20 and row.error_rate == 1.0
     [alert] = service_alerts("error_rate")
-    assert alert["labels"] == {"project": "churn-model", "environment": "dev"}
+    assert alert["labels"] == {"project": "churn-model", "environment": "dev", "release": "v1"}
     assert alert["value"] == 1.0 and alert["deployment"] == deployment
     assert alert["annotations"]["release"] == "v1" and alert["annotations"]["threshold"] == 0.2
     assert "error rate 100% of 20 requests > 20%" in alert["summary"]
