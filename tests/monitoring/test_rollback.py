@@ -160,9 +160,7 @@ def test_a_release_failing_inside_the_watch_is_rolled_back_and_the_previous_answ
             event=Event.DEPLOYMENT_ROLLED_BACK, object_id=rollback.pk
         ).exists()
         # v2 no longer serves: its alert resolves.
-        wait_for(
-            lambda: Alert.objects.filter(pk=alert.pk, status=AlertStatus.RESOLVED).first(), 60
-        )
+        wait_for(lambda: Alert.objects.filter(pk=alert.pk, status=AlertStatus.RESOLVED).first(), 60)
     finally:
         worker.stop()
 
@@ -266,7 +264,7 @@ def test_service_down_inside_the_watch_rolls_back_once_and_never_a_rollback(
 def test_the_spec_sets_rollback_on_and_watch_of_new_environments(project):
     spec = parse_spec(
         "version: 1\n"
-        "jobs:\n  t: {script: [\"true\"]}\n"
+        'jobs:\n  t: {kind: test, script: ["true"]}\n'
         "environments:\n"
         "  canary: {rollback_on: [service_down, error_rate], watch: 10m}\n"
         "  plain: {}\n"
@@ -282,6 +280,6 @@ def test_the_spec_sets_rollback_on_and_watch_of_new_environments(project):
     )
     with pytest.raises(SpecError, match="watch"):
         parse_spec(
-            "version: 1\njobs:\n  t: {script: [\"true\"]}\n"
+            'version: 1\njobs:\n  t: {kind: test, script: ["true"]}\n'
             "environments:\n  canary: {watch: 15 minutes}\n"
         )
