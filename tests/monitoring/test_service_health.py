@@ -26,6 +26,7 @@ from apps.releases.choices import DeploymentStatus
 from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.services import deployment_execute, deployment_request
+from tests.dockerengine import IMAGE, docker_client
 from tests.monitoring.service import answer, fail, make_release, traffic
 from tests.releases.test_deployer_process import group_gone
 
@@ -224,3 +225,28 @@ def test_every_deployed_environment_is_probed_and_the_history_stays_bounded(
     assert all(r.up for r in rows.values())
     assert len(rows["dev"].history) == 3 and len(rows["staging"].history) == 3
     assert rows["dev"].history[-1]["at"] == rows["dev"].checked_at.isoformat()
+
+
+@pytest.mark.docker
+def test_a_containers_cpu_and_memory_come_from_the_docker_engine():
+    client = docker_client()
+    program = "x = bytearray(120 * 1024 * 1024)\nx[::4096] = b'1' * len(x[::4096])\nwhile 1: pass"
+    container = client.containers.run(
+        IMAGE,
+        ["python3", "-c", program],
+        detach=True,
+        network_mode="none",
+        init=True,
+        labels={"controlplane.test": "service-health"},
+    )
+    try:
+        time.sleep(2)
+        first = services_health.docker_usage(container.id)
+        time.sleep(2)
+        second = services_health.docker_usage(container.id)
+        assert first is not None and second is not None
+        assert second["rss_bytes"] > 100 * 1024 * 1024
+        assert (second["cpu_seconds"] - first["cpu_seconds"]) / 2 > 0.3  # it spins
+    finally:
+        container.remove(force=True)
+    assert services_health.docker_usage(container.id) is None  # gone: nothing to read
