@@ -286,3 +286,22 @@ def test_the_spec_sets_rollback_on_and_watch_of_new_environments(project):
             'version: 1\njobs:\n  t: {kind: test, script: ["true"]}\n'
             "environments:\n  canary: {watch: 15 minutes}\n"
         )
+
+
+@pytest.mark.django_db
+def test_project_admins_set_the_rollback_of_an_existing_environment(project, api, admin_user):
+    production = project.environments.get(name="production")
+    url = f"/api/v1/environments/{production.pk}/"
+    response = api(admin_user).patch(
+        url, {"rollback_on": ["error_rate", "error_rate", "HighErrorRate"]}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    response = api(admin_user).patch(url, {"rollback_watch": "00:10:00"}, format="json")
+    assert response.status_code == 200, response.content
+    production.refresh_from_db()
+    assert production.rollback_on == ["error_rate", "HighErrorRate"]
+    assert production.rollback_watch == timedelta(minutes=10)
+    response = api(admin_user).patch(url, {"rollback_on": "error_rate"}, format="json")
+    assert response.status_code == 400 and "rollback_on" in response.json()
+    production.refresh_from_db()
+    assert production.rollback_on == ["error_rate", "HighErrorRate"]
