@@ -376,7 +376,8 @@ def deployed_environments() -> list[tuple[Environment, Deployment]]:
     return [(e, deployments[e.serving_id]) for e in envs if e.serving_id in deployments]
 
 
-def probe_environment(environment: Environment, deployment: Deployment | None) -> ServiceHealth:
+def probe_environment(*, environment: Environment, deployment: Deployment | None) -> ServiceHealth:
+    """Probe one environment's service now and record it."""
     rows = ServiceHealth.objects.filter(environment=environment)
     previous = rows.values_list("state", flat=True).first()
     probe = service_probe(environment=environment, deployment=deployment, previous=previous or {})
@@ -391,7 +392,7 @@ def probe_services() -> int:
     count = 0
     for environment, deployment in deployed_environments():
         try:
-            probe_environment(environment, deployment)
+            probe_environment(environment=environment, deployment=deployment)
         except Exception:  # one environment's trouble must not stop the others' probes
             logger.exception("Probing the service of %s failed", environment)
             continue

@@ -190,9 +190,9 @@ def test_after_the_watch_or_for_a_rule_not_listed_only_the_alert_fires(
 
     # Inside the watch, but latency_p95 is not in rollback_on: an alert, no rollback.
     fail(tmp_path, "v2", "slow")
-    probe_environment(dev, d2)
+    probe_environment(environment=dev, deployment=d2)
     traffic(port, 10)
-    probe_environment(dev, d2)
+    probe_environment(environment=dev, deployment=d2)
     with django_capture_on_commit_callbacks(execute=True):
         evaluate_rules(only=RULES)
     assert Alert.objects.get(rule="latency_p95").status == AlertStatus.FIRING
@@ -204,7 +204,7 @@ def test_after_the_watch_or_for_a_rule_not_listed_only_the_alert_fires(
     time.sleep(1.5)
     fail(tmp_path, "v2", "errors")
     assert traffic(port, 20) == [500] * 20
-    probe_environment(dev, d2)
+    probe_environment(environment=dev, deployment=d2)
     with django_capture_on_commit_callbacks(execute=True):
         evaluate_rules(only=RULES)
     alert = Alert.objects.get(rule="error_rate")
@@ -224,7 +224,7 @@ def test_service_down_inside_the_watch_rolls_back_once_and_never_a_rollback(
     # The first release has nothing to go back to: the alert only, and the audit says why.
     fail(tmp_path, "v1", "down")
     for _ in range(2):
-        probe_environment(dev, d1)
+        probe_environment(environment=dev, deployment=d1)
     with django_capture_on_commit_callbacks(execute=True):
         evaluate_rules(only=RULES)
     assert Alert.objects.filter(rule="service_down", status=AlertStatus.FIRING).count() == 1
@@ -236,7 +236,7 @@ def test_service_down_inside_the_watch_rolls_back_once_and_never_a_rollback(
     d2 = deploy(v2, dev, admin_user)
     fail(tmp_path, "v2", "down")
     for _ in range(2):
-        probe_environment(dev, d2)
+        probe_environment(environment=dev, deployment=d2)
     with django_capture_on_commit_callbacks(execute=True):
         evaluate_rules(only=RULES)
     rollback = Deployment.objects.get(environment=dev, is_rollback=True)
@@ -254,7 +254,7 @@ def test_service_down_inside_the_watch_rolls_back_once_and_never_a_rollback(
     # The rollback itself failing inside its watch is not rolled back again (no ping-pong).
     fail(tmp_path, "v1", "down")
     for _ in range(2):
-        probe_environment(dev, rollback)
+        probe_environment(environment=dev, deployment=rollback)
     with django_capture_on_commit_callbacks(execute=True):
         evaluate_rules(only=RULES)
     assert Deployment.objects.filter(environment=dev, is_rollback=True).count() == 1

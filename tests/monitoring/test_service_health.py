@@ -134,7 +134,7 @@ def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_use
     port = dev.service_port
     assert answer(port)["release"] == "v1"
 
-    first = probe_environment(dev, deployment)
+    first = probe_environment(environment=dev, deployment=deployment)
     assert first.up and first.deployment_id == deployment.pk
     assert first.url == f"http://127.0.0.1:{port}"
     assert first.requests == 0 and first.error_rate is None  # the deployer's health checks
@@ -142,7 +142,7 @@ def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_use
     assert 3 < first.memory_mb < 100 and first.cpu is None  # CPU needs two readings
 
     assert traffic(port, 30) == [200] * 30
-    healthy = probe_environment(dev, deployment)
+    healthy = probe_environment(environment=dev, deployment=deployment)
     assert healthy.requests == 30 and healthy.error_rate == 0.0
     assert 0 < healthy.p95_ms < 200
     assert healthy.cpu is not None and 0 <= healthy.cpu < 0.3
@@ -150,7 +150,7 @@ def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_use
 
     fail(tmp_path, "v1", "errors")
     assert traffic(port, 20) == [500] * 20
-    row = probe_environment(dev, deployment)
+    row = probe_environment(environment=dev, deployment=deployment)
     assert row.up and row.requests == 20 and row.error_rate == 1.0
     [alert] = service_alerts("error_rate")
     assert alert["labels"] == {"project": "churn-model", "environment": "dev", "release": "v1"}
@@ -160,30 +160,30 @@ def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_use
 
     fail(tmp_path, "v1", "slow")
     assert traffic(port, 10) == [200] * 10
-    row = probe_environment(dev, deployment)
+    row = probe_environment(environment=dev, deployment=deployment)
     assert row.error_rate == 0.0 and row.p95_ms >= 250
     assert firing("error_rate") == [] and firing("latency_p95") == [("dev", row.p95_ms)]
 
     fail(tmp_path, "v1", "cpu")
     traffic(port, 1)
-    probe_environment(dev, deployment)
+    probe_environment(environment=dev, deployment=deployment)
     time.sleep(2)
-    row = probe_environment(dev, deployment)
+    row = probe_environment(environment=dev, deployment=deployment)
     assert row.cpu > 0.3, row.cpu
     assert firing("cpu") == [("dev", row.cpu)]
 
     fail(tmp_path, "v1", "memory")
     traffic(port, 1)
-    row = probe_environment(dev, deployment)
+    row = probe_environment(environment=dev, deployment=deployment)
     assert row.memory_mb > 150, row.memory_mb
     assert firing("memory") == [("dev", row.memory_mb)]
 
     # Down: one failed health check may be a blip; two in a row fire.
     fail(tmp_path, "v1", "down")
-    row = probe_environment(dev, deployment)
+    row = probe_environment(environment=dev, deployment=deployment)
     assert not row.up and "answered HTTP 503" in row.health_message
     assert firing("service_down") == []
-    probe_environment(dev, deployment)
+    probe_environment(environment=dev, deployment=deployment)
     [(name, streak)] = firing("service_down")
     assert name == "dev" and streak == 2
     [down] = service_alerts("service_down")
@@ -194,7 +194,7 @@ def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_use
     pid = ProcessDeployer().status(project="churn-model", environment="dev")["pid"]
     os.killpg(pid, signal.SIGKILL)
     assert group_gone(pid)
-    row = probe_environment(dev, deployment)
+    row = probe_environment(environment=dev, deployment=deployment)
     assert not row.up and "Connection" in row.health_message
     assert row.memory_mb is None
     assert row.resources_message == f"pid:{pid} is not running or cannot be read"
