@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from apps.core.models import AuditEvent
-from apps.monitoring.choices import AlertStatus
+from apps.monitoring.choices import AlertSource, AlertStatus
 from apps.monitoring.models import Alert, ServiceHealth
 from apps.monitoring.rollback import rollback_on_alert
 from apps.monitoring.services_health import RULES, probe_environment
@@ -305,3 +305,44 @@ def test_project_admins_set_the_rollback_of_an_existing_environment(project, api
     assert response.status_code == 400 and "rollback_on" in response.json()
     production.refresh_from_db()
     assert production.rollback_on == ["error_rate", "HighErrorRate"]
+
+
+@pytest.mark.django_db
+def test_a_prometheus_alert_listed_in_rollback_on_rolls_back_too(
+    project, admin_user, tmp_path, dev, django_capture_on_commit_callbacks
+):
+    from apps.monitoring.services.alerts import alert_fire  # noqa: PLC0415 - H4's, see above
+
+    dev.rollback_on = ["HighErrorRate"]
+    dev.save(update_fields=["rollback_on"])
+    v1 = make_release(project, admin_user, tmp_path, "v1")
+    deploy(v1, dev, admin_user)
+    v2 = make_release(project, admin_user, tmp_path, "v2")
+    d2 = deploy(v2, dev, admin_user)
+    # Another alert of the environment, not listed: nothing.
+    with django_capture_on_commit_callbacks(execute=True):
+        alert_fire(
+            rule="HighLatency",
+            labels={"severity": "warning"},
+            severity="warning",
+            summary="p95 above 500 ms",
+            environment=dev,
+            source=AlertSource.ALERTMANAGER,
+        )
+    assert not Deployment.objects.filter(environment=dev, is_rollback=True).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        alert = alert_fire(
+            rule="HighErrorRate",
+            labels={"severity": "critical"},
+            severity="critical",
+            summary="5xx above 5 % for 5 minutes",
+            environment=dev,
+            source=AlertSource.ALERTMANAGER,
+        )
+    rollback = Deployment.objects.get(environment=dev, is_rollback=True)
+    assert rollback.release == v1 and rollback.previous == d2
+    alert.refresh_from_db()
+    assert alert.deployment == d2  # what it rolled back
+    rollback = deployment_execute(deployment_id=rollback.pk)
+    assert rollback.status == DeploymentStatus.SUCCEEDED, rollback.log
+    assert answer(dev.service_port)["release"] == "v1"
