@@ -7,7 +7,11 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from . import rollback, signals
+        from . import (
+            metrics_receivers,  # noqa: F401 - connects the metrics' receivers
+            rollback,
+            signals,
+        )
 
         # An alert that starts firing may roll its environment back (docs/monitoring-rollback.md).
         signals.alert_status_changed.connect(

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ('monitoring', '0002_h4_alert_resolved_notified'),
         ('projects', '0006_h6_environment_rollback'),
         ('releases', '0002_deploy_lock_log'),
     ]
