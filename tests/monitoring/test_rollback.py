@@ -13,6 +13,8 @@ from apps.core.models import AuditEvent
 from apps.monitoring.choices import AlertSource, AlertStatus
 from apps.monitoring.models import Alert, ServiceHealth
 from apps.monitoring.rollback import rollback_on_alert
+from apps.monitoring.rules import evaluate_rules
+from apps.monitoring.services.alerts import alert_fire
 from apps.monitoring.services_health import RULES, probe_environment
 from apps.notifications.choices import Event
 from apps.notifications.models import NotificationDelivery, NotificationTarget
@@ -26,10 +28,6 @@ from apps.releases.models import Deployment
 from apps.releases.services import deployment_execute, deployment_request
 from tests.monitoring.service import answer, fail, make_release, traffic
 from tests.pipelines.worker import WorkerProcess, wait_for
-
-# The rules registry and alert_fire are H4's (apps/monitoring/rules.py, services/alerts.py):
-# until they are merged these tests are skipped (they pass on a scratch merge with h/alerts).
-evaluate_rules = pytest.importorskip("apps.monitoring.rules").evaluate_rules
 
 ALERTS = {"error_rate": 0.2, "latency_p95_ms": 200}
 
@@ -311,8 +309,6 @@ def test_project_admins_set_the_rollback_of_an_existing_environment(project, api
 def test_a_prometheus_alert_listed_in_rollback_on_rolls_back_too(
     project, admin_user, tmp_path, dev, django_capture_on_commit_callbacks
 ):
-    from apps.monitoring.services.alerts import alert_fire  # noqa: PLC0415 - H4's, see above
-
     dev.rollback_on = ["HighErrorRate"]
     dev.save(update_fields=["rollback_on"])
     v1 = make_release(project, admin_user, tmp_path, "v1")
