@@ -426,15 +426,30 @@ def probe_services() -> int:
 # --- the rules -----------------------------------------------------------------------------
 
 
+def _monitor_alerts(spec: Any) -> dict[str, Any]:
+    """``monitor.alerts`` of a stored run spec: the spec as written (``raw``) first, then the
+    parsed ``monitor`` block; {} when neither has a mapping there."""
+    if not isinstance(spec, dict):
+        return {}
+    raw = spec.get("raw")
+    for monitor in (
+        (raw or {}).get("monitor") if isinstance(raw, dict) else None,
+        spec.get("monitor"),
+    ):
+        alerts = monitor.get("alerts") if isinstance(monitor, dict) else None
+        if isinstance(alerts, dict):
+            return alerts
+    return {}
+
+
 def alert_thresholds(deployment: Deployment | None) -> dict[str, float | None]:
-    """The spec's ``monitor.alerts`` of the serving release, read defensively (a value that is
-    not a positive number, or ``false``, turns that rule off; absent, ``DEFAULTS``)."""
+    """The spec's ``monitor.alerts`` of the serving release (its pipeline run's spec), read
+    defensively: a value that is not a positive number, or ``false``, turns that rule off;
+    absent, ``DEFAULTS``."""
     spec: Any = {}
     if deployment is not None and deployment.release.pipeline_run_id:
         spec = deployment.release.pipeline_run.spec or {}
-    monitor = spec.get("monitor") if isinstance(spec, dict) else None
-    alerts = monitor.get("alerts") if isinstance(monitor, dict) else None
-    alerts = alerts if isinstance(alerts, dict) else {}
+    alerts = _monitor_alerts(spec)
     out: dict[str, float | None] = {}
     for key, default in DEFAULTS.items():
         value = alerts.get(key, default)

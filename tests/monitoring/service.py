@@ -14,6 +14,7 @@ from pathlib import Path
 
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.artifacts import bundle_store_put
+from apps.projects.spec.parser import parse_spec
 from apps.releases.services import release_create
 
 SERVER = r"""
@@ -134,15 +135,25 @@ def make_bundle(tmp_path: Path, release: str, flag: Path) -> str:
     return digest
 
 
+SPEC = """\
+version: 1
+jobs:
+  t: {kind: test, script: ["true"]}
+serve: {command: python server.py, health: /healthz, port: 8080}
+"""
+
+
 def make_release(project, actor, tmp_path: Path, version: str, *, alerts: dict | None = None):
-    """A release of the service; its spec's ``monitor.alerts`` is ``alerts``. The flag file of
-    its failure mode is ``tmp_path / f"{version}.mode"``."""
+    """A release of the service, its run's spec stored as a run stores it (``to_dict()`` of
+    the parsed spec, with the text as written under ``raw``); ``alerts`` is its
+    ``monitor.alerts``. The flag file of its failure mode is ``tmp_path / f"{version}.mode"``."""
     run = pipeline_services.run_create(
         project=project, actor=actor, jobs=[{"name": "t", "script": ["true"]}]
     )
-    spec: dict = {"serve": {"command": "python server.py", "health": "/healthz", "port": 8080}}
+    spec = parse_spec(SPEC).to_dict()
     if alerts is not None:
-        spec["monitor"] = {"alerts": alerts}
+        # As the spec's monitor block says it (its schema is the checks helper's).
+        spec["raw"]["monitor"] = {"alerts": alerts}
     run.spec = spec
     run.save(update_fields=["spec"])
     return release_create(

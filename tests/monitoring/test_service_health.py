@@ -113,7 +113,7 @@ def test_thresholds_come_from_the_spec_and_are_read_defensively(project, admin_u
         "memory_mb": 100.0,
     }
     run = release.pipeline_run
-    run.spec["monitor"] = {"alerts": {"error_rate": "lots", "cpu": False, "memory_mb": -1}}
+    run.spec["raw"]["monitor"] = {"alerts": {"error_rate": "lots", "cpu": False, "memory_mb": -1}}
     run.save(update_fields=["spec"])
     deployment.refresh_from_db()
     assert alert_thresholds(deployment) == {
@@ -122,10 +122,15 @@ def test_thresholds_come_from_the_spec_and_are_read_defensively(project, admin_u
         "cpu": None,
         "memory_mb": None,
     }
-    run.spec["monitor"] = "not a mapping"
+    run.spec["raw"]["monitor"] = "not a mapping"
     run.save(update_fields=["spec"])
     deployment.refresh_from_db()
     assert alert_thresholds(deployment)["error_rate"] == services_health.DEFAULTS["error_rate"]
+    # The parsed block, once the monitor schema carries alerts, is read too.
+    run.spec["monitor"] = {"alerts": {"memory_mb": 512}}
+    run.save(update_fields=["spec"])
+    deployment.refresh_from_db()
+    assert alert_thresholds(deployment)["memory_mb"] == 512.0
 
 
 def test_probes_of_a_deployed_service_and_the_rules_they_fire(project, admin_user, tmp_path, dev):
