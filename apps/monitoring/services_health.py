@@ -92,6 +92,7 @@ class Probe:
     def summary(self, at: datetime) -> dict[str, Any]:
         return {
             "at": at.isoformat(),
+            "deployment_id": self.state.get("deployment_id"),
             "up": self.up,
             "requests": self.requests,
             "error_rate": self.error_rate,
@@ -459,9 +460,11 @@ def alert_thresholds(deployment: Deployment | None) -> dict[str, float | None]:
 
 
 def _down_streak(row: ServiceHealth) -> int:
+    """Failed health checks in a row of the serving deployment (a failure of the release
+    before it does not count against a new one)."""
     streak = 0
     for entry in reversed(row.history or []):
-        if entry.get("up"):
+        if entry.get("up") or entry.get("deployment_id", row.deployment_id) != row.deployment_id:
             break
         streak += 1
     return streak
