@@ -82,6 +82,7 @@ def _skip(alert: Alert, serving: Deployment, why: str) -> None:
             "rule": alert.rule,
             "environment_id": serving.environment_id,
             "release": serving.release.version,
+            "url": serving.get_absolute_url(),
         },
     )
 
@@ -158,7 +159,8 @@ def rollback_on_alert(*, alert: Alert) -> Deployment | None:
             from_state=serving.release.version,
             to_state=target.release.version,
             reason=reason,
-            data={**evidence, "environment_id": environment.pk},
+            # environment_id: the environment's timeline shows it (releases reads audit rows).
+            data={**evidence, "environment_id": environment.pk, "url": rollback.get_absolute_url()},
         )
     logger.info("Rolling %s back to %s: %s", environment, target.release.version, reason)
     return rollback

@@ -174,6 +174,8 @@ def test_a_release_failing_inside_the_watch_is_rolled_back_and_the_previous_answ
     page = client.get(dev.get_absolute_url()).content.decode()
     assert 'id="service-health"' in page and "service_down, error_rate" in page
     assert "Automatic rollback: alert error_rate" in page  # the timeline's reason
+    assert "Deployment auto rollback" in page  # and the audit row, linked
+    assert f'href="{rollback.get_absolute_url()}"' in page
 
 
 @pytest.mark.django_db
