@@ -4,10 +4,12 @@ probe) and its process group's CPU and memory from /proc; the rules fire from th
 
 import os
 import signal
+import socket
 import time
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from apps.monitoring import services_health
@@ -27,6 +29,7 @@ from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.services import deployment_execute, deployment_request
 from tests.dockerengine import IMAGE, docker_client
+from tests.factories import DeploymentFactory
 from tests.monitoring.service import answer, fail, make_release, traffic
 from tests.releases.test_deployer_process import group_gone
 
@@ -256,3 +259,40 @@ def test_a_containers_cpu_and_memory_come_from_the_docker_engine():
     finally:
         container.remove(force=True)
     assert services_health.docker_usage(container.id) is None  # gone: nothing to read
+
+
+def test_a_service_that_never_answers_costs_its_timeouts_not_everyones(
+    project, admin_user, tmp_path, dev
+):
+    release = make_release(project, admin_user, tmp_path, "v1")
+    deploy(release, dev, admin_user)
+    # Two services that accept connections and never answer (a hung process).
+    hung = []
+    for name in ("staging", "production"):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        hung.append(sock)
+        env = project.environments.get(name=name)
+        DeploymentFactory(
+            release=release,
+            environment=env,
+            status=DeploymentStatus.SUCCEEDED,
+            finished_at=timezone.now(),
+            url=f"http://127.0.0.1:{sock.getsockname()[1]}",
+        )
+    try:
+        started = time.monotonic()
+        assert probe_services() == 3
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in hung:
+            sock.close()
+    rows = {r.environment.name: r for r in ServiceHealth.objects.select_related("environment")}
+    assert rows["dev"].up
+    for name in ("staging", "production"):
+        assert not rows[name].up and "timed out" in rows[name].health_message
+        assert "timed out" in rows[name].metrics_message
+    # Each hung service costs two timeouts (health check, /metrics), side by side.
+    timeouts = 2 * services_health.PROBE_TIMEOUT
+    assert timeouts <= elapsed < 2 * timeouts, elapsed
