@@ -15,7 +15,7 @@ from apps.projects.models import Environment
 from apps.training.models import ModelVersion
 
 from .choices import AlertStatus
-from .models import Alert, ColumnDrift, DriftCheck, RetrainRequest
+from .models import Alert, ColumnDrift, DriftCheck, RetrainRequest, ServiceHealth
 
 # How many of the latest checks the charts draw (at `every: 15m`, one day).
 SERIES_CHECKS = 96
@@ -121,15 +121,9 @@ def drift_series(*, checks: list[DriftCheck]) -> dict:
 
 def service_health(*, environment: Environment) -> dict:
     """The service-health panel: the latest probe of the service (``ServiceHealth``, one row
-    per environment, written by services_health.py; None when never probed or the probe is
-    not installed) and the service rules' state here: firing or not, with the latest alert's
+    per environment, written by services_health.py; None when never probed) and the service rules' state here: firing or not, with the latest alert's
     value. Two queries."""
-    from . import models
-
-    probe = None
-    probe_model = getattr(models, "ServiceHealth", None)
-    if probe_model is not None:
-        probe = probe_model.objects.filter(environment=environment).first()
+    probe = ServiceHealth.objects.filter(environment=environment).first()
     latest: dict[str, Alert] = {}
     for alert in (
         Alert.objects.filter(environment=environment, rule__in=SERVICE_RULES)

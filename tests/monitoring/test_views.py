@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.monitoring import selectors
 from apps.monitoring.choices import AlertStatus
+from apps.monitoring.models import ServiceHealth
 from apps.monitoring.views import alerts_url
 from apps.pipelines.choices import Trigger
 from apps.releases.services import promotion_request, release_create
@@ -274,12 +275,7 @@ def test_an_ordinary_release_shows_only_the_latest_check(
 
 
 def test_the_service_health_panel_shows_the_latest_probe(client, production, member):
-    from apps.monitoring import models
-
-    probe_model = getattr(models, "ServiceHealth", None)
-    if probe_model is None:
-        pytest.skip("the service probe (docs/monitoring-rollback.md) is not merged here")
-    probe_model.objects.create(
+    ServiceHealth.objects.create(
         environment=production,
         checked_at=timezone.now() - timedelta(seconds=30),
         up=True,
