@@ -121,8 +121,8 @@ def drift_series(*, checks: list[DriftCheck]) -> dict:
 
 def service_health(*, environment: Environment) -> dict:
     """The service-health panel: the latest probe of the service (``ServiceHealth``, one row
-    per environment, written by services_health.py; None when never probed) and the service rules' state here: firing or not, with the latest alert's
-    value. Two queries."""
+    per environment, written by services_health.py; None when never probed) and the service
+    rules' state here: firing or not, with the latest alert's value. Two queries."""
     probe = ServiceHealth.objects.filter(environment=environment).first()
     latest: dict[str, Alert] = {}
     for alert in (
