@@ -16,13 +16,12 @@ from apps.training.models import ModelVersion
 
 from .choices import AlertStatus
 from .models import Alert, ColumnDrift, DriftCheck, RetrainRequest, ServiceHealth
+from .services_health import RULES as SERVICE_RULES  # the service-health panel's rules
 
 # How many of the latest checks the charts draw (at `every: 15m`, one day).
 SERIES_CHECKS = 96
 ALERTS_SHOWN = 20
 RETRAINS_SHOWN = 5
-# The rules of the service-health panel (H6 registers them; the panel reads their alerts).
-SERVICE_RULES = ("service_down", "error_rate", "latency_p95", "cpu", "memory")
 # Performance keys worth a line; anything else numeric in DriftCheck.performance is drawn too.
 PERFORMANCE_SKIP = ("labelled_rows",)
 
