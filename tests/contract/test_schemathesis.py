@@ -55,6 +55,9 @@ PATH_OBJECTS = {
     "notification-targets": "target",
     "webhook-deliveries": "webhook_delivery",
     "projects": "project",
+    "model-versions": "model_version",
+    "datasets": "dataset",
+    "dataset-versions": "dataset_version",
 }
 
 
@@ -70,7 +73,7 @@ def _real_values(world, operation) -> dict[str, list]:
         if "{" + param + "}" in operation.path:
             values[param] = [obj.slug if name == "project" else obj.pk]
     if "{path}" in operation.path:
-        values["path"] = [world["artifact"].path]
+        values["path"] = [world["artifact"].path, world["report"].path]
     if "{window_id}" in operation.path:
         values["window_id"] = [world["freeze_window"].pk]
     return values

@@ -4,8 +4,10 @@ would need a worker or a Git server (a finished job, a deployment that served)."
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.monitoring.services.alerts import alert_fire, silence_create
@@ -14,6 +16,7 @@ from apps.pipelines.models import Artifact
 from apps.projects.models import Project
 from apps.projects.services import freeze_window_add
 from apps.releases.services import promotion_request, release_create
+from apps.training.models import Dataset, DatasetVersion, ModelVersion
 from apps.webhooks.models import WebhookDelivery
 from tests.factories import DeploymentFactory, JobFactory, RunFactory
 
@@ -48,6 +51,27 @@ def build_world(project: Project, actor) -> World:
     artifact.file_path.parent.mkdir(parents=True, exist_ok=True)
     artifact.file_path.write_bytes(b"bytes")
     w.objects["artifact"] = artifact
+    report = Artifact.objects.create(job=job, path="reports/index.html", size=15, sha256="1" * 64)
+    report.file_path.parent.mkdir(parents=True, exist_ok=True)
+    report.file_path.write_bytes(b"<h1>report</h1>")
+    w.objects["report"] = report
+    w.objects["model_version"] = ModelVersion.objects.create(
+        project=project, name="model", version=1, job=job, artifact_uri="artifact:model.pkl"
+    )
+    dataset = Dataset.objects.create(project=project, name="customers")
+    csv = Path(settings.DATASET_DIR) / f"{project.slug}-customers.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text("id,churned\n1,0\n")
+    w.objects["dataset"] = dataset
+    w.objects["dataset_version"] = DatasetVersion.objects.create(
+        dataset=dataset,
+        version=1,
+        fingerprint="2" * 64,
+        rows=1,
+        size_bytes=csv.stat().st_size,
+        format="csv",
+        path=str(csv),
+    )
     old = release_create(project=project, version="1.0.0", commit_sha=SHA, actor=actor)
     new = release_create(project=project, version="1.1.0", commit_sha=SHA, actor=actor)
     w.objects.update(release=new, old_release=old)

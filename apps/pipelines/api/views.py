@@ -1,4 +1,5 @@
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -85,7 +86,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
     def get_queryset(self):
         return selectors.job_list(user=self.request.user).prefetch_related("artifacts")
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(
+        responses={
+            # The file's own type, guessed from its name (report.html is text/html).
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "*/*"): OpenApiTypes.BINARY,
+        }
+    )
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<path>.+)")
     def artifact(self, request, pk=None, path=""):
         """Download one of the job's artifacts by its path."""
