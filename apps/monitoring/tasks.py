@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import dispatch, rules
+from . import dispatch, rules, services_health
 
 
 @shared_task(
@@ -27,3 +27,9 @@ def evaluate_rules_task() -> dict:
 def dispatch_alerts_task() -> int:
     """A dispatcher pass now (after Alertmanager posted), not at the next beat."""
     return len(dispatch.dispatch())
+
+
+@shared_task(name="monitoring.probe_services", ignore_result=True)
+def probe_services_task() -> int:
+    """Probe every deployed environment's service (health, /metrics, CPU and memory)."""
+    return services_health.probe_services()

@@ -230,6 +230,7 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},
     "monitoring.dispatch_alerts": {"queue": "default"},
 }
@@ -262,6 +263,8 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
+SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
 # --- Alerts (docs/alerts.md) -----------------------------------------------------------------
 # The control plane's own rules (and the alert dispatcher after them) run this often.
 RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
@@ -317,6 +320,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.supervise_services",
         "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
         "options": {"expires": SUPERVISE_INTERVAL},
+    },
+    "monitoring.probe_services": {
+        "task": "monitoring.probe_services",
+        "schedule": timedelta(seconds=SERVICE_PROBE_INTERVAL),
+        "options": {"expires": SERVICE_PROBE_INTERVAL},
     },
     # Notifications whose delivery message was lost (pending for 15 minutes) are sent again.
     "notifications.sweep_deliveries": {
