@@ -141,6 +141,8 @@ FIELD_ENCRYPTION_KEYS = env.list("CONTROLPLANE_ENCRYPTION_KEYS", default=[])
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: ingest tokens (cpi_…) may reach the two ingest endpoints only (403 elsewhere).
+        "apps.monitoring.authentication.IngestTokenAuthentication",
         "apps.accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -230,6 +232,7 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.prune_observations": {"queue": "monitor"},
     "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},
     "monitoring.dispatch_alerts": {"queue": "default"},
@@ -283,6 +286,12 @@ ALERT_PROMOTION_WAITING_HOURS = env.float(
 # Bearer token Alertmanager sends to /integrations/alertmanager/ (empty: the receiver refuses).
 ALERTMANAGER_TOKEN = env.str("CONTROLPLANE_ALERTMANAGER_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
+    # Observations and labels past OBSERVATION_RETENTION_DAYS: files and rows.
+    "monitoring.prune_observations": {
+        "task": "monitoring.prune_observations",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
+    },
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
@@ -401,6 +410,9 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# One posted batch: its body as sent and decompressed (docs/monitoring-ingest.md).
+INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=16) << 20
+INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=64) << 20
 # --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
 # /metrics and the service discovery answer a bearer token, or clients in the allow-list
 # (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.

@@ -55,6 +55,9 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         dataset=dataset, version=1, fingerprint="f" * 64, format="csv", path="/nowhere.csv"
     )
     model_version = ModelVersion.objects.create(project=project, name="churn", version=1)
+    from apps.monitoring.services.ingest import ingest_token_create
+
+    ingest_token, _raw = ingest_token_create(environment=production, name="svc", actor=admin_user)
     return {
         "project": project.slug,
         "dataset": dataset.pk,
@@ -69,6 +72,7 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         "deployment": deployment.pk,
         "promotion": promotion.pk,
         "webhook-delivery": delivery.pk,
+        "ingest-token": ingest_token.pk,
     }
 
 
@@ -87,6 +91,7 @@ def _snapshot():
             "core",
             "webhooks",
             "notifications",
+            "monitoring",
         }
     }
     statuses = {
