@@ -49,6 +49,8 @@ class Rule:
     #: ``request`` writes too (e.g. gives the project a repository): refusals are compared
     #: with the fingerprint taken after it, not the world's.
     setup_writes: bool = False
+    #: The refusal of an actor who cannot see the project, where it is not the house's 404.
+    hidden: int = 404
 
 
 def _p(**params):
@@ -180,6 +182,22 @@ RULES: dict[tuple[str, str], Rule] = {
         Role.DEVELOPER, 200, lambda w, u: ({"id": w["silence"].pk}, {})
     ),
     ("POST", "/api/v1/system/ping/"): Rule(ANY_USER, 202, _p()),
+    # Ingest endpoints refuse anyone but a developer (or the environment's ingest token) with
+    # 403 before looking further; an empty body then is the 400 that proves the role passed.
+    ("POST", "/api/v1/environments/{id}/observations/"): Rule(
+        Role.DEVELOPER, 400, lambda w, u: ({"id": w["production"].pk}, {}), hidden=403
+    ),
+    ("POST", "/api/v1/environments/{id}/labels/"): Rule(
+        Role.DEVELOPER, 400, lambda w, u: ({"id": w["production"].pk}, {}), hidden=403
+    ),
+    ("POST", "/api/v1/ingest-tokens/"): Rule(
+        Role.ADMIN,
+        201,
+        lambda w, u: ({}, {"environment": w["production"].pk, "name": "batch scorer"}),
+    ),
+    ("POST", "/api/v1/ingest-tokens/{id}/revoke/"): Rule(
+        Role.ADMIN, 200, lambda w, u: ({"id": w["ingest_token"].pk}, {})
+    ),
     ("POST", "/api/v1/webhook-deliveries/{id}/redeliver/"): Rule(
         Role.DEVELOPER, 202, lambda w, u: ({"id": w["webhook_delivery"].pk}, {})
     ),
@@ -236,7 +254,7 @@ def _refusal(rule: Rule, actor: str, path: str) -> int:
     if rule.role == STAFF:
         return 403
     hidden = actor in ("no-member", "other-admin")
-    return 404 if hidden and "{" in path else 403
+    return rule.hidden if hidden and "{" in path else 403
 
 
 def test_every_write_operation_refuses_the_roles_below_its_rule(api, admin_user, capsys):

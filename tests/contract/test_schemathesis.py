@@ -58,6 +58,7 @@ PATH_OBJECTS = {
     "model-versions": "model_version",
     "datasets": "dataset",
     "dataset-versions": "dataset_version",
+    "ingest-tokens": "ingest_token",
 }
 
 

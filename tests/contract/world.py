@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.monitoring.services.alerts import alert_fire, silence_create
+from apps.monitoring.services.ingest import ingest_token_create
 from apps.notifications.services import target_create
 from apps.pipelines.models import Artifact
 from apps.projects.models import Project
@@ -105,6 +106,9 @@ def build_world(project: Project, actor) -> World:
     w.objects["target"] = target_create(
         project=project, actor=actor, kind="email", destination="team@example.com"
     )
+    w.objects["ingest_token"] = ingest_token_create(
+        environment=envs["production"], name="prod scorer", actor=actor
+    )[0]
     w.objects["webhook_delivery"] = WebhookDelivery.objects.create(
         provider="github",
         project=project,
