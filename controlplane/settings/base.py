@@ -190,8 +190,17 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.api.parsers.JSONParser",  # with a nesting limit (MAX_JSON_DEPTH)
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
+# Request bodies: JSON nested deeper than this is refused (400); inline pipelines in
+# POST /api/v1/runs/ have at most this many jobs.
+MAX_JSON_DEPTH = env.int("CONTROLPLANE_MAX_JSON_DEPTH", default=32)
+INLINE_JOBS_MAX = env.int("CONTROLPLANE_INLINE_JOBS_MAX", default=100)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Control plane API",
     "DESCRIPTION": "Projects, environments, pipeline runs, jobs, releases, deployments and "
