@@ -378,6 +378,12 @@ WEBHOOK_TIMESTAMP_TOLERANCE = env.int("CONTROLPLANE_WEBHOOK_TIMESTAMP_TOLERANCE"
 WEBHOOK_DELIVERY_RETENTION = timedelta(
     days=env.int("CONTROLPLANE_WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
 )
+# Unverified requests (bad signature, unknown project, oversized) of one source (provider,
+# project slug, address): this many a minute get a ledger row each; the rest are only counted
+# (webhooks.RejectedDeliveryCount, one row per source and minute).
+WEBHOOK_REJECTED_ROWS_PER_MINUTE = env.int(
+    "CONTROLPLANE_WEBHOOK_REJECTED_ROWS_PER_MINUTE", default=5
+)
 # Seconds to wait for the Git server when reporting a commit status.
 COMMIT_STATUS_TIMEOUT = env.float("CONTROLPLANE_COMMIT_STATUS_TIMEOUT", default=10.0)
 
