@@ -4,6 +4,9 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
+from apps.monitoring.api.alerts import AlertViewSet, SilenceViewSet
+from apps.monitoring.api.ingest import IngestTokenViewSet, LabelsView, ObservationsView
+from apps.monitoring.prometheus import targets_view
 from apps.notifications.api.views import (
     NotificationDeliveryViewSet,
     NotificationTargetViewSet,
@@ -33,13 +36,17 @@ router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
 router.register("model-versions", ModelVersionViewSet, basename="model-version")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("silences", SilenceViewSet, basename="silence")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
+router.register("ingest-tokens", IngestTokenViewSet, basename="ingest-token")
 router.register(
     "notification-deliveries", NotificationDeliveryViewSet, basename="notification-delivery"
 )
 
 urlpatterns = [
     path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),
+    path("monitoring/targets/", targets_view, name="monitoring-targets"),
     path("me/slack-identity/", SlackIdentityView.as_view(), name="slack-identity"),
     path(
         "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"
@@ -54,5 +61,11 @@ urlpatterns = [
         PipelineRunStartView.as_view(),
         name="pipeline-runs",
     ),
+    path(
+        "environments/<int:pk>/observations/",
+        ObservationsView.as_view(),
+        name="environment-observations",
+    ),
+    path("environments/<int:pk>/labels/", LabelsView.as_view(), name="environment-labels"),
     path("", include(router.urls)),
 ]

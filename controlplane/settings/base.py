@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so the time it records covers every other middleware too.
+    "apps.monitoring.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -178,6 +180,8 @@ FIELD_ENCRYPTION_KEYS = env.list("CONTROLPLANE_ENCRYPTION_KEYS", default=[])
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: ingest tokens (cpi_…) may reach the two ingest endpoints only (403 elsewhere).
+        "apps.monitoring.authentication.IngestTokenAuthentication",
         "apps.accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -225,6 +229,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "apps.accounts.choices.Role",
         "GitProviderEnum": "apps.projects.choices.GitProvider",
         "WebhookDeliveryStatusEnum": "apps.webhooks.choices.DeliveryStatus",
+        "SeverityEnum": "apps.monitoring.choices.Severity",
     },
 }
 
@@ -275,6 +280,10 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.prune_observations": {"queue": "monitor"},
+    "monitoring.probe_services": {"queue": "monitor"},
+    "monitoring.evaluate_rules": {"queue": "default"},
+    "monitoring.dispatch_alerts": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -305,7 +314,32 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
+SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
+# --- Alerts (docs/alerts.md) -----------------------------------------------------------------
+# The control plane's own rules (and the alert dispatcher after them) run this often.
+RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
+# A new alert is told this long after its group's first alert started (batching); a firing
+# alert is told again every ALERT_REPEAT_HOURS.
+ALERT_GROUP_WAIT_SECONDS = env.int("CONTROLPLANE_ALERT_GROUP_WAIT_SECONDS", default=30)
+ALERT_REPEAT_HOURS = env.float("CONTROLPLANE_ALERT_REPEAT_HOURS", default=4.0)
+# Defaults of the rules when the spec's monitor.alerts does not say (0 turns a rule off).
+ALERT_WEBHOOK_FAILURES = env.int("CONTROLPLANE_ALERT_WEBHOOK_FAILURES", default=3)
+ALERT_WEBHOOK_FAILURES_LOOKBACK_DAYS = env.int(
+    "CONTROLPLANE_ALERT_WEBHOOK_FAILURES_LOOKBACK_DAYS", default=7
+)
+ALERT_PROMOTION_WAITING_HOURS = env.float(
+    "CONTROLPLANE_ALERT_PROMOTION_WAITING_HOURS", default=24.0
+)
+# Bearer token Alertmanager sends to /integrations/alertmanager/ (empty: the receiver refuses).
+ALERTMANAGER_TOKEN = env.str("CONTROLPLANE_ALERTMANAGER_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
+    # Observations and labels past OBSERVATION_RETENTION_DAYS: files and rows.
+    "monitoring.prune_observations": {
+        "task": "monitoring.prune_observations",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
+    },
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
@@ -344,6 +378,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
         "options": {"expires": SUPERVISE_INTERVAL},
     },
+    "monitoring.probe_services": {
+        "task": "monitoring.probe_services",
+        "schedule": timedelta(seconds=SERVICE_PROBE_INTERVAL),
+        "options": {"expires": SERVICE_PROBE_INTERVAL},
+    },
     # Notifications whose delivery message was lost (pending for 15 minutes) are sent again.
     "notifications.sweep_deliveries": {
         "task": "notifications.sweep_deliveries",
@@ -365,6 +404,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "webhooks.start_runs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
         "options": {"expires": SWEEPER_INTERVAL},
+    },
+    # The control plane's alert rules, then the alert dispatcher (group wait, repeats, silences
+    # that ended): apps/monitoring/rules.py and dispatch.py.
+    "monitoring.evaluate_rules": {
+        "task": "monitoring.evaluate_rules",
+        "schedule": timedelta(seconds=RULES_INTERVAL),
+        "options": {"expires": RULES_INTERVAL},
     },
 }
 
@@ -418,6 +464,22 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# One posted batch: its body as sent and decompressed (docs/monitoring-ingest.md).
+INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=16) << 20
+INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=64) << 20
+# --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
+# /metrics and the service discovery answer a bearer token, or clients in the allow-list
+# (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.
+METRICS_TOKEN = (
+    Path(env.str("CONTROLPLANE_METRICS_TOKEN_FILE")).read_text(encoding="utf-8").strip()
+    if env.str("CONTROLPLANE_METRICS_TOKEN_FILE", default="")
+    else env.str("CONTROLPLANE_METRICS_TOKEN", default="")
+)
+METRICS_ALLOW = env.list("CONTROLPLANE_METRICS_ALLOW", default=[])
+# A worker serves its own /metrics on this port when set (a worker on another host; set the
+# address to one Prometheus reaches, e.g. 0.0.0.0 on a private network: it has no token).
+WORKER_METRICS_PORT = env.int("CONTROLPLANE_WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("CONTROLPLANE_WORKER_METRICS_ADDR", default="127.0.0.1")
 # The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.
