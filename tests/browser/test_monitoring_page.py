@@ -57,6 +57,16 @@ def test_a_lead_sees_production_drift_charts_and_table(
     page.on("request", lambda r: requested.append(r.url))
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # A script or style the Content-Security-Policy refused, or a file not found, shows as a
+    # console error (the browser's own favicon.ico request aside: there is none).
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and not m.location.get("url", "").endswith("/favicon.ico")
+            and errors.append(f"{m.text} {m.location.get('url', '')}")
+        ),
+    )
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", "team-lead")
     page.fill("#id_password", "pw-for-tests-123")
