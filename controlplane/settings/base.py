@@ -227,6 +227,8 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.run_due_checks": {"queue": "default"},
+    "monitoring.check_environment": {"queue": "monitor"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -257,7 +259,17 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# --- Drift checks (docs/monitoring.md) -------------------------------------------------------
+# How often beat looks for monitored environments whose next check window is due.
+MONITOR_DUE_INTERVAL = env.int("CONTROLPLANE_MONITOR_DUE_INTERVAL", default=30)
+# A window is checked this long after it ended: observations arrive in batches, a little late.
+MONITOR_CHECK_DELAY_SECONDS = env.int("CONTROLPLANE_MONITOR_CHECK_DELAY_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
+    "monitoring.run_due_checks": {
+        "task": "monitoring.run_due_checks",
+        "schedule": timedelta(seconds=MONITOR_DUE_INTERVAL),
+        "options": {"expires": MONITOR_DUE_INTERVAL},
+    },
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
