@@ -1,0 +1,402 @@
+"""What the check and retrain tests share: a project whose Git repository's spec monitors
+production, a training dataset, the model version trained on it serving in production, and
+observations and labels written to the store as the ingest API would.
+
+Until the drift engine (H1), references (H2) and alerts (H4) are on main, minimal private
+stand-ins of their interfaces are installed here (``_install_standins``); each is used only
+while the real module cannot be imported.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.utils import timezone
+
+from apps.pipelines import git
+from apps.projects.models import Environment
+from apps.releases.choices import DeploymentStatus
+from apps.releases.models import Deployment, Release
+from apps.training import datafiles
+from apps.training.models import ModelVersion
+from apps.training.profile import profile as profile_of
+from apps.training.services import dataset_version_record
+from tests.pipelines.gitrepo import Repo
+
+FEATURES = ("f0", "f1", "plan")
+SPEC = """\
+version: 1
+environments: {production: {}}
+jobs:
+  unit: {kind: test, script: ["echo ok"]}
+pipelines:
+  train:
+    jobs:
+      fit:
+        kind: train
+        script: ["echo train"]
+        consumes: {features: data/features.csv}
+        model: model.joblib
+monitor:
+  features: [f0, f1, plan]
+  target: churned
+  every: 15m
+  window: 1h
+  min_rows: 100
+  on_drift: retrain
+  retrain: {pipeline: train, cooldown: 6h, max_per_day: 2, min_rows: 50}
+  alerts:
+    performance: {metric: accuracy, below: 0.8}
+    no_observations: 30m
+"""
+
+
+def frame(n: int, *, shift: float = 0.0, seed: int = 0, plan_b: float = 0.3) -> dict:
+    """``n`` rows of the churn features: f0, f1 normal (f0 shifted by ``shift``), plan a/b."""
+    rng = np.random.default_rng(seed)
+    return {
+        "f0": rng.normal(shift, 1.0, n),
+        "f1": rng.normal(0.0, 1.0, n),
+        "plan": np.where(rng.random(n) < plan_b, "b", "a"),
+    }
+
+
+def churned(rows: dict) -> np.ndarray:
+    return (rows["f0"] + rows["f1"] > 0).astype(np.int64)
+
+
+@dataclass
+class World:
+    project: object
+    environment: Environment
+    repo: Repo
+    model_version: ModelVersion
+    release: Release
+    deployment: Deployment
+    dataset_version: object
+    extra: dict = field(default_factory=dict)
+
+
+def make_world(project, tmp_path: Path, spec: str = SPEC, train_rows: int = 2000) -> World:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / ".controlplane.yml").write_text(spec)
+    repo = Repo(tmp_path / "repo", source=source)
+    project.repository_url = repo.url
+    project.save()
+    environment, _ = Environment.objects.get_or_create(project=project, name="production")
+    rows = frame(train_rows, seed=1)
+    table = pa.table({**rows, "churned": churned(rows)})
+    path = tmp_path / "features.csv"
+    pcsv.write_csv(table, path)
+    description = datafiles.describe(path)
+    stored = datafiles.store(path, settings.DATASET_DIR)
+    version = dataset_version_record(
+        project=project,
+        name="features",
+        description=description.to_dict(),
+        path=str(stored),
+        profile=profile_of(stored, description=description),
+        announce=False,
+    )
+    model_version = ModelVersion.objects.create(project=project, name="churn", version=1)
+    model_version.trained_on.add(version)
+    release = Release.objects.create(
+        project=project, version="v1", commit_sha=repo.head, model_version=model_version
+    )
+    deployment = Deployment.objects.create(
+        release=release,
+        environment=environment,
+        status=DeploymentStatus.SUCCEEDED,
+        started_at=timezone.now() - timedelta(days=1),
+        finished_at=timezone.now() - timedelta(days=1),
+    )
+    environment.pipeline_commit_sha = repo.head
+    environment.save()
+    git.mirror_update(project)  # what a push does; the checks read the spec from the mirror
+    return World(project, environment, repo, model_version, release, deployment, version)
+
+
+def observe(
+    world: World,
+    rows: dict,
+    start: datetime,
+    *,
+    seconds: float = 3000.0,
+    labels: np.ndarray | None = None,
+) -> list[str]:
+    """Observations spread over ``seconds`` from ``start`` (and their labels), as one batch
+    of each in the store with its row; returns the request ids."""
+    from apps.monitoring import store
+    from apps.monitoring.models import LabelBatch, ObservationBatch
+
+    n = len(rows["f0"])
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    ts = [start + timedelta(seconds=seconds * i / n) for i in range(n)]
+    prediction = (rows["f0"] + rows["f1"] > 0).astype(np.float64)
+    table = pa.table(
+        {
+            "request_id": pa.array(ids, pa.string()),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "model_version_id": pa.array([world.model_version.pk] * n, pa.int64()),
+            "prediction": pa.array(prediction, pa.float64()),
+            "latency_ms": pa.array([5.0] * n, pa.float64()),
+            "f0": pa.array(rows["f0"], pa.float64()),
+            "f1": pa.array(rows["f1"], pa.float64()),
+            "plan": pa.array(rows["plan"].tolist(), pa.string()),
+        }
+    )
+    window = store.window_of(start)
+    rel, size = store.write_table(
+        environment_id=world.environment.pk, what="observations", window_start=window, table=table
+    )
+    ObservationBatch.objects.create(
+        environment=world.environment,
+        model_version=world.model_version,
+        window_start=window,
+        first_at=ts[0],
+        last_at=ts[-1],
+        rows=n,
+        path=rel,
+        size_bytes=size,
+    )
+    if labels is not None:
+        label_table = pa.table(
+            {
+                "request_id": pa.array(ids, pa.string()),
+                "label": pa.array(labels.astype(np.float64), pa.float64()),
+                "labelled_at": pa.array([ts[-1]] * n, pa.timestamp("us", tz="UTC")),
+            }
+        )
+        rel, size = store.write_table(
+            environment_id=world.environment.pk,
+            what="labels",
+            window_start=window,
+            table=label_table,
+        )
+        LabelBatch.objects.create(
+            environment=world.environment, window_start=window, rows=n, path=rel, size_bytes=size
+        )
+    return ids
+
+
+def aligned(minutes: int = 15) -> datetime:
+    """A window end of the spec's ``every`` (15m), well in the past."""
+    now = datetime.now(tz=UTC) - timedelta(hours=3)
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % (minutes * 60), tz=UTC)
+
+
+# --- stand-ins of interfaces built in parallel (used only while missing) -----------------------
+
+
+def _module(name: str) -> types.ModuleType | None:
+    try:
+        __import__(name)
+    except ImportError:
+        return None
+    return sys.modules[name]
+
+
+def _drift_standin() -> types.ModuleType:
+    from scipy import stats
+
+    @dataclass(frozen=True)
+    class ColumnConfig:
+        name: str
+        kind: str | None = None
+        test: str | None = None
+        threshold: float | None = None
+
+    @dataclass
+    class ColumnResult:
+        column: str
+        kind: str
+        test: str
+        score: float | None
+        threshold: float
+        drifted: bool
+        missing_share: float = 0.0
+        out_of_range: int = 0
+        new_categories: int = 0
+        histogram: dict = field(default_factory=dict)
+
+    @dataclass
+    class DatasetResult:
+        columns: list
+        drift_share: float
+        dataset_drift: bool
+        drifted_columns: list
+        share_threshold: float
+
+    def infer_kind(values) -> str:
+        return "categorical" if pa.types.is_string(pa.array(values).type) else "numeric"
+
+    def column_drift(reference, current, config):
+        kind = config.kind or infer_kind(reference)
+        if kind == "numeric":
+            ref, cur = np.asarray(reference), np.asarray(current)
+            score = float(stats.ks_2samp(ref[~np.isnan(ref)], cur[~np.isnan(cur)]).pvalue)
+            threshold = config.threshold or 0.05
+            return ColumnResult(config.name, kind, "ks", score, threshold, score <= threshold)
+        ref = np.asarray(pa.array(reference).to_pylist(), dtype=object)
+        cur = np.asarray(pa.array(current).to_pylist(), dtype=object)
+        cats = sorted(set(ref) | set(cur))
+        r = np.array([(ref == c).mean() for c in cats]) + 1e-4
+        c = np.array([(cur == c).mean() for c in cats]) + 1e-4
+        score = float(np.sum((c - r) * np.log(c / r)))
+        threshold = config.threshold or 0.1
+        return ColumnResult(config.name, kind, "psi", score, threshold, score >= threshold)
+
+    def dataset_drift(reference, current, columns, share=0.5):
+        results = [column_drift(reference[c.name], current[c.name], c) for c in columns]
+        drifted = [r.column for r in results if r.drifted]
+        value = len(drifted) / len(results)
+        return DatasetResult(results, value, value >= share, drifted, share)
+
+    def performance(y_true, y_pred, y_score=None, task="classification"):
+        truth, pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+        return {"task": task, "rows": int(truth.size), "accuracy": float((truth == pred).mean())}
+
+    module = types.ModuleType("apps.monitoring.drift")
+    for obj in (ColumnConfig, ColumnResult, DatasetResult):
+        setattr(module, obj.__name__, obj)
+    module.infer_kind, module.column_drift = infer_kind, column_drift
+    module.dataset_drift, module.performance = dataset_drift, performance
+    return module
+
+
+def _reference_standin() -> types.ModuleType:
+    from apps.monitoring import store
+    from apps.monitoring.models import Reference
+
+    def reference_for(environment, model_version):
+        version = model_version.trained_on.first()
+        table = pcsv.read_csv(version.path)
+        rel = f"{environment.pk}/references/{version.fingerprint}.parquet"
+        path = Path(settings.OBSERVATION_DIR) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+        kinds = {
+            n: "categorical" if pa.types.is_string(table.schema.field(n).type) else "numeric"
+            for n in table.column_names
+        }
+        reference, _ = Reference.objects.get_or_create(
+            environment=environment,
+            model_version=model_version,
+            fingerprint=version.fingerprint,
+            defaults={
+                "source": "lineage",
+                "dataset_version": version,
+                "path": rel,
+                "rows": table.num_rows,
+                "columns": kinds,
+                "target": "churned",
+                "prediction": "prediction",
+            },
+        )
+        return reference
+
+    del store
+    module = types.ModuleType("apps.monitoring.reference")
+    module.reference_for = reference_for
+    return module
+
+
+def _rules_standin() -> types.ModuleType:
+    @dataclass(frozen=True)
+    class Firing:
+        labels: dict
+        summary: str
+        severity: str = "warning"
+        value: float | None = None
+        annotations: dict = field(default_factory=dict)
+        project: object = None
+        environment: object = None
+        deployment: object = None
+
+    registry = {}
+
+    def rule(name, *, scope=None):
+        def register(fn):
+            registry[name] = fn
+            return fn
+
+        return register
+
+    module = types.ModuleType("apps.monitoring.rules")
+    module.Firing, module.rule, module.REGISTRY = Firing, rule, registry
+    return module
+
+
+def _alerts_standin() -> types.ModuleType:
+    import hashlib
+    import json
+
+    from apps.monitoring.choices import AlertStatus
+    from apps.monitoring.models import Alert
+
+    def alert_fire(*, rule, labels, severity, summary, environment=None, project=None, **kw):
+        full = {**{k: str(v) for k, v in labels.items()}, "alertname": rule}
+        if environment is not None:
+            full["environment"] = environment.name
+            project = project or environment.project
+        full["project"] = project.slug
+        fingerprint = hashlib.sha256(json.dumps(sorted(full.items())).encode()).hexdigest()
+        alert = Alert.objects.filter(fingerprint=fingerprint, status=AlertStatus.FIRING).first()
+        if alert is None:
+            alert = Alert.objects.create(
+                rule=rule,
+                labels=full,
+                fingerprint=fingerprint,
+                severity=severity,
+                summary=summary[:300],
+                source="controlplane",
+                environment=environment,
+                project=project,
+                value=kw.get("value"),
+                drift_check=kw.get("drift_check"),
+            )
+        return alert
+
+    def alert_resolve_missing(*, rule, seen_fingerprints, scope=None, at=None):
+        firing = Alert.objects.filter(rule=rule, status=AlertStatus.FIRING, **(scope or {}))
+        gone = list(firing.exclude(fingerprint__in=list(seen_fingerprints)))
+        for alert in gone:
+            alert.status, alert.resolved_at = AlertStatus.RESOLVED, timezone.now()
+            alert.save()
+        return gone
+
+    module = types.ModuleType("apps.monitoring.services.alerts")
+    module.alert_fire, module.alert_resolve_missing = alert_fire, alert_resolve_missing
+    return module
+
+
+def install_standins() -> list[str]:
+    """Install the stand-ins of what is not on main yet; returns their names."""
+    import apps.monitoring
+    import apps.monitoring.services
+
+    installed = []
+    for name, make, parent in (
+        ("apps.monitoring.drift", _drift_standin, apps.monitoring),
+        ("apps.monitoring.reference", _reference_standin, apps.monitoring),
+        ("apps.monitoring.rules", _rules_standin, apps.monitoring),
+        ("apps.monitoring.services.alerts", _alerts_standin, apps.monitoring.services),
+    ):
+        if _module(name) is None:
+            module = make()
+            sys.modules[name] = module
+            setattr(parent, name.rsplit(".", 1)[1], module)
+            installed.append(name)
+    return installed
