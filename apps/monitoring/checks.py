@@ -314,6 +314,15 @@ def serving_rows(table: pa.Table | None, model_version: ModelVersion | None) -> 
     return table.filter(pc.or_kleene(pc.is_null(ids), pc.equal(ids, model_version.pk)))
 
 
+def labelled_rows(table: pa.Table) -> pa.Table:
+    """The rows whose label arrived (a null or NaN label did not)."""
+    label = table.column(store.LABEL)
+    keep = pc.is_valid(label)
+    if pa.types.is_floating(label.type):
+        keep = pc.and_(keep, pc.invert(pc.is_nan(label)))
+    return table.filter(keep)
+
+
 def _prediction_drift(monitor, ref: pa.Table, current: pa.Table, prediction: str, kinds) -> dict:
     if prediction not in ref.column_names or prediction not in current.column_names:
         return {}
@@ -335,7 +344,7 @@ def _performance(monitor: MonitorSpec, current: pa.Table, prediction: str) -> di
     """Metrics of the rows whose label arrived; empty when none did."""
     if store.LABEL not in current.column_names or prediction not in current.column_names:
         return {}
-    labelled = current.filter(pc.is_valid(current.column(store.LABEL)))
+    labelled = labelled_rows(current)
     if labelled.num_rows == 0:
         return {}
     y_true = labelled.column(store.LABEL).to_numpy(zero_copy_only=False)

@@ -230,7 +230,7 @@ def _window_rows(
 ) -> pa.Table:
     """The window's labelled rows of the serving model version, in the columns (and types)
     of the training data: the label as ``target``, a feature it lacks as nulls."""
-    from .checks import serving_rows
+    from .checks import labelled_rows, serving_rows
 
     schema = datafiles.describe(base.path).schema
     start = check.window_start
@@ -253,7 +253,7 @@ def _window_rows(
     table = serving_rows(table, check.model_version)
     if table is None:
         return schema.empty_table()
-    table = table.filter(pc.is_valid(table.column(store.LABEL)))
+    table = labelled_rows(table)
     columns = []
     for field in schema:
         name = store.LABEL if field.name == target else field.name

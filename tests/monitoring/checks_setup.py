@@ -171,11 +171,13 @@ def observe(
         size_bytes=size,
     )
     if labels is not None:
+        # A NaN label: none was sent for that request.
+        sent = [i for i in range(n) if not np.isnan(float(labels[i]))]
         label_table = pa.table(
             {
-                "request_id": pa.array(ids, pa.string()),
-                "label": pa.array(labels.astype(np.float64), pa.float64()),
-                "labelled_at": pa.array([ts[-1]] * n, pa.timestamp("us", tz="UTC")),
+                "request_id": pa.array([ids[i] for i in sent], pa.string()),
+                "label": pa.array(labels[sent].astype(np.float64), pa.float64()),
+                "labelled_at": pa.array([ts[-1]] * len(sent), pa.timestamp("us", tz="UTC")),
             }
         )
         rel, size = store.write_table(
@@ -185,7 +187,11 @@ def observe(
             table=label_table,
         )
         LabelBatch.objects.create(
-            environment=world.environment, window_start=window, rows=n, path=rel, size_bytes=size
+            environment=world.environment,
+            window_start=window,
+            rows=len(sent),
+            path=rel,
+            size_bytes=size,
         )
     return ids
 
