@@ -5,7 +5,7 @@ from .models import NotificationDelivery, NotificationTarget, SlackIdentity
 
 @admin.register(NotificationTarget)
 class NotificationTargetAdmin(admin.ModelAdmin):
-    list_display = ["project", "name", "kind", "destination", "enabled", "created"]
+    list_display = ["project", "name", "kind", "destination", "min_severity", "enabled", "created"]
     list_filter = ["kind", "enabled", "project"]
     search_fields = ["name", "destination", "project__slug"]
     list_select_related = ["project"]

@@ -7,6 +7,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
+        from apps.monitoring.signals import alert_status_changed, alerts_notify
         from apps.pipelines.signals import run_status_changed
         from apps.releases.signals import (
             approval_recorded,
@@ -32,4 +33,10 @@ class NotificationsConfig(AppConfig):
         deployment_status_changed.connect(
             receivers.on_deployment_status_changed,
             dispatch_uid="notifications.deployment_status",
+        )
+        alerts_notify.connect(
+            receivers.on_alerts_notify, dispatch_uid="notifications.alerts_notify"
+        )
+        alert_status_changed.connect(
+            receivers.on_alert_status_changed, dispatch_uid="notifications.alert_status"
         )

@@ -26,6 +26,9 @@ class Event(models.TextChoices):
     DEPLOYMENT_SUCCEEDED = "deployment.succeeded", "Deployed"
     DEPLOYMENT_FAILED = "deployment.failed", "Deploy failed"
     DEPLOYMENT_ROLLED_BACK = "deployment.rolled_back", "Rolled back"
+    ALERT_FIRING = "alert.firing", "Alert firing"
+    ALERT_RESOLVED = "alert.resolved", "Alert resolved"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged", "Alert acknowledged"
     TEST = "test", "Test notification"
 
 
@@ -69,17 +72,29 @@ SLACK_UPDATE_ONLY_EVENTS = frozenset(
         Event.PROMOTION_FAILED,
     }
 )
+#: Events about an alert (object type ``alert``). ``alert.firing`` posts the alert's Slack message
+#: (a repeat replies in its thread); resolved and acknowledged edit it in place, and go only to
+#: the targets that were told it fired.
+ALERT_EVENTS = frozenset({Event.ALERT_FIRING, Event.ALERT_RESOLVED, Event.ALERT_ACKNOWLEDGED})
+ALERT_UPDATE_EVENTS = frozenset({Event.ALERT_RESOLVED, Event.ALERT_ACKNOWLEDGED})
+
 #: Emails go to the approvers of the environment as well as to the target's addresses.
 EMAIL_APPROVER_EVENTS = frozenset({Event.PROMOTION_PENDING, Event.PROMOTION_REMINDER})
 
 #: The events each kind of target can receive. A target with no ``events`` gets all of its
-#: kind's. Email takes no per-click ``approval.recorded`` (one mail per click is noise) and no
-#: ``promotion.deployed`` / ``promotion.failed`` (the ``deployment.*`` mails say it).
+#: kind's. Email takes no per-click ``approval.recorded`` (one mail per click is noise), no
+#: ``promotion.deployed`` / ``promotion.failed`` (the ``deployment.*`` mails say it) and no
+#: ``alert.acknowledged`` (Slack's message and webhooks show it; a mail would be noise).
 KIND_EVENTS: dict[str, frozenset[str]] = {
     TargetKind.SLACK: frozenset(Event.values),
     TargetKind.WEBHOOK: frozenset(Event.values),
     TargetKind.EMAIL: frozenset(Event.values)
-    - {Event.APPROVAL_RECORDED, Event.PROMOTION_DEPLOYED, Event.PROMOTION_FAILED},
+    - {
+        Event.APPROVAL_RECORDED,
+        Event.PROMOTION_DEPLOYED,
+        Event.PROMOTION_FAILED,
+        Event.ALERT_ACKNOWLEDGED,
+    },
 }
 
 

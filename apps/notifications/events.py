@@ -6,7 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
+from apps.monitoring.choices import AlertStatus
+from apps.monitoring.models import Alert
 from apps.pipelines.models import PipelineRun
 from apps.projects.models import Project
 from apps.releases.choices import ApprovalDecision, DeploymentStatus
@@ -22,6 +26,7 @@ _MODELS: dict[str, type[models.Model]] = {
     ObjectType.PROMOTION: Promotion,
     ObjectType.DEPLOYMENT: Deployment,
     ObjectType.TARGET: NotificationTarget,
+    ObjectType.ALERT: Alert,
 }
 _RELATED: dict[str, tuple[str, ...]] = {
     ObjectType.RUN: ("project",),
@@ -38,6 +43,7 @@ _RELATED: dict[str, tuple[str, ...]] = {
         "triggered_by",
     ),
     ObjectType.TARGET: ("project",),
+    ObjectType.ALERT: ("project", "environment", "acknowledged_by", "silenced_by"),
 }
 
 
@@ -51,6 +57,7 @@ _SOURCES: dict[str, tuple[type[models.Model], tuple[str, ...]]] = {
         ("user", *(f"promotion__{path}" for path in _RELATED[ObjectType.PROMOTION])),
     ),
     "target": (NotificationTarget, _RELATED[ObjectType.TARGET]),
+    "alert": (Alert, _RELATED[ObjectType.ALERT]),
 }
 
 
@@ -61,11 +68,12 @@ def source_of(obj: models.Model) -> tuple[str, int]:
     raise TypeError(f"No notifications about {type(obj).__name__}.")
 
 
-def project_id_of(obj: models.Model) -> int:
-    """The project of what a signal carried, from the objects at hand."""
+def project_id_of(obj: models.Model) -> int | None:
+    """The project of what a signal carried, from the objects at hand (an alert may have
+    none: an Alertmanager alert without a ``project`` label notifies nobody)."""
     if isinstance(obj, Approval):
         obj = obj.promotion
-    if isinstance(obj, PipelineRun | NotificationTarget):
+    if isinstance(obj, PipelineRun | NotificationTarget | Alert):
         return obj.project_id
     if isinstance(obj, Promotion | Deployment):
         return obj.environment.project_id
@@ -113,16 +121,50 @@ def load(object_type: str, object_id: int) -> models.Model | None:
     return model.objects.select_related(*_RELATED[object_type]).filter(pk=object_id).first()
 
 
-def project_of(object_type: str, obj: Any) -> Project:
-    if object_type in (ObjectType.RUN, ObjectType.TARGET):
+def project_of(object_type: str, obj: Any) -> Project | None:
+    if object_type in (ObjectType.RUN, ObjectType.TARGET, ObjectType.ALERT):
         return obj.project
     return obj.release.project
+
+
+def object_repr(object_type: str, obj: Any) -> str:
+    """What the ledger's "About" column says."""
+    if object_type == ObjectType.ALERT:
+        where = f" · {obj.environment.name}" if obj.environment_id else ""
+        return f"{obj.rule}{where} ({obj.severity}): {obj.summary}"[:200]
+    return str(obj)[:200]
+
+
+#: URL names tried for the alert's page, most specific first (the monitoring app's
+#: ``alerts`` URLs under ``/p/<slug>/alerts/``), with the arguments each takes.
+ALERT_PAGES = (
+    ("alerts:detail", ("slug", "pk")),
+    ("alerts:list", ("slug",)),
+)
+
+
+def alert_path(alert: Alert) -> str:
+    """The alert's page: its own ``get_absolute_url`` if it has one, else the first of
+    ``ALERT_PAGES`` that exists, else its project's page."""
+    if hasattr(alert, "get_absolute_url"):
+        return alert.get_absolute_url()
+    if alert.project_id is None:
+        return "/"
+    values = {"slug": alert.project.slug, "pk": alert.pk}
+    for name, args in ALERT_PAGES:
+        try:
+            return reverse(name, kwargs={a: values[a] for a in args})
+        except NoReverseMatch:
+            continue
+    return alert.project.get_absolute_url()
 
 
 def absolute_url(object_type: str, obj: Any) -> str:
     """The page of the object, for people (Slack buttons, email links, webhook ``url``)."""
     if object_type == ObjectType.TARGET:
         path = obj.project.get_absolute_url()
+    elif object_type == ObjectType.ALERT:
+        path = alert_path(obj)
     else:
         path = obj.get_absolute_url()
     return settings.SITE_URL + path
@@ -204,6 +246,40 @@ def deployment_data(deployment: Deployment) -> dict[str, Any]:
     }
 
 
+def silenced_until(alert: Alert, at: datetime | None = None) -> datetime | None:
+    """The end of the silence holding the alert's notifications back now, if any."""
+    silence = alert.silenced_by
+    if silence is None or not silence.is_active(at or timezone.now()):
+        return None
+    return silence.ends_at
+
+
+def alert_data(alert: Alert) -> dict[str, Any]:
+    until = silenced_until(alert)
+    return {
+        "id": alert.pk,
+        "rule": alert.rule,
+        "status": alert.status,
+        "acknowledged": alert.acknowledged_at is not None,
+        "severity": alert.severity,
+        "summary": alert.summary,
+        "labels": dict(alert.labels or {}),
+        "annotations": dict(alert.annotations or {}),
+        "value": alert.value,
+        "source": alert.source,
+        "fingerprint": alert.fingerprint,
+        "environment": alert.environment.name if alert.environment_id else None,
+        "group_key": alert.group_key,
+        "starts_at": _iso(alert.starts_at),
+        "last_seen_at": _iso(alert.last_seen_at),
+        "resolved_at": _iso(alert.resolved_at),
+        "acknowledged_at": _iso(alert.acknowledged_at),
+        "acknowledged_by": _username(alert.acknowledged_by),
+        "silenced_until": _iso(until),
+        "url": absolute_url(ObjectType.ALERT, alert),
+    }
+
+
 def event_data(*, event: str, obj: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``data`` of the event: the object as it is now (read once, at dispatch)."""
     if isinstance(obj, Approval):
@@ -216,6 +292,8 @@ def event_data(*, event: str, obj: Any, extra: dict[str, Any] | None = None) -> 
         data = {"deployment": deployment_data(obj)}
     elif isinstance(obj, NotificationTarget):
         data = {"target": {"id": obj.pk, "name": obj.name, "kind": obj.kind}}
+    elif isinstance(obj, Alert):
+        data = {"alert": alert_data(obj)}
     else:
         raise TypeError(f"No notifications about {type(obj).__name__}.")
     if extra:
@@ -232,6 +310,8 @@ def title(event: str, project: Project, data: dict[str, Any]) -> str:
         return f"[{slug}] Pipeline #{run['number']} failed{on}"
     if event == Event.TEST:
         return f"[{slug}] Test notification"
+    if "alert" in data:
+        return alert_title(event, slug, data["alert"])
     if "deployment" in data:
         d = data["deployment"]
         if event == Event.DEPLOYMENT_SUCCEEDED:
@@ -257,3 +337,16 @@ def title(event: str, project: Project, data: dict[str, Any]) -> str:
         Event.PROMOTION_DEPLOYED: f"[{slug}] Deployed: {what}",
         Event.PROMOTION_FAILED: f"[{slug}] Deploy failed: {what}",
     }[event]
+
+
+def alert_title(event: str, slug: str, alert: dict[str, Any]) -> str:
+    """``[churn-model] FIRING critical: Dataset drift (production)``."""
+    what = alert["summary"] or alert["rule"]
+    where = f" ({alert['environment']})" if alert["environment"] else ""
+    if event == Event.ALERT_RESOLVED or alert["status"] == AlertStatus.RESOLVED:
+        state = "RESOLVED"
+    elif event == Event.ALERT_ACKNOWLEDGED:
+        state = "ACKNOWLEDGED"
+    else:
+        state = "FIRING"
+    return f"[{slug}] {state} {alert['severity']}: {what}{where}"[:250]

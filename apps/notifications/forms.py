@@ -5,6 +5,8 @@ from typing import Any
 
 from django import forms
 
+from apps.monitoring.choices import Severity
+
 from .choices import Event, TargetKind
 from .models import NotificationTarget
 
@@ -31,6 +33,12 @@ class TargetForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="None ticked: every event the kind takes.",
     )
+    min_severity = forms.ChoiceField(
+        choices=[("", "Every alert"), *Severity.choices],
+        required=False,
+        label="Alerts from severity",
+        help_text="Alerts less severe than this are not sent here (other events are).",
+    )
     enabled = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args: Any, target: NotificationTarget | None = None, **kwargs: Any):
@@ -44,6 +52,7 @@ class TargetForm(forms.Form):
                     # A webhook URL may carry a token: not sent back to the browser.
                     "destination": "" if target.kind == TargetKind.WEBHOOK else target.destination,
                     "events": target.events,
+                    "min_severity": target.min_severity,
                     "enabled": target.enabled,
                 },
             )

@@ -127,7 +127,35 @@ def _details(event: str, data: dict[str, Any]) -> tuple[str, list[tuple[str, str
             else "Open the promotion"
         )
         return intro, details, p["url"], label
+    if "alert" in data:
+        return _alert_details(event, data["alert"])
     return "This is a test notification: the target works.", [], "", ""
+
+
+def _alert_details(
+    event: str, alert: dict[str, Any]
+) -> tuple[str, list[tuple[str, str]], str, str]:
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
+    description = alert["annotations"].get("description", "")
+    details = [
+        ("Alert", alert["summary"] or alert["rule"]),
+        ("Severity", alert["severity"]),
+        ("Environment", alert["environment"] or ""),
+        ("Rule", alert["rule"]),
+        ("Value", "" if alert["value"] is None else f"{alert['value']:.6g}"),
+        ("Description", description),
+        ("Labels", labels),
+        ("Since", alert["starts_at"] or ""),
+        ("Resolved", alert["resolved_at"] or ""),
+        ("Acknowledged by", alert["acknowledged_by"] or ""),
+        ("Silenced until", alert["silenced_until"] or ""),
+    ]
+    intro = {
+        Event.ALERT_FIRING: "An alert is firing.",
+        Event.ALERT_RESOLVED: "An alert resolved.",
+        Event.ALERT_ACKNOWLEDGED: "An alert was acknowledged.",
+    }.get(event, "")
+    return intro, details, alert["url"], "Open the alert"
 
 
 def render(*, event: str, title: str, project: Project, data: dict[str, Any]) -> Email:

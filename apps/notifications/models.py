@@ -6,9 +6,10 @@ from django.db import models
 
 from apps.core.fields import EncryptedTextField
 from apps.core.models import TimeStampedModel
+from apps.monitoring.choices import SEVERITY_RANK, Severity
 from apps.projects.models import Project
 
-from .choices import KIND_EVENTS, DeliveryStatus, Event, TargetKind
+from .choices import ALERT_EVENTS, KIND_EVENTS, DeliveryStatus, Event, TargetKind
 
 
 class NotificationTarget(TimeStampedModel):
@@ -30,6 +31,13 @@ class NotificationTarget(TimeStampedModel):
     events = models.JSONField(
         default=list, blank=True, help_text="Event names to send; empty means all."
     )
+    # Alerts only: the least severe alert sent here; empty means every alert.
+    min_severity = models.CharField(
+        max_length=16,
+        choices=Severity.choices,
+        blank=True,
+        help_text="Alerts at least this severe are sent; empty means all.",
+    )
     enabled = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -45,10 +53,19 @@ class NotificationTarget(TimeStampedModel):
     def __str__(self) -> str:
         return f"{self.project.slug}: {self.name or self.get_kind_display()} ({self.kind})"
 
-    def wants(self, event: str) -> bool:
+    def wants(self, event: str, severity: str | None = None) -> bool:
+        """Whether the target takes ``event``; an alert's also by its ``severity``."""
         if event not in KIND_EVENTS.get(self.kind, ()):
             return False
+        if event in ALERT_EVENTS and not self.takes_severity(severity):
+            return False
         return event == Event.TEST or not self.events or event in self.events
+
+    def takes_severity(self, severity: str | None) -> bool:
+        if not self.min_severity:
+            return True
+        # An unknown severity (an Alertmanager label we do not know) counts as the least.
+        return SEVERITY_RANK.get(severity, -1) >= SEVERITY_RANK[self.min_severity]
 
     @property
     def destination_display(self) -> str:
@@ -97,6 +114,7 @@ class NotificationDelivery(models.Model):
         PROMOTION = "promotion", "Promotion"
         DEPLOYMENT = "deployment", "Deployment"
         TARGET = "target", "Notification target"
+        ALERT = "alert", "Alert"
 
     # X-Controlplane-Delivery: the same across retries, so a receiver can drop duplicates.
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

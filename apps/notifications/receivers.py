@@ -64,3 +64,25 @@ def on_deployment_status_changed(
         deployment,
         _transition(from_status, to_status),
     )
+
+
+def on_alerts_notify(
+    sender: Any, *, alert_ids=(), group_key: str = "", reason: str = "firing", **kwargs
+) -> None:
+    """``monitoring.signals.alerts_notify``: alerts the dispatcher says are due (firing, a
+    repeat, resolved), after silences and grouping."""
+    try:
+        services.alerts_notify(alert_ids=list(alert_ids), group_key=group_key, reason=reason)
+    except Exception:
+        logger.exception("Could not notify alerts %s (%s)", list(alert_ids), reason)
+
+
+def on_alert_status_changed(
+    sender: Any, *, alert, old=None, new=None, acknowledged: bool = False, **kwargs
+) -> None:
+    """``monitoring.signals.alert_status_changed``: a resolve or an acknowledgement edits
+    what was sent (a new firing is told by ``alerts_notify``)."""
+    try:
+        services.alert_changed(alert=alert, new=new, acknowledged=acknowledged)
+    except Exception:
+        logger.exception("Could not notify the change of alert %r", alert)

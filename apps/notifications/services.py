@@ -25,10 +25,13 @@ from django.utils import timezone
 from apps.core.exceptions import ConflictError, ServiceError
 from apps.core.services import StateMachine, audit_log
 from apps.core.transient import TransientError
+from apps.monitoring.choices import AlertStatus, Severity
+from apps.monitoring.models import Alert
 from apps.projects.models import Project
 
 from . import events, mail, outgoing, slack
 from .choices import (
+    ALERT_UPDATE_EVENTS,
     DELIVERY_TIMESTAMPS,
     DELIVERY_TRANSITIONS,
     KIND_EVENTS,
@@ -38,6 +41,8 @@ from .choices import (
 )
 from .models import NotificationDelivery, NotificationTarget, SlackIdentity
 from .outcome import Outcome
+
+ObjectType = NotificationDelivery.ObjectType
 
 #: The ledger's ends (pending → sent | failed | skipped), audited like every status change.
 delivery_transition: StateMachine[NotificationDelivery] = StateMachine(
@@ -88,6 +93,15 @@ def _clean_target(*, kind: str, destination: str, secret: str, events_: list[str
     return destination
 
 
+def _clean_severity(value: str | None) -> str:
+    value = (value or "").strip()
+    if value and value not in Severity.values:
+        raise ServiceError(
+            f"min_severity must be empty (every alert) or one of: {', '.join(Severity.values)}."
+        )
+    return value
+
+
 @transaction.atomic
 def target_create(
     *,
@@ -98,10 +112,12 @@ def target_create(
     name: str = "",
     secret: str = "",
     events: list[str] | None = None,
+    min_severity: str = "",
     enabled: bool = True,
 ) -> NotificationTarget:
     events_ = list(dict.fromkeys(events or []))
     destination = _clean_target(kind=kind, destination=destination, secret=secret, events_=events_)
+    min_severity = _clean_severity(min_severity)
     user = actor if getattr(actor, "is_authenticated", False) else None
     target = NotificationTarget.objects.create(
         project=project,
@@ -110,6 +126,7 @@ def target_create(
         destination=destination,
         secret=secret,
         events=events_,
+        min_severity=min_severity,
         enabled=enabled,
         created_by=user,
     )
@@ -118,13 +135,13 @@ def target_create(
         action="notification_target.created",
         obj=target,
         project_id=project.pk,
-        data={"kind": kind, "events": events_},
+        data={"kind": kind, "events": events_, "min_severity": min_severity},
     )
     return target
 
 
 #: What may change on a target (kind and project are fixed at creation).
-TARGET_UPDATABLE = ("name", "destination", "secret", "events", "enabled")
+TARGET_UPDATABLE = ("name", "destination", "secret", "events", "min_severity", "enabled")
 
 
 @transaction.atomic
@@ -138,6 +155,8 @@ def target_update(*, target: NotificationTarget, actor: Any, **changes: Any) -> 
         changes.pop("secret", None)
     if "events" in changes:
         changes["events"] = list(dict.fromkeys(changes["events"] or []))
+    if "min_severity" in changes:
+        changes["min_severity"] = _clean_severity(changes["min_severity"])
     merged = {name: changes.get(name, getattr(target, name)) for name in TARGET_UPDATABLE}
     merged["destination"] = _clean_target(
         kind=target.kind,
@@ -231,13 +250,23 @@ def slack_identity_unlink(*, user: Any) -> bool:
 # --- from a signal to the ledger --------------------------------------------------------------
 
 
-def notify(*, event: str, obj: Model, extra: dict[str, Any] | None = None) -> None:
+def notify(
+    *,
+    event: str,
+    obj: Model,
+    extra: dict[str, Any] | None = None,
+    event_id: uuid.UUID | str | None = None,
+) -> None:
     """Have a worker notify ``event`` about ``obj`` (after commit; ids only). For receivers.
 
-    Projects without an enabled target cost one indexed query and no broker message."""
+    ``event_id`` names the occurrence (default: a new one): notifying the same id twice makes
+    no second delivery. Projects without an enabled target cost one indexed query and no
+    broker message; an object of no project (an alert without one) costs nothing."""
     source, pk = events.source_of(obj)
     project_id = events.project_id_of(obj)
-    event_id = str(uuid.uuid4())
+    if project_id is None:
+        return
+    event_id = str(event_id or uuid.uuid4())
 
     def send() -> None:
         if NotificationTarget.objects.filter(project_id=project_id, enabled=True).exists():
@@ -297,9 +326,14 @@ def dispatch(
     makes no second row and sends nothing again."""
     object_type, subject = events.subject_of(obj)
     project = events.project_of(object_type, subject)
+    if project is None:
+        return []
     if targets is None:
         targets = list(NotificationTarget.objects.filter(project=project, enabled=True))
-    targets = [t for t in targets if t.project_id == project.pk and t.wants(event)]
+    severity = subject.severity if object_type == ObjectType.ALERT else None
+    targets = [t for t in targets if t.project_id == project.pk and t.wants(event, severity)]
+    if object_type == ObjectType.ALERT and event in ALERT_UPDATE_EVENTS:
+        targets = _told_of_alert(subject, targets)
     if not targets:
         return []
     data = events.event_data(event=event, obj=obj, extra=extra)
@@ -316,7 +350,7 @@ def dispatch(
                     "event": event,
                     "object_type": object_type,
                     "object_id": subject.pk,
-                    "object_repr": str(subject)[:200],
+                    "object_repr": events.object_repr(object_type, subject),
                     "payload": data,
                 },
             )
@@ -325,6 +359,92 @@ def dispatch(
         ids = [d.pk for d in created]
         transaction.on_commit(lambda: _send_deliveries(ids))
     return created
+
+
+def _told_of_alert(alert: Alert, targets: list[NotificationTarget]) -> list[NotificationTarget]:
+    """An alert's resolve or acknowledgement goes only where its firing went (not skipped).
+    While a silence holds the alert, only Slack hears of it: an edit of the message it has,
+    which pings nobody; mails and webhooks wait (they are what a silence silences)."""
+    told = set(
+        NotificationDelivery.objects.filter(
+            object_type=ObjectType.ALERT,
+            object_id=alert.pk,
+            event=Event.ALERT_FIRING,
+            target__in=targets,
+        )
+        .exclude(status=DeliveryStatus.SKIPPED)
+        .values_list("target_id", flat=True)
+    )
+    silenced = events.silenced_until(alert) is not None
+    return [t for t in targets if t.pk in told and (t.kind == TargetKind.SLACK or not silenced)]
+
+
+# --- alerts (from apps.monitoring's signals) ---------------------------------------------------
+
+#: Namespace of the alert events' ids (uuid5): the same occurrence told twice (by
+#: ``alerts_notify`` and ``alert_status_changed``, or a signal sent again) is one event.
+ALERT_EVENT_NAMESPACE = uuid.UUID("6c1f3f0e-5b8e-4d57-9a59-8d3f1b0e7a11")
+#: ``alerts_notify``'s reason → the event it is.
+ALERT_REASON_EVENTS = {
+    "firing": Event.ALERT_FIRING,
+    "repeat": Event.ALERT_FIRING,
+    "resolved": Event.ALERT_RESOLVED,
+}
+
+
+def alert_event_id(*, alert: Alert, event: str, reason: str = "") -> uuid.UUID:
+    """The id of one thing told about an alert. A firing (first or repeat) is one per time the
+    dispatcher stamped ``last_notified_at``; a resolve is one per alert row; an
+    acknowledgement one per ``acknowledged_at``."""
+    if event == Event.ALERT_RESOLVED:
+        key = f"{alert.pk}:resolved"
+    elif event == Event.ALERT_ACKNOWLEDGED:
+        key = f"{alert.pk}:acknowledged:{events._iso(alert.acknowledged_at)}"
+    else:
+        stamp = events._iso(alert.last_notified_at)
+        key = f"{alert.pk}:firing:{reason}:{alert.notified_count}:{stamp}"
+    return uuid.uuid5(ALERT_EVENT_NAMESPACE, key)
+
+
+def alerts_notify(*, alert_ids: list[int], group_key: str = "", reason: str = "firing") -> int:
+    """Tell what the monitoring dispatcher decided is due (silences, grouping and the repeat
+    interval already applied): one event per alert, to the targets of its project that take
+    its severity. Returns how many alerts were handed on."""
+    event = ALERT_REASON_EVENTS.get(reason)
+    if event is None:
+        logger.warning("alerts_notify with an unknown reason %r: nothing sent", reason)
+        return 0
+    alerts = list(
+        Alert.objects.filter(pk__in=list(alert_ids), project__isnull=False).order_by("pk")
+    )
+    extra = {"reason": reason, "group_key": group_key}
+    for alert in alerts:
+        notify(
+            event=event,
+            obj=alert,
+            extra=extra,
+            event_id=alert_event_id(alert=alert, event=event, reason=reason),
+        )
+    return len(alerts)
+
+
+def alert_changed(*, alert: Alert, new: str | None, acknowledged: bool = False) -> str | None:
+    """``alert_status_changed``: a resolve or an acknowledgement updates what was sent about the
+    alert (the Slack message in place; mail and webhooks where the firing went). A new firing
+    waits for the dispatcher's ``alerts_notify``. Returns the event handed on, if any."""
+    if acknowledged:
+        event = Event.ALERT_ACKNOWLEDGED
+    elif new == AlertStatus.RESOLVED:
+        event = Event.ALERT_RESOLVED
+    else:
+        return None
+    notify(
+        event=event,
+        obj=alert,
+        extra={"reason": "acknowledged" if acknowledged else "resolved"},
+        event_id=alert_event_id(alert=alert, event=event),
+    )
+    return event
 
 
 def _send_deliveries(ids: list[int]) -> None:

@@ -19,11 +19,18 @@ from slack_sdk.webhook import WebhookClient
 
 from apps.core.transient import TransientError, is_transient_status
 from apps.core.transient import is_transient as is_transient_call
+from apps.monitoring.choices import AlertStatus, Severity
 from apps.releases.choices import ApprovalDecision, PromotionStatus
 from apps.releases.models import Promotion
 
 from . import events
-from .choices import SLACK_ROOT_EVENTS, SLACK_UPDATE_ONLY_EVENTS, DeliveryStatus, Event
+from .choices import (
+    ALERT_UPDATE_EVENTS,
+    SLACK_ROOT_EVENTS,
+    SLACK_UPDATE_ONLY_EVENTS,
+    DeliveryStatus,
+    Event,
+)
 from .models import NotificationDelivery, NotificationTarget
 from .outcome import Outcome
 
@@ -314,6 +321,75 @@ def event_message(event: str, title: str, data: dict[str, Any]) -> list[dict[str
     return [_section(f":wave: {esc(title)}"), _context("Sent by the control plane.")]
 
 
+SEVERITY_ICONS = {
+    Severity.CRITICAL: ":rotating_light:",
+    Severity.WARNING: ":warning:",
+    Severity.INFO: ":information_source:",
+}
+#: Labels shown as the message's place, not repeated in its label list.
+_PLACE_LABELS = frozenset({"alertname", "project", "environment", "severity"})
+MAX_LABELS = 20
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def alert_message(project_slug: str, data: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The message of an alert as it is *now* (``data`` is :func:`events.alert_data`): firing,
+    acknowledged or resolved, and silenced until when a silence holds it. Rendering the
+    current state makes late or reordered updates harmless, like promotions'."""
+    resolved = data["status"] == AlertStatus.RESOLVED
+    severity = data["severity"]
+    icon = ":white_check_mark:" if resolved else SEVERITY_ICONS.get(severity, ":bell:")
+    what = data["summary"] or data["rule"]
+    state = "Resolved" if resolved else "Firing"
+    head = f"{icon} *{state}* · *{esc(str(severity).upper())}* · {link(data['url'], what)}"
+    place = [f"project *{esc(project_slug)}*"]
+    if data["environment"]:
+        place.append(f"environment *{esc(data['environment'])}*")
+    place.append(f"rule `{esc(data['rule'])}`")
+    if data["value"] is not None:
+        place.append(f"value *{esc(_value(data['value']))}*")
+    blocks = [
+        _section(head, block_id="alert"),
+        _context(" · ".join(place), block_id="alert_place"),
+    ]
+    description = data["annotations"].get("description") or data["annotations"].get("summary")
+    if description and description != data["summary"]:
+        blocks.append(_section(esc(str(description)[:1000]), block_id="alert_description"))
+    labels = [
+        f"`{esc(k)}={esc(v)}`" for k, v in sorted(data["labels"].items()) if k not in _PLACE_LABELS
+    ][:MAX_LABELS]
+    if labels:
+        blocks.append(_context(" ".join(labels), block_id="alert_labels"))
+    status = [f"since {_date(data['starts_at'])}"]
+    if resolved:
+        status = [f":white_check_mark: resolved {_date(data['resolved_at'])}"]
+        status.append(f"fired {_date(data['starts_at'])}")
+    if data["acknowledged"]:
+        by = f" by {esc(data['acknowledged_by'])}" if data["acknowledged_by"] else ""
+        status.append(f":eyes: acknowledged{by} {_date(data['acknowledged_at'])}")
+    if data["silenced_until"] and not resolved:
+        status.append(f":zzz: silenced until {_date(data['silenced_until'])}")
+    blocks.append(_context(" · ".join(status), block_id="alert_status"))
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": "alert_actions",
+            "elements": [_link_button("Open alert", data["url"], "open_alert")],
+        }
+    )
+    extra = "acknowledged, " if data["acknowledged"] and not resolved else ""
+    where = f" ({data['environment']})" if data["environment"] else ""
+    fallback = f"[{project_slug}] {state.upper()} {severity}: {what}{where} ({extra}{data['rule']})"
+    return fallback, blocks
+
+
 def reject_modal(
     *, promotion: Promotion, channel_id: str = "", response_url: str = ""
 ) -> dict[str, Any]:
@@ -375,6 +451,8 @@ def send(delivery: NotificationDelivery, target: NotificationTarget) -> Outcome:
     try:
         if delivery.object_type == ObjectType.PROMOTION:
             return _send_promotion(client, delivery, target)
+        if delivery.object_type == ObjectType.ALERT:
+            return _send_alert(client, delivery, target)
         title = events.title(delivery.event, delivery.project, delivery.payload)
         blocks = event_message(delivery.event, title, delivery.payload)
         response = client.chat_postMessage(
@@ -450,3 +528,55 @@ def _send_promotion(
             channel=root.slack_channel, ts=root.slack_ts, text=text, blocks=blocks
         )
     return _sent(response, roots[0].slack_channel, roots[0].slack_ts)
+
+
+def _send_alert(
+    client: WebClient, delivery: NotificationDelivery, target: NotificationTarget
+) -> Outcome:
+    """Post the alert's message when it first fires; a repeat replies in its thread (shown in
+    the channel) and edits it; a resolve or an acknowledgement edits every message of the
+    alert in this target (``chat.update`` with the stored channel and ``ts``)."""
+    alert = events.load(ObjectType.ALERT, delivery.object_id)
+    if alert is None:
+        return Outcome(DeliveryStatus.SKIPPED, error="The alert no longer exists.")
+    data = events.alert_data(alert)
+    text, blocks = alert_message(delivery.project.slug, data)
+    roots = list(
+        NotificationDelivery.objects.filter(
+            target=target,
+            object_type=ObjectType.ALERT,
+            object_id=alert.pk,
+            event=Event.ALERT_FIRING,
+        )
+        .exclude(slack_ts="")
+        .exclude(pk=delivery.pk)
+        .order_by("pk")
+    )
+    if delivery.event in ALERT_UPDATE_EVENTS or (roots and alert.status != AlertStatus.FIRING):
+        if not roots:
+            return Outcome(
+                DeliveryStatus.SKIPPED, error="No Slack message of this alert to update."
+            )
+        response = None
+        for root in roots:
+            response = client.chat_update(
+                channel=root.slack_channel, ts=root.slack_ts, text=text, blocks=blocks
+            )
+        return _sent(response, roots[0].slack_channel, roots[0].slack_ts)
+    if not roots:
+        response = client.chat_postMessage(
+            channel=target.destination, text=text, blocks=blocks, unfurl_links=False
+        )
+        return _sent(response)
+    # A repeat: the first message shows the current value, and the thread says it again.
+    for root in roots:
+        client.chat_update(channel=root.slack_channel, ts=root.slack_ts, text=text, blocks=blocks)
+    response = client.chat_postMessage(
+        channel=roots[0].slack_channel,
+        text=text,
+        blocks=blocks,
+        unfurl_links=False,
+        thread_ts=roots[0].slack_ts,
+        reply_broadcast=True,
+    )
+    return _sent(response)

@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.core.digest import file_sha256
+
 from . import git
 from .artifacts import bundle_store_path
 from .choices import JobStatus, RunStatus
@@ -119,13 +121,7 @@ def key_material(job: Job, variables: dict[str, str], secrets: list[str]) -> dic
 
 
 def file_digest(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return sha.hexdigest()
+    return file_sha256(path) if path.is_file() else None
 
 
 def outputs_present(job: Job) -> bool:

@@ -513,11 +513,11 @@ def _lock_job(job_id: int) -> Job | None:
     """Lock a job's run (with its project), then the job. TRICKY: always in this order, the one
     run_cancel, job_retry and run_advance lock in, so two writers never wait on each other in
     a circle (PostgreSQL would end one of them with a deadlock error)."""
-    run_id = Job.objects.filter(pk=job_id).values_list("run_id", flat=True).first()
-    if run_id is None:
-        return None
+    # One statement finds and locks the run through the job (FOR UPDATE OF the run only).
     runs = PipelineRun.objects.select_for_update(of=("self",)).select_related("project")
-    run = runs.get(pk=run_id)
+    run = runs.filter(jobs__pk=job_id).first()
+    if run is None:
+        return None
     job = Job.objects.select_for_update().get(pk=job_id)
     job.run = run
     return job

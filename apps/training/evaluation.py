@@ -15,17 +15,18 @@ decide (the evaluate command fails, writes no metrics, the data is missing) fail
 gate must never pass, or fail quietly, on a score it could not read.
 """
 
-import hashlib
 import json
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from apps.core.digest import file_sha256
 from apps.pipelines.models import Job
 from apps.pipelines.signals import JobStepError
 
 from .gate import GateRule, compare, num
+from .metricsfile import split_metrics
 from .selectors import ModelFileError, champion_for, model_file_place
 
 CHAMPION_DIR = ".controlplane/champion"
@@ -37,30 +38,6 @@ def _inside(workspace: Path, relative: str) -> Path:
     if not path.is_relative_to(workspace.resolve()):
         raise JobStepError(f"'{relative}' points outside the workspace.")
     return path
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return "sha256:" + sha.hexdigest()
-
-
-def split_metrics(doc: Mapping[str, Any]) -> tuple[dict, dict, dict]:
-    """``{"metrics": {...}, "params": {...}, "tags": {...}}``, or a flat ``{name: value}``
-    (numbers are metrics, anything else a param)."""
-    if isinstance(doc.get("metrics"), Mapping):
-        return (
-            dict(doc["metrics"]),
-            dict(doc.get("params") or {}),
-            {str(k): str(v) for k, v in (doc.get("tags") or {}).items()},
-        )
-    metrics = {
-        k: v for k, v in doc.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-    params = {k: v for k, v in doc.items() if k not in metrics}
-    return metrics, params, {}
 
 
 def read_metrics_file(path: Path, shown: str) -> dict[str, Any]:
@@ -87,8 +64,9 @@ def train_outcome(
     metrics, params, tags = {}, {}, {}
     if opts.get("metrics"):
         doc = read_metrics_file(_inside(workspace, opts["metrics"]), opts["metrics"])
-        metrics, params, tags = split_metrics(doc)
-    digest = _sha256(model_path)
+        split = split_metrics(doc)
+        metrics, params, tags = split.metrics, split.params, split.tags
+    digest = "sha256:" + file_sha256(model_path)
     model = {
         "name": opts.get("model_name") or Path(opts["model"]).stem,
         "path": opts["model"],
@@ -139,7 +117,7 @@ def _evaluate(rule, run_command, workspace, *, model: str, data: str, side: str)
         )
         raise JobStepError(f"Gate: the evaluate command for the {side} {what}.")
     doc = read_metrics_file(workspace / output, f"{output} (the {side}'s evaluation)")
-    return split_metrics(doc)[0]
+    return split_metrics(doc).metrics
 
 
 def _run_gate(job, workspace, log, run_command, model, metrics) -> dict[str, Any]:
@@ -156,7 +134,7 @@ def _run_gate(job, workspace, log, run_command, model, metrics) -> dict[str, Any
         data_file = _inside(workspace, data)
         if not data_file.is_file():
             raise JobStepError(f"Gate: the evaluation data {data} is not in the workspace.")
-        data_digest = _sha256(data_file)
+        data_digest = "sha256:" + file_sha256(data_file)
     champion_metrics: dict | None = None
     if rule.evaluate:
         if data is None and "{data}" in rule.evaluate:

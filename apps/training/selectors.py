@@ -1,7 +1,6 @@
 """Reads of the training app: the champion a gate compares with, where a model's file is, the
 datasets a user may see and the version a job consumes."""
 
-import hashlib
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -13,6 +12,7 @@ from django.db.models import Count, F, Max, OuterRef, Prefetch, QuerySet, Subque
 from django.db.models.functions import Greatest, RowNumber
 
 from apps.accounts.permissions import restrict_to_visible
+from apps.core.digest import file_sha256
 from apps.pipelines.artifacts import bundle_store_path
 from apps.pipelines.choices import JobKind
 from apps.pipelines.models import Artifact, Job
@@ -49,14 +49,6 @@ def _source_job(model_version: ModelVersion) -> Job | None:
     return None
 
 
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-    return "sha256:" + sha.hexdigest()
-
-
 def model_file_place(*, model_version: ModelVersion, dest: Path) -> Path:
     """Copy the registered model's file to ``dest`` and check it is the registered one (its
     digest): from the job's kept artifact, else out of the job's content-addressed bundle."""
@@ -71,7 +63,7 @@ def model_file_place(*, model_version: ModelVersion, dest: Path) -> Path:
     artifact = Artifact.objects.filter(job=job, path=path).first()
     if artifact is not None and artifact.file_path.is_file():
         shutil.copyfile(artifact.file_path, dest)
-        got = _sha256(dest)
+        got = "sha256:" + file_sha256(dest)
         if got != model_version.artifact_digest:
             dest.unlink(missing_ok=True)
             raise ModelFileError(

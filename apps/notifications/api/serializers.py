@@ -29,6 +29,7 @@ class NotificationTargetSerializer(serializers.ModelSerializer):
             "secret",
             "has_secret",
             "events",
+            "min_severity",
             "enabled",
             "created_by",
             "created",
