@@ -291,7 +291,7 @@ def _on_dataset_issues(
 # Tests that read only one kind of column (Evidently's); the others read both.
 NUMERIC_TESTS = ("ks", "wasserstein")
 CATEGORICAL_TESTS = ("chisquare", "z")
-CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc")
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION_METRICS = ("mae", "rmse")
 
 
