@@ -194,6 +194,7 @@ def run_check(
     )
     if check is None:
         return None
+    publish_metrics(check)
     alert = check_alerts(check=check, monitor=monitor)
     if check.status == CheckStatus.DRIFT and monitor.on_drift == "retrain":
         from .retrain import drift_retrain
@@ -359,6 +360,37 @@ def _performance(monitor: MonitorSpec, current: pa.Table, prediction: str) -> di
             y_score, y_pred = scores, (scores >= 0.5).astype(np.int64)
     result = performance(y_true, y_pred, y_score, task=monitor.task)
     return {**result, "labelled_rows": labelled.num_rows}
+
+
+def publish_metrics(check: DriftCheck) -> None:
+    """The check's scores as Prometheus gauges (``metrics.drift_scores_set``); a check that
+    decided nothing publishes nothing."""
+    if check.status not in (CheckStatus.OK, CheckStatus.DRIFT):
+        return
+    try:
+        from .metrics import FeatureScore, drift_scores_set
+    except ImportError:  # the metrics module lands with the Prometheus part of the CM loop
+        return
+    environment = check.environment
+    drift_scores_set(
+        project=environment.project.slug,
+        environment=environment.name,
+        model_version=check.model_version_id or "",
+        scores=[
+            FeatureScore(feature=c.column, test=c.test, score=c.score, drifted=c.drifted)
+            for c in check.columns.all()
+            if c.score is not None
+        ],
+        dataset_drift=check.dataset_drift,
+        drift_share=check.drift_share,
+        performance={
+            k: v
+            for k, v in check.performance.items()
+            if k in ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
+            and isinstance(v, int | float)
+        },
+        at=check.created,
+    )
 
 
 # --- alerts ----------------------------------------------------------------------------------
