@@ -25,12 +25,14 @@ from django.utils import timezone
 
 from apps.pipelines import git
 from apps.projects.models import Environment
+from apps.projects.spec import parse_spec
 from apps.releases.choices import DeploymentStatus
 from apps.releases.models import Deployment, Release
 from apps.training import datafiles
 from apps.training.models import ModelVersion
 from apps.training.profile import profile as profile_of
 from apps.training.services import dataset_version_record
+from tests.factories import RunFactory
 from tests.pipelines.gitrepo import Repo
 
 FEATURES = ("f0", "f1", "plan")
@@ -111,8 +113,14 @@ def make_world(project, tmp_path: Path, spec: str = SPEC, train_rows: int = 2000
     )
     model_version = ModelVersion.objects.create(project=project, name="churn", version=1)
     model_version.trained_on.add(version)
+    # The run that made the release, with the spec it ran (references read the block there).
+    run = RunFactory(project=project, commit_sha=repo.head, spec=parse_spec(spec).to_dict())
     release = Release.objects.create(
-        project=project, version="v1", commit_sha=repo.head, model_version=model_version
+        project=project,
+        version="v1",
+        commit_sha=repo.head,
+        model_version=model_version,
+        pipeline_run=run,
     )
     deployment = Deployment.objects.create(
         release=release,
