@@ -4,6 +4,8 @@ from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
+from apps.monitoring.api.alerts import AlertViewSet, SilenceViewSet
+from apps.monitoring.prometheus import targets_view
 from apps.notifications.api.views import (
     NotificationDeliveryViewSet,
     NotificationTargetViewSet,
@@ -33,6 +35,8 @@ router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("promotions", PromotionViewSet, basename="promotion")
 router.register("model-versions", ModelVersionViewSet, basename="model-version")
 router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-delivery")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("silences", SilenceViewSet, basename="silence")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
 router.register(
     "notification-deliveries", NotificationDeliveryViewSet, basename="notification-delivery"
@@ -40,6 +44,7 @@ router.register(
 
 urlpatterns = [
     path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),
+    path("monitoring/targets/", targets_view, name="monitoring-targets"),
     path("me/slack-identity/", SlackIdentityView.as_view(), name="slack-identity"),
     path(
         "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"

@@ -254,6 +254,8 @@ class Alert(models.Model):
     group_key = models.CharField(max_length=200, blank=True)
     last_notified_at = models.DateTimeField(null=True, blank=True)
     notified_count = models.PositiveIntegerField(default=0)
+    # When its resolve was told (the dispatcher tells it once, if its firing was told).
+    resolved_notified_at = models.DateTimeField(null=True, blank=True)
     # The silence that held its last notification back, if any.
     silenced_by = models.ForeignKey(
         "Silence", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

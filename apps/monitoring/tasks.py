@@ -4,11 +4,37 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane.celery import CeleryQueue
 
-from . import checks
+from . import checks, dispatch, rules
 
 # A due window's message is sent again after this long if its check has not been stored
 # (the message was lost, or the worker died): until then beat's next passes do not resend it.
 CHECK_RESEND_SECONDS = 300
+
+
+@shared_task(
+    name="monitoring.evaluate_rules", ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def evaluate_rules_task() -> dict:
+    """The control plane's rules, then one dispatcher pass (which also notices silences that
+    ended: nothing else would tell the alerts they held back)."""
+    try:
+        outcome = rules.evaluate_rules()
+    finally:
+        notices = dispatch.dispatch()
+    return {
+        "fired": outcome.fired,
+        "resolved": outcome.resolved,
+        "errors": outcome.errors,
+        "notices": len(notices),
+    }
+
+
+@shared_task(
+    name="monitoring.dispatch_alerts", ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def dispatch_alerts_task() -> int:
+    """A dispatcher pass now (after Alertmanager posted), not at the next beat."""
+    return len(dispatch.dispatch())
 
 
 @shared_task(

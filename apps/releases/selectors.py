@@ -465,11 +465,23 @@ def environment_timeline(*, environment: Environment, limit: int = 50) -> list[T
                 url=a.promotion.get_absolute_url(),
             )
         )
-    own = Q(
-        content_type=ContentType.objects.get_for_model(Environment), object_id=str(environment.pk)
-    ) | Q(
-        content_type=ContentType.objects.get_for_model(FreezeWindow),
-        object_id__in=[str(pk) for pk in environment.freeze_windows.values_list("pk", flat=True)],
+    own = (
+        Q(
+            content_type=ContentType.objects.get_for_model(Environment),
+            object_id=str(environment.pk),
+        )
+        | Q(
+            content_type=ContentType.objects.get_for_model(FreezeWindow),
+            object_id__in=[
+                str(pk) for pk in environment.freeze_windows.values_list("pk", flat=True)
+            ],
+        )
+        | Q(
+            # Rows of apps to the right (monitoring's alerts) name the environment in their data;
+            # releases cannot import them, the audit log can carry them.
+            project_id=environment.project_id,
+            data__environment_id=environment.pk,
+        )
     )
     for event in AuditEvent.objects.filter(own).order_by("-created")[:limit]:
         changed = ", ".join((event.data or {}).get("fields", []))
@@ -482,6 +494,8 @@ def environment_timeline(*, environment: Environment, limit: int = 50) -> list[T
                 text=event.action.replace(".", " ").replace("_", " ").capitalize(),
                 actor=event.actor_label,
                 detail=why or (f"changed: {changed}" if changed else ""),
+                status=event.to_state if event.action.startswith("alert.") else "",
+                url=(event.data or {}).get("url", ""),
             )
         )
     entries.sort(key=lambda e: e.at, reverse=True)

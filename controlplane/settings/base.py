@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so the time it records covers every other middleware too.
+    "apps.monitoring.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -177,6 +179,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "apps.accounts.choices.Role",
         "GitProviderEnum": "apps.projects.choices.GitProvider",
         "WebhookDeliveryStatusEnum": "apps.webhooks.choices.DeliveryStatus",
+        "SeverityEnum": "apps.monitoring.choices.Severity",
     },
 }
 
@@ -229,6 +232,8 @@ CELERY_TASK_ROUTES = {
     "releases.prune_deploy_files": {"queue": "deploy"},
     "monitoring.run_due_checks": {"queue": "default"},
     "monitoring.check_environment": {"queue": "monitor"},
+    "monitoring.evaluate_rules": {"queue": "default"},
+    "monitoring.dispatch_alerts": {"queue": "default"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -264,6 +269,23 @@ APPROVAL_REMINDER_BEFORE = timedelta(
 MONITOR_DUE_INTERVAL = env.int("CONTROLPLANE_MONITOR_DUE_INTERVAL", default=30)
 # A window is checked this long after it ended: observations arrive in batches, a little late.
 MONITOR_CHECK_DELAY_SECONDS = env.int("CONTROLPLANE_MONITOR_CHECK_DELAY_SECONDS", default=60)
+# --- Alerts (docs/alerts.md) -----------------------------------------------------------------
+# The control plane's own rules (and the alert dispatcher after them) run this often.
+RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
+# A new alert is told this long after its group's first alert started (batching); a firing
+# alert is told again every ALERT_REPEAT_HOURS.
+ALERT_GROUP_WAIT_SECONDS = env.int("CONTROLPLANE_ALERT_GROUP_WAIT_SECONDS", default=30)
+ALERT_REPEAT_HOURS = env.float("CONTROLPLANE_ALERT_REPEAT_HOURS", default=4.0)
+# Defaults of the rules when the spec's monitor.alerts does not say (0 turns a rule off).
+ALERT_WEBHOOK_FAILURES = env.int("CONTROLPLANE_ALERT_WEBHOOK_FAILURES", default=3)
+ALERT_WEBHOOK_FAILURES_LOOKBACK_DAYS = env.int(
+    "CONTROLPLANE_ALERT_WEBHOOK_FAILURES_LOOKBACK_DAYS", default=7
+)
+ALERT_PROMOTION_WAITING_HOURS = env.float(
+    "CONTROLPLANE_ALERT_PROMOTION_WAITING_HOURS", default=24.0
+)
+# Bearer token Alertmanager sends to /integrations/alertmanager/ (empty: the receiver refuses).
+ALERTMANAGER_TOKEN = env.str("CONTROLPLANE_ALERTMANAGER_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
     "monitoring.run_due_checks": {
         "task": "monitoring.run_due_checks",
@@ -330,6 +352,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
         "options": {"expires": SWEEPER_INTERVAL},
     },
+    # The control plane's alert rules, then the alert dispatcher (group wait, repeats, silences
+    # that ended): apps/monitoring/rules.py and dispatch.py.
+    "monitoring.evaluate_rules": {
+        "task": "monitoring.evaluate_rules",
+        "schedule": timedelta(seconds=RULES_INTERVAL),
+        "options": {"expires": RULES_INTERVAL},
+    },
 }
 
 # --- Webhooks -------------------------------------------------------------------------------
@@ -376,6 +405,19 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
+# /metrics and the service discovery answer a bearer token, or clients in the allow-list
+# (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.
+METRICS_TOKEN = (
+    Path(env.str("CONTROLPLANE_METRICS_TOKEN_FILE")).read_text(encoding="utf-8").strip()
+    if env.str("CONTROLPLANE_METRICS_TOKEN_FILE", default="")
+    else env.str("CONTROLPLANE_METRICS_TOKEN", default="")
+)
+METRICS_ALLOW = env.list("CONTROLPLANE_METRICS_ALLOW", default=[])
+# A worker serves its own /metrics on this port when set (a worker on another host; set the
+# address to one Prometheus reaches, e.g. 0.0.0.0 on a private network: it has no token).
+WORKER_METRICS_PORT = env.int("CONTROLPLANE_WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("CONTROLPLANE_WORKER_METRICS_ADDR", default="127.0.0.1")
 # The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0001_initial'),
+        ('monitoring', '0002_h4_alert_resolved_notified'),
         ('training', '0002_ct_loop'),
     ]
 
