@@ -2,9 +2,8 @@
 production, a training dataset, the model version trained on it serving in production, and
 observations and labels written to the store as the ingest API would.
 
-Until the drift engine (H1), references (H2) and alerts (H4) are on main, minimal private
-stand-ins of their interfaces are installed here (``_install_standins``); each is used only
-while the real module cannot be imported.
+Until references (H2) are on main, a minimal private stand-in of ``reference_for`` is
+installed here (``install_standins``), used only while the real module cannot be imported.
 """
 
 from __future__ import annotations
@@ -222,74 +221,6 @@ def _module(name: str) -> types.ModuleType | None:
     return sys.modules[name]
 
 
-def _drift_standin() -> types.ModuleType:
-    from scipy import stats
-
-    @dataclass(frozen=True)
-    class ColumnConfig:
-        name: str
-        kind: str | None = None
-        test: str | None = None
-        threshold: float | None = None
-
-    @dataclass
-    class ColumnResult:
-        column: str
-        kind: str
-        test: str
-        score: float | None
-        threshold: float
-        drifted: bool
-        missing_share: float = 0.0
-        out_of_range: int = 0
-        new_categories: int = 0
-        histogram: dict = field(default_factory=dict)
-
-    @dataclass
-    class DatasetResult:
-        columns: list
-        drift_share: float
-        dataset_drift: bool
-        drifted_columns: list
-        share_threshold: float
-
-    def infer_kind(values) -> str:
-        return "categorical" if pa.types.is_string(pa.array(values).type) else "numeric"
-
-    def column_drift(reference, current, config):
-        kind = config.kind or infer_kind(reference)
-        if kind == "numeric":
-            ref, cur = np.asarray(reference), np.asarray(current)
-            score = float(stats.ks_2samp(ref[~np.isnan(ref)], cur[~np.isnan(cur)]).pvalue)
-            threshold = config.threshold or 0.05
-            return ColumnResult(config.name, kind, "ks", score, threshold, score <= threshold)
-        ref = np.asarray(pa.array(reference).to_pylist(), dtype=object)
-        cur = np.asarray(pa.array(current).to_pylist(), dtype=object)
-        cats = sorted(set(ref) | set(cur))
-        r = np.array([(ref == c).mean() for c in cats]) + 1e-4
-        c = np.array([(cur == c).mean() for c in cats]) + 1e-4
-        score = float(np.sum((c - r) * np.log(c / r)))
-        threshold = config.threshold or 0.1
-        return ColumnResult(config.name, kind, "psi", score, threshold, score >= threshold)
-
-    def dataset_drift(reference, current, columns, share=0.5):
-        results = [column_drift(reference[c.name], current[c.name], c) for c in columns]
-        drifted = [r.column for r in results if r.drifted]
-        value = len(drifted) / len(results)
-        return DatasetResult(results, value, value >= share, drifted, share)
-
-    def performance(y_true, y_pred, y_score=None, task="classification"):
-        truth, pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-        return {"task": task, "rows": int(truth.size), "accuracy": float((truth == pred).mean())}
-
-    module = types.ModuleType("apps.monitoring.drift")
-    for obj in (ColumnConfig, ColumnResult, DatasetResult):
-        setattr(module, obj.__name__, obj)
-    module.infer_kind, module.column_drift = infer_kind, column_drift
-    module.dataset_drift, module.performance = dataset_drift, performance
-    return module
-
-
 def _reference_standin() -> types.ModuleType:
     from apps.monitoring import store
     from apps.monitoring.models import Reference
@@ -327,87 +258,12 @@ def _reference_standin() -> types.ModuleType:
     return module
 
 
-def _rules_standin() -> types.ModuleType:
-    @dataclass(frozen=True)
-    class Firing:
-        labels: dict
-        summary: str
-        severity: str = "warning"
-        value: float | None = None
-        annotations: dict = field(default_factory=dict)
-        project: object = None
-        environment: object = None
-        deployment: object = None
-
-    registry = {}
-
-    def rule(name, *, scope=None):
-        def register(fn):
-            registry[name] = fn
-            return fn
-
-        return register
-
-    module = types.ModuleType("apps.monitoring.rules")
-    module.Firing, module.rule, module.REGISTRY = Firing, rule, registry
-    return module
-
-
-def _alerts_standin() -> types.ModuleType:
-    import hashlib
-    import json
-
-    from apps.monitoring.choices import AlertStatus
-    from apps.monitoring.models import Alert
-
-    def alert_fire(*, rule, labels, severity, summary, environment=None, project=None, **kw):
-        full = {**{k: str(v) for k, v in labels.items()}, "alertname": rule}
-        if environment is not None:
-            full["environment"] = environment.name
-            project = project or environment.project
-        full["project"] = project.slug
-        fingerprint = hashlib.sha256(json.dumps(sorted(full.items())).encode()).hexdigest()
-        alert = Alert.objects.filter(fingerprint=fingerprint, status=AlertStatus.FIRING).first()
-        if alert is None:
-            alert = Alert.objects.create(
-                rule=rule,
-                labels=full,
-                fingerprint=fingerprint,
-                severity=severity,
-                summary=summary[:300],
-                source="controlplane",
-                environment=environment,
-                project=project,
-                value=kw.get("value"),
-                drift_check=kw.get("drift_check"),
-            )
-        return alert
-
-    def alert_resolve_missing(*, rule, seen_fingerprints, scope=None, at=None):
-        firing = Alert.objects.filter(rule=rule, status=AlertStatus.FIRING, **(scope or {}))
-        gone = list(firing.exclude(fingerprint__in=list(seen_fingerprints)))
-        for alert in gone:
-            alert.status, alert.resolved_at = AlertStatus.RESOLVED, timezone.now()
-            alert.save()
-        return gone
-
-    module = types.ModuleType("apps.monitoring.services.alerts")
-    module.alert_fire, module.alert_resolve_missing = alert_fire, alert_resolve_missing
-    return module
-
-
 def install_standins() -> list[str]:
     """Install the stand-ins of what is not on main yet; returns their names."""
     import apps.monitoring
-    import apps.monitoring.services
 
     installed = []
-    for name, make, parent in (
-        ("apps.monitoring.drift", _drift_standin, apps.monitoring),
-        ("apps.monitoring.reference", _reference_standin, apps.monitoring),
-        ("apps.monitoring.rules", _rules_standin, apps.monitoring),
-        ("apps.monitoring.services.alerts", _alerts_standin, apps.monitoring.services),
-    ):
+    for name, make, parent in (("apps.monitoring.reference", _reference_standin, apps.monitoring),):
         if _module(name) is None:
             module = make()
             sys.modules[name] = module

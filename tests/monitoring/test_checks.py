@@ -230,3 +230,39 @@ def test_numbers_stay_finite_in_the_json(world):
     assert result.status in (CheckStatus.OK, CheckStatus.DRIFT)
     f1 = result.columns.get(column="f1")
     assert f1.score is None or np.isfinite(f1.score)
+
+
+def test_no_observations_fires_and_resolves_through_the_rules_evaluation(world):
+    from django.utils import timezone
+
+    from apps.monitoring.rules import evaluate_rules
+
+    evaluate_rules(only=["no_observations"])
+    alert = firing("no_observations").get()
+    assert alert.environment == world.environment and alert.severity == "warning"
+    observe(world, frame(10, seed=1), timezone.now() - timedelta(minutes=2), seconds=60)
+    evaluate_rules(only=["no_observations"])
+    assert not firing("no_observations").exists()
+
+
+def test_a_check_publishes_its_scores_as_prometheus_gauges(world, client, settings):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    end = aligned()
+    observe(world, frame(400, shift=1.0, plan_b=0.8, seed=8), end - timedelta(minutes=55))
+    result = check(world, end)
+    settings.METRICS_TOKEN = "metrics-token-for-the-check-test"
+    page = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
+    samples = {
+        (s.name, s.labels.get("feature")): s.value
+        for family in text_string_to_metric_families(page.content.decode())
+        for s in family.samples
+        if s.labels.get("project") == world.project.slug
+        and s.labels.get("environment") == "production"
+    }
+    assert samples[("controlplane_dataset_drift", None)] == 1
+    assert samples[("controlplane_drift_share", None)] == pytest.approx(result.drift_share)
+    assert samples[("controlplane_column_drift", "f0")] == 1
+    assert samples[("controlplane_column_drift", "f1")] == 0
+    f0 = result.columns.get(column="f0")
+    assert samples[("controlplane_drift_score", "f0")] == pytest.approx(f0.score)
