@@ -43,7 +43,6 @@ from . import store
 from .choices import CheckStatus, Severity
 from .drift import ColumnConfig, DatasetResult, column_drift, dataset_drift, infer_kind, performance
 from .models import DriftCheck, ObservationBatch, Reference
-from .reference import reference_for
 from .rules import Firing, rule
 from .services.checks import CheckOutcome, drift_check_record
 
@@ -168,6 +167,8 @@ def run_check(
         if monitored.model_version_id
         else None
     )
+    from .reference import reference_for
+
     started = time.monotonic()
     reference = None
     try:
