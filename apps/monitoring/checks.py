@@ -18,6 +18,7 @@ a message sent twice is harmless. ``no_observations`` (a rule of ``rules.py``) i
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from django.conf import settings
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
+from apps.pipelines import git
 from apps.pipelines.specs import SpecUnavailable, spec_at
 from apps.projects.models import Environment, Project
 from apps.projects.spec import MonitorSpec
@@ -73,8 +75,9 @@ def monitor_spec(project: Project, sha: str) -> MonitorSpec | None:
     if key in _SPEC_CACHE:
         return _SPEC_CACHE[key]
     try:
+        git.mirror_update(project, want=sha)  # a worker whose mirror lacks the commit fetches
         _info, spec = spec_at(project, sha=sha)
-    except SpecUnavailable as exc:
+    except (git.GitError, subprocess.TimeoutExpired, SpecUnavailable) as exc:
         logger.warning("Monitoring %s at %s: %s", project, sha[:12], exc)
         return None
     if len(_SPEC_CACHE) >= _SPEC_CACHE_SIZE:
