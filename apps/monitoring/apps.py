@@ -7,4 +7,13 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from . import metrics_receivers  # noqa: F401 - connects the metrics' receivers
+        from . import (
+            metrics_receivers,  # noqa: F401 - connects the metrics' receivers
+            rollback,
+            signals,
+        )
+
+        # An alert that starts firing may roll its environment back (docs/monitoring-rollback.md).
+        signals.alert_status_changed.connect(
+            rollback.on_alert_status_changed, dispatch_uid="monitoring.rollback"
+        )

@@ -4,7 +4,7 @@ from django.utils.dateparse import parse_datetime
 
 from controlplane.celery import CeleryQueue
 
-from . import checks, dispatch, rules
+from . import checks, dispatch, rules, services_health
 
 # A due window's message is sent again after this long if its check has not been stored
 # (the message was lost, or the worker died): until then beat's next passes do not resend it.
@@ -35,6 +35,12 @@ def evaluate_rules_task() -> dict:
 def dispatch_alerts_task() -> int:
     """A dispatcher pass now (after Alertmanager posted), not at the next beat."""
     return len(dispatch.dispatch())
+
+
+@shared_task(name="monitoring.probe_services", ignore_result=True)
+def probe_services_task() -> int:
+    """Probe every deployed environment's service (health, /metrics, CPU and memory)."""
+    return services_health.probe_services()
 
 
 @shared_task(

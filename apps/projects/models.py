@@ -130,6 +130,18 @@ class Environment(TimeStampedModel):
         default=False,
         help_text="Runs here consume generated data with the real schema, never a real row.",
     )
+    # Automatic rollback (docs/monitoring-rollback.md): an alert of one of these rules (e.g.
+    # "service_down", "error_rate") firing within ``rollback_watch`` after a deployment
+    # succeeded rolls back to the previous release; later, or with an empty list, only alerts.
+    rollback_on = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Alert rules that roll a fresh deployment back, e.g. service_down, error_rate.",
+    )
+    rollback_watch = models.DurationField(
+        default=timedelta(minutes=15),
+        help_text="How long after a deployment such an alert rolls it back.",
+    )
 
     class Meta:
         ordering = ["project_id", "order", "name"]

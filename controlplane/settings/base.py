@@ -232,6 +232,7 @@ CELERY_TASK_ROUTES = {
     "releases.prune_deploy_files": {"queue": "deploy"},
     "monitoring.run_due_checks": {"queue": "default"},
     "monitoring.check_environment": {"queue": "monitor"},
+    "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},
     "monitoring.dispatch_alerts": {"queue": "default"},
 }
@@ -269,6 +270,8 @@ APPROVAL_REMINDER_BEFORE = timedelta(
 MONITOR_DUE_INTERVAL = env.int("CONTROLPLANE_MONITOR_DUE_INTERVAL", default=30)
 # A window is checked this long after it ended: observations arrive in batches, a little late.
 MONITOR_CHECK_DELAY_SECONDS = env.int("CONTROLPLANE_MONITOR_CHECK_DELAY_SECONDS", default=60)
+# How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
+SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
 # --- Alerts (docs/alerts.md) -----------------------------------------------------------------
 # The control plane's own rules (and the alert dispatcher after them) run this often.
 RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
@@ -329,6 +332,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.supervise_services",
         "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
         "options": {"expires": SUPERVISE_INTERVAL},
+    },
+    "monitoring.probe_services": {
+        "task": "monitoring.probe_services",
+        "schedule": timedelta(seconds=SERVICE_PROBE_INTERVAL),
+        "options": {"expires": SERVICE_PROBE_INTERVAL},
     },
     # Notifications whose delivery message was lost (pending for 15 minutes) are sent again.
     "notifications.sweep_deliveries": {

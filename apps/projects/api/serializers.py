@@ -34,11 +34,19 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "health_check_timeout",
             "target",
             "synthetic_data",
+            "rollback_on",
+            "rollback_watch",
             "freeze_windows",
             "created",
             "modified",
         ]
         read_only_fields = ["created", "modified"]
+
+    def validate_rollback_on(self, value):
+        """Alert rule names (docs/monitoring-rollback.md), e.g. ["service_down", "error_rate"]."""
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise serializers.ValidationError("Give a list of alert rule names.")
+        return list(dict.fromkeys(v.strip() for v in value))
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0002_h4_alert_resolved_notified'),
+        ('monitoring', '0003_h6_service_health'),
         ('training', '0002_ct_loop'),
     ]
 
