@@ -54,6 +54,7 @@ DRIFT_RULES = ("dataset_drift", "column_drift", "performance")
 # Parsed monitor blocks by (project id, commit sha): a commit's spec never changes.
 _SPEC_CACHE: dict[tuple[int, str], MonitorSpec | None] = {}
 _SPEC_CACHE_SIZE = 512
+_SPEC_WARNED: set[tuple[int, str]] = set()
 
 
 # --- which environments, which windows -------------------------------------------------------
@@ -78,7 +79,10 @@ def monitor_spec(project: Project, sha: str) -> MonitorSpec | None:
         git.mirror_update(project, want=sha)  # a worker whose mirror lacks the commit fetches
         _info, spec = spec_at(project, sha=sha)
     except (git.GitError, subprocess.TimeoutExpired, SpecUnavailable) as exc:
-        logger.warning("Monitoring %s at %s: %s", project, sha[:12], exc)
+        # Tried again at every look (it may be fetched later), said once per commit.
+        log = logger.debug if key in _SPEC_WARNED else logger.warning
+        _SPEC_WARNED.add(key)
+        log("Monitoring %s at %s: %s", project, sha[:12], exc)
         return None
     if len(_SPEC_CACHE) >= _SPEC_CACHE_SIZE:
         _SPEC_CACHE.clear()
