@@ -202,7 +202,10 @@ def run_check(
     )
     if check is None:
         return None
-    publish_metrics(check)
+    try:
+        publish_metrics(check)
+    except Exception:  # noqa: BLE001 - gauges must not keep the alerts and the retrain back
+        logger.exception("Could not publish the drift gauges of %s", environment)
     alert = check_alerts(check=check, monitor=monitor)
     if check.status == CheckStatus.DRIFT and monitor.on_drift == "retrain":
         from .retrain import drift_retrain
