@@ -23,12 +23,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
@@ -224,6 +222,8 @@ def evaluate(
     window_end: datetime,
 ) -> CheckOutcome:
     """What one window looks like next to the reference (no writes)."""
+    from .reference import reference_table
+
     if reference is None:
         return CheckOutcome(status=CheckStatus.INSUFFICIENT, error="No reference data.")
     ref = reference_table(reference)
@@ -270,14 +270,6 @@ def evaluate(
         performance=_performance(monitor, current, prediction) if target else {},
         **base,
     )
-
-
-def reference_table(reference: Reference) -> pa.Table:
-    """The reference rows (its Parquet file: absolute, or under the observation directory)."""
-    path = Path(reference.path)
-    if not path.is_absolute():
-        path = Path(settings.OBSERVATION_DIR) / path
-    return pq.read_table(path)
 
 
 def check_features(monitor: MonitorSpec, reference: Reference, ref: pa.Table) -> list[str]:

@@ -5,10 +5,17 @@ from django.utils.dateparse import parse_datetime
 from controlplane.celery import CeleryQueue
 
 from . import checks, dispatch, rules, services_health
+from .services.ingest import observations_prune
 
 # A due window's message is sent again after this long if its check has not been stored
 # (the message was lost, or the worker died): until then beat's next passes do not resend it.
 CHECK_RESEND_SECONDS = 300
+
+
+@shared_task(name="monitoring.prune_observations", ignore_result=True)
+def prune_observations_task() -> dict:
+    """Daily: observations and labels older than the retention, files and rows."""
+    return observations_prune()
 
 
 @shared_task(

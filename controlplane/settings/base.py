@@ -141,6 +141,8 @@ FIELD_ENCRYPTION_KEYS = env.list("CONTROLPLANE_ENCRYPTION_KEYS", default=[])
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: ingest tokens (cpi_…) may reach the two ingest endpoints only (403 elsewhere).
+        "apps.monitoring.authentication.IngestTokenAuthentication",
         "apps.accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -151,7 +153,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api.schema.HouseAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exceptions.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
@@ -232,6 +234,7 @@ CELERY_TASK_ROUTES = {
     "releases.prune_deploy_files": {"queue": "deploy"},
     "monitoring.run_due_checks": {"queue": "default"},
     "monitoring.check_environment": {"queue": "monitor"},
+    "monitoring.prune_observations": {"queue": "monitor"},
     "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},
     "monitoring.dispatch_alerts": {"queue": "default"},
@@ -294,6 +297,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.run_due_checks",
         "schedule": timedelta(seconds=MONITOR_DUE_INTERVAL),
         "options": {"expires": MONITOR_DUE_INTERVAL},
+    },
+    # Observations and labels past OBSERVATION_RETENTION_DAYS: files and rows.
+    "monitoring.prune_observations": {
+        "task": "monitoring.prune_observations",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
     },
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
@@ -413,6 +422,9 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# One posted batch: its body as sent and decompressed (docs/monitoring-ingest.md).
+INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=16) << 20
+INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=64) << 20
 # --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
 # /metrics and the service discovery answer a bearer token, or clients in the allow-list
 # (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.

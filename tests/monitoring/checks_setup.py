@@ -1,15 +1,10 @@
 """What the check and retrain tests share: a project whose Git repository's spec monitors
 production, a training dataset, the model version trained on it serving in production, and
 observations and labels written to the store as the ingest API would.
-
-Until references (H2) are on main, a minimal private stand-in of ``reference_for`` is
-installed here (``install_standins``), used only while the real module cannot be imported.
 """
 
 from __future__ import annotations
 
-import sys
-import types
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.utils import timezone
 
@@ -208,65 +202,3 @@ def aligned(minutes: int = 15) -> datetime:
     now = datetime.now(tz=UTC) - timedelta(hours=3)
     epoch = int(now.timestamp())
     return datetime.fromtimestamp(epoch - epoch % (minutes * 60), tz=UTC)
-
-
-# --- stand-ins of interfaces built in parallel (used only while missing) -----------------------
-
-
-def _module(name: str) -> types.ModuleType | None:
-    try:
-        __import__(name)
-    except ImportError:
-        return None
-    return sys.modules[name]
-
-
-def _reference_standin() -> types.ModuleType:
-    from apps.monitoring import store
-    from apps.monitoring.models import Reference
-
-    def reference_for(environment, model_version):
-        version = model_version.trained_on.first()
-        table = pcsv.read_csv(version.path)
-        rel = f"{environment.pk}/references/{version.fingerprint}.parquet"
-        path = Path(settings.OBSERVATION_DIR) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path)
-        kinds = {
-            n: "categorical" if pa.types.is_string(table.schema.field(n).type) else "numeric"
-            for n in table.column_names
-        }
-        reference, _ = Reference.objects.get_or_create(
-            environment=environment,
-            model_version=model_version,
-            fingerprint=version.fingerprint,
-            defaults={
-                "source": "lineage",
-                "dataset_version": version,
-                "path": rel,
-                "rows": table.num_rows,
-                "columns": kinds,
-                "target": "churned",
-                "prediction": "prediction",
-            },
-        )
-        return reference
-
-    del store
-    module = types.ModuleType("apps.monitoring.reference")
-    module.reference_for = reference_for
-    return module
-
-
-def install_standins() -> list[str]:
-    """Install the stand-ins of what is not on main yet; returns their names."""
-    import apps.monitoring
-
-    installed = []
-    for name, make, parent in (("apps.monitoring.reference", _reference_standin, apps.monitoring),):
-        if _module(name) is None:
-            module = make()
-            sys.modules[name] = module
-            setattr(parent, name.rsplit(".", 1)[1], module)
-            installed.append(name)
-    return installed

@@ -8,21 +8,17 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from apps.monitoring import checks, tasks
+from apps.monitoring.choices import AlertStatus, CheckStatus
+from apps.monitoring.models import Alert, ColumnDrift, DriftCheck, RetrainRequest
 from tests.monitoring.checks_setup import (
     SPEC,
     aligned,
     churned,
     frame,
-    install_standins,
     make_world,
     observe,
 )
-
-install_standins()
-
-from apps.monitoring import checks, tasks  # noqa: E402
-from apps.monitoring.choices import AlertStatus, CheckStatus  # noqa: E402
-from apps.monitoring.models import Alert, ColumnDrift, DriftCheck, RetrainRequest  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -213,7 +209,9 @@ def test_a_check_that_fails_is_stored_as_an_error(world, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("bad reference")
 
-    monkeypatch.setattr(checks, "reference_table", broken)
+    from apps.monitoring import reference
+
+    monkeypatch.setattr(reference, "reference_table", broken)
     result = check(world, end)
     assert result.status == CheckStatus.ERROR and "bad reference" in result.error
     assert not Alert.objects.exists()

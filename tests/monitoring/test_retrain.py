@@ -9,24 +9,20 @@ import pyarrow.csv as pcsv
 import pytest
 from django.db.models import F
 
+from apps.monitoring import checks, retrain
+from apps.monitoring.choices import CheckStatus
+from apps.monitoring.models import RetrainRequest
+from apps.pipelines.choices import Trigger
+from apps.pipelines.models import PipelineRun
+from apps.training.models import DatasetVersion
 from tests.monitoring.checks_setup import (
     SPEC,
     aligned,
     churned,
     frame,
-    install_standins,
     make_world,
     observe,
 )
-
-install_standins()
-
-from apps.monitoring import checks, retrain  # noqa: E402
-from apps.monitoring.choices import CheckStatus  # noqa: E402
-from apps.monitoring.models import RetrainRequest  # noqa: E402
-from apps.pipelines.choices import Trigger  # noqa: E402
-from apps.pipelines.models import PipelineRun  # noqa: E402
-from apps.training.models import DatasetVersion  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 from apps.projects.models import Project
 
@@ -41,8 +41,7 @@ class NotificationTargetViewSet(
         return selectors.target_list(user=self.request.user)
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=slug).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

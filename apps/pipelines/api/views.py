@@ -1,4 +1,5 @@
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -6,7 +7,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.projects.models import Project
@@ -36,8 +37,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         return qs
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=str(slug)).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer})
     def create(self, request, *args, **kwargs):
@@ -86,7 +86,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
     def get_queryset(self):
         return selectors.job_list(user=self.request.user).prefetch_related("artifacts")
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(
+        responses={
+            # The file's own type, guessed from its name (report.html is text/html).
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "*/*"): OpenApiTypes.BINARY,
+        }
+    )
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<path>.+)")
     def artifact(self, request, pk=None, path=""):
         """Download one of the job's artifacts by its path."""
