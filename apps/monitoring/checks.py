@@ -370,10 +370,8 @@ def publish_metrics(check: DriftCheck) -> None:
     decided nothing publishes nothing."""
     if check.status not in (CheckStatus.OK, CheckStatus.DRIFT):
         return
-    try:
-        from .metrics import FeatureScore, drift_scores_set
-    except ImportError:  # the metrics module lands with the Prometheus part of the CM loop
-        return
+    from .metrics import FeatureScore, drift_scores_set
+
     environment = check.environment
     drift_scores_set(
         project=environment.project.slug,
