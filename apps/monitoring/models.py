@@ -325,6 +325,14 @@ class RetrainRequest(models.Model):
         "pipelines.PipelineRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     skipped_reason = models.CharField(max_length=300, blank=True)
+    # The drift as the promotion page shows it: {"window", "drift_share", "drifted_columns",
+    # "columns": [{"column", "test", "score", "threshold", "drifted"}], "dataset": {"name",
+    # "version", "rows_added"}, "appended_until"} (apps/monitoring/retrain.py).
+    evidence = models.JSONField(default=dict, blank=True)
+    # The training data with the drifted window appended, when one was made.
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

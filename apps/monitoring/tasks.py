@@ -1,7 +1,15 @@
 from celery import shared_task
+from django.core.cache import cache
+from django.utils.dateparse import parse_datetime
 
-from . import dispatch, rules, services_health
+from controlplane.celery import CeleryQueue
+
+from . import checks, dispatch, rules, services_health
 from .services.ingest import observations_prune
+
+# A due window's message is sent again after this long if its check has not been stored
+# (the message was lost, or the worker died): until then beat's next passes do not resend it.
+CHECK_RESEND_SECONDS = 300
 
 
 @shared_task(name="monitoring.prune_observations", ignore_result=True)
@@ -40,3 +48,31 @@ def dispatch_alerts_task() -> int:
 def probe_services_task() -> int:
     """Probe every deployed environment's service (health, /metrics, CPU and memory)."""
     return services_health.probe_services()
+
+
+@shared_task(
+    name="monitoring.run_due_checks", ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def run_due_checks_task() -> int:
+    """Every 30 s (beat): one message on the monitor queue per environment whose window is due."""
+    sent = 0
+    for due in checks.due_checks():
+        start, end = due.window_start.isoformat(), due.window_end.isoformat()
+        if cache.add(f"monitoring:check:{due.environment_id}:{end}", 1, CHECK_RESEND_SECONDS):
+            check_environment_task.apply_async(
+                args=(due.environment_id, start, end), queue=CeleryQueue.MONITOR
+            )
+            sent += 1
+    return sent
+
+
+@shared_task(
+    name="monitoring.check_environment", ignore_result=True, soft_time_limit=900, time_limit=960
+)
+def check_environment_task(environment_id: int, window_start: str, window_end: str) -> int | None:
+    check = checks.run_check(
+        environment_id=environment_id,
+        window_start=parse_datetime(window_start),
+        window_end=parse_datetime(window_end),
+    )
+    return check.pk if check else None

@@ -280,6 +280,8 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.run_due_checks": {"queue": "default"},
+    "monitoring.check_environment": {"queue": "monitor"},
     "monitoring.prune_observations": {"queue": "monitor"},
     "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},
@@ -314,6 +316,11 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# --- Drift checks (docs/monitoring.md) -------------------------------------------------------
+# How often beat looks for monitored environments whose next check window is due.
+MONITOR_DUE_INTERVAL = env.int("CONTROLPLANE_MONITOR_DUE_INTERVAL", default=30)
+# A window is checked this long after it ended: observations arrive in batches, a little late.
+MONITOR_CHECK_DELAY_SECONDS = env.int("CONTROLPLANE_MONITOR_CHECK_DELAY_SECONDS", default=60)
 # How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
 SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
 # --- Alerts (docs/alerts.md) -----------------------------------------------------------------
@@ -334,6 +341,11 @@ ALERT_PROMOTION_WAITING_HOURS = env.float(
 # Bearer token Alertmanager sends to /integrations/alertmanager/ (empty: the receiver refuses).
 ALERTMANAGER_TOKEN = env.str("CONTROLPLANE_ALERTMANAGER_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
+    "monitoring.run_due_checks": {
+        "task": "monitoring.run_due_checks",
+        "schedule": timedelta(seconds=MONITOR_DUE_INTERVAL),
+        "options": {"expires": MONITOR_DUE_INTERVAL},
+    },
     # Observations and labels past OBSERVATION_RETENTION_DAYS: files and rows.
     "monitoring.prune_observations": {
         "task": "monitoring.prune_observations",

@@ -90,8 +90,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/jobs/{id}/retry/"): Rule(
         Role.DEVELOPER, 200, lambda w, u: ({"id": w["job"].pk}, {})
     ),
+    # Linking takes a code Slack delivers; with no bot token set up the first step is a 400
+    # for every user, which shows the (any-user) check passed and nothing was linked.
     ("PUT", "/api/v1/me/slack-identity/"): Rule(
-        ANY_USER, 200, lambda w, u: ({}, {"slack_user_id": f"U{u.pk:08d}", "team_id": "T012AB3CD"})
+        ANY_USER, 400, lambda w, u: ({}, {"slack_user_id": f"U{u.pk:08d}", "team_id": "T012AB3CD"})
     ),
     ("DELETE", "/api/v1/me/slack-identity/"): Rule(
         ANY_USER, 204, lambda w, u: _linked(u), setup_writes=True
@@ -181,7 +183,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/silences/{id}/expire/"): Rule(
         Role.DEVELOPER, 200, lambda w, u: ({"id": w["silence"].pk}, {})
     ),
-    ("POST", "/api/v1/system/ping/"): Rule(ANY_USER, 202, _p()),
+    ("POST", "/api/v1/system/ping/"): Rule(STAFF, 202, _p()),
     # Ingest endpoints refuse anyone but a developer (or the environment's ingest token) with
     # 403 before looking further; an empty body then is the 400 that proves the role passed.
     ("POST", "/api/v1/environments/{id}/observations/"): Rule(

@@ -133,11 +133,19 @@ def test_defaults_are_filled_in() -> None:
     )
     assert prod.approval_ttl_hours is None
     monitor = parsed.monitor
+    # No method or threshold: each column's test is chosen as Evidently does.
     assert (monitor.method, monitor.threshold, monitor.every_seconds, monitor.on_drift) == (
-        "psi",
-        0.2,
+        None,
+        None,
         3600,
         "alert",
+    )
+    assert (monitor.window_seconds, monitor.min_rows, monitor.drift_share) == (3600, 200, 0.5)
+    assert (monitor.reference, monitor.target, monitor.prediction, monitor.task) == (
+        "ref.csv",
+        "",
+        "prediction",
+        "classification",
     )
     assert (parsed.branches, parsed.tags, parsed.cancel_previous) == (None, None, False)
 
@@ -579,9 +587,9 @@ def test_in_image_must_name_a_build_job_it_needs():
 # ------------------------------------------------------------------ warnings
 
 
-def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
-    """Only `monitor` (the CM loop) is accepted and not acted on; train jobs, gates and
-    schedules are real now and warn no more."""
+def test_keys_not_acted_on_are_warned_about_with_their_line() -> None:
+    """`monitor` is real now (the CM loop) and warns no more, like train jobs, gates and
+    schedules; a `monitor.retrain` block that `on_drift: alert` never uses is warned about."""
     text = spec("""
         version: 1
         jobs:
@@ -594,12 +602,17 @@ def test_keys_not_acted_on_yet_are_warned_about_with_their_line() -> None:
             gate: {metric: f1}
         monitor:
           reference: data/reference.csv
+          retrain: {cooldown: 1h}
         schedules:
           nightly: "@daily"
     """)
     assert parse_spec(text).warnings == (
-        "`monitor` (line 10) is accepted but not acted on yet: no drift check runs and no run "
-        "is started on drift",
+        "`monitor.retrain` (line 12) is accepted but not acted on yet: on_drift is not "
+        "'retrain', so a drift starts no run",
+    )
+    assert (
+        parse_spec(text.replace("cooldown: 1h}", "cooldown: 1h}\n  on_drift: retrain")).warnings
+        == ()
     )
 
 
@@ -609,8 +622,8 @@ def test_a_spec_using_only_what_works_has_no_warnings() -> None:
 
 
 def test_warnings_survive_the_json_round_trip() -> None:
-    parsed = parse_spec(FULL_EXAMPLE)
-    assert [w.split(" is accepted")[0] for w in parsed.warnings] == ["`monitor` (line 12)"]
+    parsed = parse_spec(FULL_EXAMPLE.replace("on_drift: retrain", "retrain: {min_rows: 10}"))
+    assert [w.split(" is accepted")[0] for w in parsed.warnings] == ["`monitor.retrain` (line 13)"]
     stored = json.loads(json.dumps(parsed.to_dict()))
     assert stored["warnings"] == list(parsed.warnings)
     assert PipelineSpec.from_dict(stored).warnings == parsed.warnings

@@ -1,6 +1,7 @@
 """A run whose spec uses keys that do nothing yet says so on its page, with each key's line."""
 
 import pytest
+from django.utils.html import escape
 
 from apps.pipelines import services
 from apps.pipelines.choices import RunStatus
@@ -9,15 +10,18 @@ from tests.pipelines.gitrepo import Repo
 
 pytestmark = pytest.mark.django_db
 
-MONITORED_SPEC = """version: 1
+UNUSED_RETRAIN_SPEC = """version: 1
 jobs:
   unit: {kind: test, script: ["echo ok"]}
 monitor:
   reference: data/reference.csv
+  retrain: {cooldown: 1h}
 """
 PLAIN_SPEC = """version: 1
 jobs:
   unit: {kind: test, script: ["echo ok"]}
+monitor:
+  reference: data/reference.csv
 """
 
 
@@ -31,22 +35,22 @@ def _prepared_run(project, repo: Repo, spec: str):
     return run
 
 
-def test_the_run_page_warns_about_a_monitor_that_monitors_nothing(
+def test_the_run_page_warns_about_a_retrain_block_nothing_uses(
     project, admin_user, client, tmp_path
 ):
-    run = _prepared_run(project, Repo(tmp_path), MONITORED_SPEC)
+    run = _prepared_run(project, Repo(tmp_path), UNUSED_RETRAIN_SPEC)
     warning = (
-        "`monitor` (line 4) is accepted but not acted on yet: no drift check runs and no run "
-        "is started on drift"
+        "`monitor.retrain` (line 6) is accepted but not acted on yet: on_drift is not "
+        "'retrain', so a drift starts no run"
     )
     assert run.spec["warnings"] == [warning]
     client.force_login(admin_user)
     page = client.get(run.get_absolute_url()).content.decode()
     assert "The spec uses keys that do nothing yet" in page
-    assert warning in page
+    assert escape(warning) in page
 
 
-def test_a_run_whose_spec_uses_only_what_works_shows_no_warning_box(
+def test_a_run_whose_spec_uses_only_what_works_shows_no_warning_box(  # monitor included
     project, admin_user, client, tmp_path
 ):
     run = _prepared_run(project, Repo(tmp_path), PLAIN_SPEC)

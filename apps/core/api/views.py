@@ -1,6 +1,6 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,9 +17,10 @@ class WorkerPingSerializer(serializers.ModelSerializer):
 
 
 class WorkerPingView(APIView):
-    """Send a task through the broker to a worker and see it answer (GET: the latest pings)."""
+    """Send a task through the broker to a worker and see it answer (GET: the latest pings).
+    Staff only: it is about the install, not a project (as the system page)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAdminUser]
 
     @extend_schema(responses={200: WorkerPingSerializer(many=True)})
     def get(self, request):

@@ -1,0 +1,1 @@
+"""Writes of the CM loop, one module per subject (checks, ingest, alerts)."""

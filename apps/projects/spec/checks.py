@@ -288,18 +288,117 @@ def _on_dataset_issues(
             )
 
 
+# Tests that read only one kind of column (Evidently's); the others read both.
+NUMERIC_TESTS = ("ks", "wasserstein")
+CATEGORICAL_TESTS = ("chisquare", "z")
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION_METRICS = ("mae", "rmse")
+
+
 def _monitor_issues(monitor: Any, data: dict[str, Any], index: NodeIndex) -> Iterator[SpecIssue]:
-    if not isinstance(monitor, dict) or monitor.get("on_drift") != "retrain":
+    if not isinstance(monitor, dict):
+        return
+    yield from _monitor_retrain_issues(monitor, data, index)
+    yield from _monitor_column_issues(monitor, index)
+    yield from _monitor_performance_issues(monitor, index)
+
+
+def _has_train_job(jobs: Any) -> bool:
+    return isinstance(jobs, dict) and any(
+        isinstance(job, dict) and job.get("kind") == "train" for job in jobs.values()
+    )
+
+
+def _monitor_retrain_issues(
+    monitor: dict[str, Any], data: dict[str, Any], index: NodeIndex
+) -> Iterator[SpecIssue]:
+    retrain = monitor.get("retrain")
+    named = retrain.get("pipeline") if isinstance(retrain, dict) else None
+    pipelines = _pipelines(data)
+    if isinstance(named, str):
+        path = ("monitor", "retrain", "pipeline")
+        if named not in pipelines:
+            hint = did_you_mean(named, list(pipelines))
+            if not pipelines:
+                hint = "the spec declares no `pipelines`"
+            listing = hint or "declared: " + ", ".join(pipelines)
+            yield index.issue(path, f"unknown pipeline '{named}' ({listing})")
+            return
+        if not _has_train_job(pipelines[named].get("jobs")):
+            yield index.issue(path, f"pipeline '{named}' has no job of kind 'train'")
+            return
+        for key, param in declared_params(pipelines[named]).items():
+            if param.required:
+                yield index.issue(
+                    path,
+                    f"parameter '{key}' of pipeline '{named}' has no default, and a retrain "
+                    "gives no parameters",
+                )
+        return
+    if monitor.get("on_drift") != "retrain":
         return
     jobs = [job for jobs in job_maps(data) for job in jobs.jobs.values()]
     if not any(job.get("kind") == "train" for job in jobs):
         yield index.issue(("monitor", "on_drift"), "'retrain' needs a job of kind 'train'")
 
 
+def _monitor_column_issues(monitor: dict[str, Any], index: NodeIndex) -> Iterator[SpecIssue]:
+    features = monitor.get("features")
+    features = [f for f in features if isinstance(f, str)] if isinstance(features, list) else []
+    target = monitor.get("target")
+    if isinstance(target, str) and target in features:
+        position = features.index(target)
+        yield index.issue(
+            ("monitor", "features", position), f"'{target}' is the target, not a feature"
+        )
+    prediction = monitor.get("prediction", "prediction")
+    columns = monitor.get("columns")
+    for name, column in columns.items() if isinstance(columns, dict) else []:
+        path = ("monitor", "columns", name)
+        if features and name not in features and name != prediction:
+            hint = did_you_mean(name, features)
+            yield index.issue(
+                path, f"'{name}' is not in monitor.features" + (f" ({hint})" if hint else "")
+            )
+            continue
+        if not isinstance(column, dict):
+            continue
+        kind, test = column.get("kind"), column.get("test") or monitor.get("method")
+        if kind == "categorical" and test in NUMERIC_TESTS:
+            where = (*path, "test") if column.get("test") else (*path, "kind")
+            yield index.issue(where, f"test '{test}' is for numeric columns (kind: categorical)")
+        elif kind == "numeric" and test in CATEGORICAL_TESTS:
+            where = (*path, "test") if column.get("test") else (*path, "kind")
+            yield index.issue(where, f"test '{test}' is for categorical columns (kind: numeric)")
+
+
+def _monitor_performance_issues(monitor: dict[str, Any], index: NodeIndex) -> Iterator[SpecIssue]:
+    alerts = monitor.get("alerts")
+    performance = alerts.get("performance") if isinstance(alerts, dict) else None
+    if not isinstance(performance, dict):
+        return
+    path = ("monitor", "alerts", "performance")
+    if not isinstance(monitor.get("target"), str):
+        yield index.issue(path, "needs monitor.target (the label column of the reference)")
+    bounds = [key for key in ("below", "above") if key in performance]
+    if not bounds:
+        yield index.issue(path, "needs one of 'below' or 'above'")
+    elif len(bounds) == 2:
+        yield index.issue((*path, "above"), "'below' and 'above' cannot both be set (pick one)")
+    metric = performance.get("metric")
+    task = monitor.get("task", "classification")
+    if task == "classification" and metric in REGRESSION_METRICS:
+        yield index.issue((*path, "metric"), f"'{metric}' is a regression metric (task: {task})")
+    elif task == "regression" and metric in CLASSIFICATION_METRICS:
+        yield index.issue(
+            (*path, "metric"), f"'{metric}' is a classification metric (task: {task})"
+        )
+
+
 # --------------------------------------------------------------------------- warnings
 
-# Keys the schema accepts that nothing acts on yet (the CM issue makes `monitor` real). A spec
-# that uses one is valid, but the run says so instead of staying silent.
+# Keys the schema accepts that nothing acts on (yet, or in this combination). A spec that uses
+# one is valid, but the run says so instead of staying silent.
 NOT_ACTED_ON = "is accepted but not acted on yet"
 
 
@@ -313,6 +412,8 @@ def spec_warnings(data: dict[str, Any], index: NodeIndex) -> list[str]:
         subject = subject or f"`{format_path(path)}`"
         found.append((line or 0, f"{subject}{where} {NOT_ACTED_ON}: {reason}"))
 
-    if data.get("monitor") is not None:
-        warn(("monitor",), "no drift check runs and no run is started on drift")
+    monitor = data.get("monitor")
+    retrain = isinstance(monitor, dict) and monitor.get("retrain")
+    if retrain and monitor.get("on_drift") != "retrain":
+        warn(("monitor", "retrain"), "on_drift is not 'retrain', so a drift starts no run")
     return [text for _, text in sorted(found, key=lambda item: item[0])]

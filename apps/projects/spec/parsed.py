@@ -149,14 +149,108 @@ class EnvironmentSpec:
 
 
 @dataclass(frozen=True)
+class MonitorColumnSpec:
+    """``monitor.columns.<name>``: what overrides the inferred kind and the default test."""
+
+    kind: str | None = None  # "numeric" | "categorical"; None: inferred from the reference
+    test: str | None = None  # None: monitor.method, else chosen per column as Evidently does
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """``monitor.retrain``: which pipeline a drift starts and how often it may."""
+
+    pipeline: str = ""  # resolved by the parser: the named pipeline, or "" = the push jobs
+    cooldown: str = "6h"
+    cooldown_seconds: int = 6 * 3600
+    max_per_day: int = 2
+    min_rows: int = 500
+
+
+@dataclass(frozen=True)
+class PerformanceAlertSpec:
+    metric: str
+    below: float | None = None
+    above: float | None = None
+
+    def breached(self, value: float) -> bool:
+        if self.below is not None and value < self.below:
+            return True
+        return self.above is not None and value > self.above
+
+
+@dataclass(frozen=True)
+class MonitorAlertsSpec:
+    """``monitor.alerts``: the thresholds of the control plane's alert rules (None: off)."""
+
+    performance: PerformanceAlertSpec | None = None
+    no_observations: str | None = None
+    no_observations_seconds: int | None = None
+    error_rate: float | None = None
+    latency_p95_ms: float | None = None
+    cpu: float | None = None
+    memory_mb: float | None = None
+    promotion_waiting: str | None = None
+    promotion_waiting_seconds: int | None = None
+    webhook_failures: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MonitorAlertsSpec:
+        performance = data.get("performance")
+        return cls(
+            **{
+                **data,
+                "performance": PerformanceAlertSpec(**performance) if performance else None,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class MonitorSpec:
-    reference: str
-    features: tuple[str, ...] = ()  # empty: every column of the reference data
-    method: str = "psi"
-    threshold: float = 0.2
+    """``monitor:``, the CM loop of the model serving in an environment (docs/monitoring.md)."""
+
+    reference: str = ""  # "": the serving model version's training dataset (lineage)
+    features: tuple[str, ...] = ()  # empty: every column of the reference but the target
+    method: str | None = None  # the default test of every column (None: Evidently's choice)
+    threshold: float | None = None  # the default threshold of every column
     every: str = "1h"
     every_seconds: int = 3600
     on_drift: str = "alert"
+    target: str = ""
+    prediction: str = "prediction"
+    task: str = "classification"
+    columns: dict[str, MonitorColumnSpec] = field(default_factory=dict)
+    drift_share: float = 0.5
+    window: str = ""  # "": every
+    window_seconds: int = 3600
+    min_rows: int = 200
+    retrain: RetrainSpec = field(default_factory=RetrainSpec)
+    alerts: MonitorAlertsSpec = field(default_factory=MonitorAlertsSpec)
+    route: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def column_settings(self, name: str) -> tuple[str | None, str | None, float | None]:
+        """(kind, test, threshold) of column ``name``: its override, else the defaults."""
+        own = self.columns.get(name) or MonitorColumnSpec()
+        threshold = own.threshold
+        if threshold is None and (own.test is None or own.test == self.method):
+            threshold = self.threshold
+        return own.kind, own.test or self.method, threshold
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MonitorSpec:
+        """Rebuild from ``asdict`` output, also one stored before the CM keys existed."""
+        data = dict(data)
+        data["features"] = tuple(data.get("features", ()))
+        data["columns"] = {
+            name: MonitorColumnSpec(**column) for name, column in data.get("columns", {}).items()
+        }
+        data["retrain"] = RetrainSpec(**data.get("retrain", {}))
+        data["alerts"] = MonitorAlertsSpec.from_dict(data.get("alerts", {}))
+        data["route"] = {key: tuple(value) for key, value in data.get("route", {}).items()}
+        if "window_seconds" not in data:
+            data["window_seconds"] = data.get("every_seconds", 3600)
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -332,11 +426,7 @@ class PipelineSpec:
                 name: EnvironmentSpec(**{**env, "rollback_on": tuple(env.get("rollback_on", ()))})
                 for name, env in data.get("environments", {}).items()
             },
-            monitor=(
-                MonitorSpec(**{**monitor, "features": tuple(monitor["features"])})
-                if monitor
-                else None
-            ),
+            monitor=MonitorSpec.from_dict(monitor) if monitor else None,
             schedules={
                 name: ScheduleSpec.from_dict(name, entry)
                 for name, entry in data.get("schedules", {}).items()

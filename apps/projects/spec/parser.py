@@ -17,10 +17,13 @@ from apps.projects.spec.parsed import (
     EnvironmentSpec,
     GateSpec,
     JobSpec,
+    MonitorAlertsSpec,
+    MonitorColumnSpec,
     MonitorSpec,
     NamedPipelineSpec,
     PipelineSpec,
     RefFilter,
+    RetrainSpec,
     ScheduleSpec,
     ServeSpec,
     SpecError,
@@ -129,18 +132,63 @@ def _build_schedule(name: str, raw: str | dict[str, Any]) -> ScheduleSpec:
     )
 
 
-def _build_monitor(raw: dict[str, Any] | None) -> MonitorSpec | None:
+def retrain_pipeline(data: dict[str, Any]) -> str | None:
+    """The pipeline ``on_drift: retrain`` starts: ``monitor.retrain.pipeline`` when given, else
+    the first with a train job (the push ``jobs`` first, then ``pipelines:`` in order); "" is
+    the push pipeline, None: there is none."""
+    monitor = data.get("monitor") or {}
+    named = (monitor.get("retrain") or {}).get("pipeline")
+    if named:
+        return named
+    pipelines = data.get("pipelines") or {}
+    candidates = [("", data.get("jobs"))]
+    candidates += [(name, (p or {}).get("jobs")) for name, p in pipelines.items()]
+    for name, jobs in candidates:
+        if isinstance(jobs, dict) and any(
+            isinstance(job, dict) and job.get("kind") == "train" for job in jobs.values()
+        ):
+            return name
+    return None
+
+
+def _build_monitor(raw: dict[str, Any] | None, data: dict[str, Any]) -> MonitorSpec | None:
     if raw is None:
         return None
     every = raw.get("every", "1h")
+    window = raw.get("window", "")
+    retrain = raw.get("retrain") or {}
+    cooldown = retrain.get("cooldown", "6h")
+    alerts = dict(raw.get("alerts") or {})
+    for key in ("no_observations", "promotion_waiting"):
+        if alerts.get(key):
+            alerts[f"{key}_seconds"] = duration_seconds(alerts[key])
     return MonitorSpec(
-        reference=raw["reference"],
+        reference=raw.get("reference", ""),
         features=tuple(raw.get("features", ())),
-        method=raw.get("method", "psi"),
-        threshold=raw.get("threshold", 0.2),
+        method=raw.get("method"),
+        threshold=raw.get("threshold"),
         every=every,
         every_seconds=duration_seconds(every),
         on_drift=raw.get("on_drift", "alert"),
+        target=raw.get("target", ""),
+        prediction=raw.get("prediction", "prediction"),
+        task=raw.get("task", "classification"),
+        columns={
+            name: MonitorColumnSpec(**column) for name, column in raw.get("columns", {}).items()
+        },
+        drift_share=raw.get("drift_share", 0.5),
+        window=window,
+        window_seconds=duration_seconds(window or every),
+        min_rows=raw.get("min_rows", 200),
+        retrain=RetrainSpec(
+            pipeline=retrain_pipeline(data) or "",
+            cooldown=cooldown,
+            cooldown_seconds=duration_seconds(cooldown),
+            max_per_day=retrain.get("max_per_day", 2),
+            min_rows=retrain.get("min_rows", 500),
+        ),
+        alerts=MonitorAlertsSpec.from_dict(alerts),
+        route={key: tuple(value) for key, value in (raw.get("route") or {}).items()},
     )
 
 
@@ -166,7 +214,7 @@ def _build_spec(data: dict[str, Any], *, warnings: list[str]) -> PipelineSpec:
             name: _build_environment(name, env or {})
             for name, env in data.get("environments", {}).items()
         },
-        monitor=_build_monitor(data.get("monitor")),
+        monitor=_build_monitor(data.get("monitor"), data),
         schedules={
             name: _build_schedule(name, entry) for name, entry in data.get("schedules", {}).items()
         },
