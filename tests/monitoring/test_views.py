@@ -300,10 +300,6 @@ def test_the_service_health_panel_shows_the_latest_probe(client, production, mem
 def test_the_promotion_reads_the_evidence_the_retrain_kept(
     client, project, production, admin_user, member
 ):
-    from apps.monitoring.models import RetrainRequest
-
-    if "evidence" not in {f.name for f in RetrainRequest._meta.get_fields()}:
-        pytest.skip("the retrain loop (docs/monitoring.md) is not merged here")
     checks = drift_history(production, checks=3, drift_from=2)
     run = RunFactory(project=project, trigger=Trigger.MONITOR, trigger_detail="drift: tenure")
     start, end = timezone.now() - timedelta(hours=5), timezone.now() - timedelta(hours=4)
