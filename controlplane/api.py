@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
 from apps.monitoring.api.alerts import AlertViewSet, SilenceViewSet
+from apps.monitoring.prometheus import targets_view
 from apps.notifications.api.views import (
     NotificationDeliveryViewSet,
     NotificationTargetViewSet,
@@ -44,6 +45,7 @@ router.register(
 
 urlpatterns = [
     path("system/ping/", WorkerPingView.as_view(), name="worker-ping"),
+    path("monitoring/targets/", targets_view, name="monitoring-targets"),
     path("me/slack-identity/", SlackIdentityView.as_view(), name="slack-identity"),
     path(
         "pipeline-spec/schema.json", PipelineSpecSchemaView.as_view(), name="pipeline-spec-schema"

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts import views as account_views
 from apps.core import views as core_views
+from apps.monitoring.prometheus import metrics_view
 from apps.monitoring.views_alerts import alertmanager_webhook
 from apps.pipelines.views import run_list
 from apps.releases.views import approvals_inbox, dashboard
@@ -15,6 +16,7 @@ handler500 = "apps.core.views.error_500"
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("", dashboard, name="dashboard"),
     path("approvals/", approvals_inbox, name="approvals"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),

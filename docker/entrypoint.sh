@@ -19,13 +19,24 @@ cd "$(dirname "$0")/.."  # the project root: /app in the image
 role="${1:-web}"
 if [ "$#" -gt 0 ]; then shift; fi
 
+# Prometheus multiprocess mode (docs/monitoring-prometheus.md): the folder is this container's
+# own, so files left by its previous run are stale; empty it before any process writes.
+prometheus_multiproc_reset() {
+    if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+        mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+        find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -type f -delete
+    fi
+}
+
 case "$role" in
 web)
     case "${CONTROLPLANE_MIGRATE_ON_START:-1}" in
     0 | false | no) echo "entrypoint: CONTROLPLANE_MIGRATE_ON_START=${CONTROLPLANE_MIGRATE_ON_START}, skipping migrate" ;;
     *) python manage.py migrate --noinput ;;
     esac
+    prometheus_multiproc_reset
     exec gunicorn controlplane.wsgi:application \
+        --config docker/gunicorn.conf.py \
         --bind "0.0.0.0:${PORT:-8000}" \
         --workers "${WEB_CONCURRENCY:-3}" \
         --timeout "${GUNICORN_TIMEOUT:-60}" \
@@ -41,6 +52,7 @@ worker)
         case "$arg" in -Q* | --queues | --queues=*) queues="" ;; esac
     done
     concurrency="${CELERY_CONCURRENCY:+--concurrency ${CELERY_CONCURRENCY}}"
+    prometheus_multiproc_reset
     # shellcheck disable=SC2086 # $queues and $concurrency are word-split on purpose
     exec celery -A controlplane worker $queues $concurrency -l "${CELERY_LOG_LEVEL:-INFO}" "$@"
     ;;

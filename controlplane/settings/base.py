@@ -56,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so the time it records covers every other middleware too.
+    "apps.monitoring.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -177,6 +179,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "apps.accounts.choices.Role",
         "GitProviderEnum": "apps.projects.choices.GitProvider",
         "WebhookDeliveryStatusEnum": "apps.webhooks.choices.DeliveryStatus",
+        "SeverityEnum": "apps.monitoring.choices.Severity",
     },
 }
 
@@ -398,6 +401,19 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
+# /metrics and the service discovery answer a bearer token, or clients in the allow-list
+# (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.
+METRICS_TOKEN = (
+    Path(env.str("CONTROLPLANE_METRICS_TOKEN_FILE")).read_text(encoding="utf-8").strip()
+    if env.str("CONTROLPLANE_METRICS_TOKEN_FILE", default="")
+    else env.str("CONTROLPLANE_METRICS_TOKEN", default="")
+)
+METRICS_ALLOW = env.list("CONTROLPLANE_METRICS_ALLOW", default=[])
+# A worker serves its own /metrics on this port when set (a worker on another host; set the
+# address to one Prometheus reaches, e.g. 0.0.0.0 on a private network: it has no token).
+WORKER_METRICS_PORT = env.int("CONTROLPLANE_WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("CONTROLPLANE_WORKER_METRICS_ADDR", default="127.0.0.1")
 # The process deployer's releases, virtualenvs, service state and logs (docs/deployers.md).
 CONTROLPLANE_DEPLOY_DIR = Path(env.str("CONTROLPLANE_DEPLOY_DIR", default=str(VAR_DIR / "deploy")))
 # Runners this worker accepts; a job asking for another fails with a clear message.
