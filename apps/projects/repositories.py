@@ -70,7 +70,7 @@ def _check_local(raw_path: str) -> None:
         if _inside(path, folder):
             raise ValidationError(
                 "The repository cannot be inside the control plane's own data "
-                f"({folder.name}/: mirrors, workspaces, logs, artifacts).",
+                f"(its {folder.name}/ folder: project mirrors, workspaces, logs, artifacts).",
                 code="control_plane_data",
             )
 

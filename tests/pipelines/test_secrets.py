@@ -221,6 +221,7 @@ def test_an_admins_inline_run_of_main_gets_no_protected_variables(
         format="json",
     )
     assert response.status_code == 201, response.content
+    assert response.json()["protected"] is False
     run = execute(PipelineRun.objects.get(pk=response.json()["id"]))
     assert run.protected is False
     assert out.read_text().strip() == "key=absent"
