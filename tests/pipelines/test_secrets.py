@@ -98,9 +98,11 @@ def seen(run: PipelineRun) -> str:
     return artifact.file_path.read_text().strip()
 
 
-def test_a_run_of_the_default_branch_gets_protected_variables(project, repo):
+def test_a_run_of_the_default_branch_gets_protected_variables(project, repo, client, admin_user):
     run = run_of(project, Commit(ref="main"))
     assert run.protected is True
+    client.force_login(admin_user)
+    assert ">protected</span>" in client.get(run.get_absolute_url()).content.decode()
     assert seen(run) == "plain=hello key=s3cr3t-deploy-key env=absent"
     job = run.jobs.get()
     assert "s3cr3t" not in log_path(job.pk, job.run_id).read_text()
@@ -120,6 +122,18 @@ def test_naming_main_does_not_protect_a_feature_commit(project, repo):
     run = run_of(project, Commit(ref="main", sha=sha))
     assert run.protected is False
     assert seen(run) == "plain=hello key=absent env=absent"
+
+
+def test_a_feature_commit_merged_into_main_is_protected_on_main(project, repo):
+    """The mirror already holds the commit (its feature-branch run fetched it) but not yet
+    main's new head: the worker fetches once more before it says no."""
+    sha = feature_commit(repo)
+    assert run_of(project, Commit(ref="feature", sha=sha), trigger=Trigger.PUSH).protected is False
+    _git("merge", "-q", "--ff-only", "feature", cwd=repo.work)
+    _git("push", "-q", "origin", "main", cwd=repo.work)
+    run = run_of(project, Commit(ref="main", sha=sha), trigger=Trigger.PUSH)
+    assert run.protected is True
+    assert "key=s3cr3t-deploy-key" in seen(run)
 
 
 def test_protected_refs_patterns_replace_the_default(project, repo, admin_user):
