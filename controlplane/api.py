@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from apps.core.api.views import WorkerPingView
 from apps.monitoring.api.alerts import AlertViewSet, SilenceViewSet
+from apps.monitoring.api.ingest import IngestTokenViewSet, LabelsView, ObservationsView
 from apps.monitoring.prometheus import targets_view
 from apps.notifications.api.views import (
     NotificationDeliveryViewSet,
@@ -39,6 +40,7 @@ router.register("webhook-deliveries", WebhookDeliveryViewSet, basename="webhook-
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("silences", SilenceViewSet, basename="silence")
 router.register("notification-targets", NotificationTargetViewSet, basename="notification-target")
+router.register("ingest-tokens", IngestTokenViewSet, basename="ingest-token")
 router.register(
     "notification-deliveries", NotificationDeliveryViewSet, basename="notification-delivery"
 )
@@ -60,5 +62,11 @@ urlpatterns = [
         PipelineRunStartView.as_view(),
         name="pipeline-runs",
     ),
+    path(
+        "environments/<int:pk>/observations/",
+        ObservationsView.as_view(),
+        name="environment-observations",
+    ),
+    path("environments/<int:pk>/labels/", LabelsView.as_view(), name="environment-labels"),
     path("", include(router.urls)),
 ]

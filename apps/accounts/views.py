@@ -2,11 +2,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from .services import api_token_create, api_token_revoke
 
 
+@never_cache  # Cache-Control: no-store — a new token's value is on this page
 @login_required
 def token_list(request: HttpRequest) -> HttpResponse:
     """Your API tokens. A new token's value is shown on this page once, right after creation."""

@@ -1,9 +1,11 @@
 """Health endpoints for load balancers and compose, the system page, error pages."""
 
 import logging
+from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -56,7 +58,20 @@ def readyz(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, status=503 if failed else 200)
 
 
-@login_required
+def staff_required(view):
+    """Signed in (else the login page) and staff (else 403): pages about the install itself."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff may see or use the system page.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@staff_required
 def system(request: HttpRequest) -> HttpResponse:
     from django_celery_beat.models import PeriodicTask
 
@@ -72,7 +87,7 @@ def system(request: HttpRequest) -> HttpResponse:
     return render(request, "core/system.html", context)
 
 
-@login_required
+@staff_required
 @require_POST
 def system_ping(request: HttpRequest) -> HttpResponse:
     worker_ping_create(user=request.user)

@@ -334,3 +334,39 @@ class RetrainRequest(models.Model):
         return (
             f"{self.environment}: retrain {'run ' + str(self.run_id) if self.run_id else 'skipped'}"
         )
+
+
+class ServiceHealth(models.Model):
+    """The latest probe of an environment's service (``services_health.py``), one row per
+    environment, rewritten by each probe: whether it answers its health check, the error rate
+    and p95 latency since the previous probe (from its ``/metrics``), and its CPU and memory.
+    ``state`` keeps the raw counters the next probe subtracts; ``history`` the last
+    ``HEALTH_HISTORY`` probes' figures (oldest first) for the monitoring page: bounded."""
+
+    environment = models.OneToOneField(
+        Environment, on_delete=models.CASCADE, related_name="service_health"
+    )
+    # The deployment that served when probed (its release is what was measured).
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checked_at = models.DateTimeField(default=timezone.now)
+    up = models.BooleanField(default=False)
+    url = models.CharField(max_length=500, blank=True)
+    health_message = models.CharField(max_length=300, blank=True)
+    # Over the interval since the previous probe; None: no requests (or no /metrics) then.
+    requests = models.PositiveIntegerField(null=True, blank=True)
+    error_rate = models.FloatField(null=True, blank=True, help_text="Share of 5xx answers.")
+    p95_ms = models.FloatField(null=True, blank=True)
+    metrics_message = models.CharField(max_length=300, blank=True)
+    cpu = models.FloatField(null=True, blank=True, help_text="Share of one core.")
+    memory_mb = models.FloatField(null=True, blank=True)
+    resources_message = models.CharField(max_length=300, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    history = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["environment_id"]
+
+    def __str__(self) -> str:
+        return f"{self.environment}: {'up' if self.up else 'down'} at {self.checked_at:%H:%M:%S}"

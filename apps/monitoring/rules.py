@@ -36,7 +36,7 @@ from .choices import Severity
 logger = logging.getLogger(__name__)
 
 #: Modules that register rules; each helper app adds its own.
-RULE_MODULES: list[str] = ["apps.monitoring.rules"]
+RULE_MODULES: list[str] = ["apps.monitoring.rules", "apps.monitoring.health_rules"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Layout under ``settings.OBSERVATION_DIR``::
 
     <environment id>/observations/<window start, UTC, %Y%m%dT%H%M%S>/<batch uuid>.parquet
     <environment id>/labels/<window start>/<batch uuid>.parquet
+    <environment id>/reference/<reference fingerprint>.parquet   (reference.py; never pruned)
 
 An observation table has the columns ``request_id`` (string), ``ts`` (timestamp[us, UTC]),
 ``model_version_id`` (int64), ``prediction`` (float64 or string), ``latency_ms`` (float64,
@@ -58,9 +59,35 @@ def write_table(
     path = _root() / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    _write(table, tmp)
     os.replace(tmp, path)
     return rel, path.stat().st_size
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    # Dictionary encoding only where it pays (categories): tried on every float column it is
+    # given up on, after costing twice the write time (bench/ingest.py).
+    strings = [
+        f.name
+        for f in table.schema
+        if f.name != "request_id" and (pa.types.is_string(f.type) or pa.types.is_dictionary(f.type))
+    ]
+    pq.write_table(table, path, compression="zstd", use_dictionary=strings or False)
+
+
+def write_reference(*, environment_id: int, name: str, table: pa.Table) -> tuple[str, int]:
+    """Write a reference profile's rows (``reference.py``) like a batch: atomically."""
+    rel = f"{environment_id}/reference/{name}.parquet"
+    path = _root() / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    _write(table, tmp)
+    os.replace(tmp, path)
+    return rel, path.stat().st_size
+
+
+def path_of(rel: str) -> Path:
+    return _root() / rel
 
 
 def delete_file(rel: str) -> None:

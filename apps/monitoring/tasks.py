@@ -1,6 +1,13 @@
 from celery import shared_task
 
-from . import dispatch, rules
+from . import dispatch, rules, services_health
+from .services.ingest import observations_prune
+
+
+@shared_task(name="monitoring.prune_observations", ignore_result=True)
+def prune_observations_task() -> dict:
+    """Daily: observations and labels older than the retention, files and rows."""
+    return observations_prune()
 
 
 @shared_task(
@@ -27,3 +34,9 @@ def evaluate_rules_task() -> dict:
 def dispatch_alerts_task() -> int:
     """A dispatcher pass now (after Alertmanager posted), not at the next beat."""
     return len(dispatch.dispatch())
+
+
+@shared_task(name="monitoring.probe_services", ignore_result=True)
+def probe_services_task() -> int:
+    """Probe every deployed environment's service (health, /metrics, CPU and memory)."""
+    return services_health.probe_services()

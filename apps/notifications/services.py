@@ -203,16 +203,21 @@ def target_test(*, target: NotificationTarget, actor: Any) -> None:
 # --- Slack identities -------------------------------------------------------------------------
 
 
-@transaction.atomic
-def slack_identity_link(*, user: Any, slack_user_id: str, team_id: str = "") -> SlackIdentity:
-    """Link (or re-link) the user's account to a Slack user. A Slack user links to one
-    account only."""
-    slack_user_id = slack_user_id.strip()
-    team_id = (team_id or "").strip()
+def validate_slack_ids(*, slack_user_id: str, team_id: str) -> None:
     if not re.fullmatch(r"[UW][A-Z0-9]{2,31}", slack_user_id):
         raise ServiceError("A Slack member ID looks like U012AB3CD (Profile → ⋮ → Copy member ID).")
     if team_id and not re.fullmatch(r"[TE][A-Z0-9]{2,31}", team_id):
         raise ServiceError("A Slack team ID looks like T012AB3CD.")
+
+
+@transaction.atomic
+def slack_identity_link(*, user: Any, slack_user_id: str, team_id: str = "") -> SlackIdentity:
+    """Link (or re-link) the user's account to a Slack user. A Slack user links to one
+    account only. Records what the caller proved: the pages and the API reach it only through
+    :mod:`.linking` (a one-time code sent to that Slack user)."""
+    slack_user_id = slack_user_id.strip()
+    team_id = (team_id or "").strip()
+    validate_slack_ids(slack_user_id=slack_user_id, team_id=team_id)
     taken = SlackIdentity.objects.filter(slack_user_id=slack_user_id).exclude(user=user)
     if taken.exists():
         raise ConflictError("That Slack user is linked to another account.")

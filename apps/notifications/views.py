@@ -12,7 +12,7 @@ from apps.core.exceptions import ServiceError
 from apps.projects.models import Project
 from apps.projects.selectors import project_list
 
-from . import interactions, selectors, services, slack
+from . import interactions, linking, selectors, services, slack
 from .forms import TargetForm
 from .models import NotificationTarget
 
@@ -54,26 +54,39 @@ def slack_interactions(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def slack_account(request: HttpRequest) -> HttpResponse:
-    """Link or unlink your Slack account (the page Slack's "link your account" reply names)."""
+    """Link or unlink your Slack account (the page Slack's "link your account" reply names).
+    Linking takes proof: the bot sends a one-time code to that Slack user, typed back here."""
     if request.method == "POST":
+        action = request.POST.get("action", "")
         try:
-            if request.POST.get("action") == "unlink":
+            if action == "unlink":
                 services.slack_identity_unlink(user=request.user)
                 messages.success(request, "Your Slack account is unlinked.")
+            elif action == "confirm":
+                linking.slack_link_confirm(user=request.user, code=request.POST.get("code", ""))
+                messages.success(request, "Your Slack account is linked.")
+            elif action == "cancel":
+                linking.slack_link_cancel(user=request.user)
             else:
-                services.slack_identity_link(
+                sent = linking.slack_link_start(
                     user=request.user,
                     slack_user_id=request.POST.get("slack_user_id", ""),
                     team_id=request.POST.get("team_id", ""),
                 )
-                messages.success(request, "Your Slack account is linked.")
+                messages.success(
+                    request,
+                    f"A code was sent to {sent['slack_user_id']} in Slack: enter it below.",
+                )
         except ServiceError as exc:
             messages.error(request, exc.message)
         return redirect("notifications:slack-account")
     return render(
         request,
         "notifications/slack_account.html",
-        {"identity": selectors.slack_identity_for(user=request.user)},
+        {
+            "identity": selectors.slack_identity_for(user=request.user),
+            "pending": linking.slack_link_pending(user=request.user),
+        },
     )
 
 

@@ -100,6 +100,27 @@ class LogWriter:
         self._fh.close()
 
 
+class OffsetError(ValueError):
+    """A log offset that is not a whole number (400) or past the log's end (416)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def log_offset(raw: str | None, size: int) -> int:
+    """``raw`` (a query parameter) as an offset into a log of ``size`` bytes. Logs only grow
+    (appended to, attempt after attempt), so an offset past the end was never given out."""
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 19:
+        raise OffsetError("offset must be a whole number of bytes (0 or more).", 400)
+    offset = int(raw)
+    if offset > size:
+        raise OffsetError(f"offset {offset} is past the end of the log ({size} bytes).", 416)
+    return offset
+
+
 def read_range(path: Path, offset: int = 0, limit: int = 256 * 1024) -> tuple[bytes, int]:
     """Read at most ``limit`` bytes from ``offset``; return them and the next offset."""
     try:

@@ -16,7 +16,7 @@ from .api.filters import RunFilter
 from .attempts import job_attempts
 from .choices import Trigger
 from .commits import Commit
-from .logs import log_html, log_path, log_size, read_range
+from .logs import OffsetError, log_html, log_offset, log_path, log_size, read_range
 from .models import Job, PipelineRun
 from .triggers import pipeline_start
 
@@ -179,9 +179,9 @@ def job_log_tail(request: HttpRequest, slug: str, number: int, job: str) -> Http
     an escape sequence that spans two polls renders as it does in the whole log."""
     job = _job_or_404(request, slug, number, job)
     try:
-        offset = max(int(request.GET.get("offset", 0)), 0)
-    except ValueError:
-        offset = 0
+        offset = log_offset(request.GET.get("offset"), log_size(log_path(job.pk, job.run_id)))
+    except OffsetError as exc:
+        return HttpResponse(str(exc), status=exc.status, content_type="text/plain")
     terminal = job.is_terminal  # read before the log: a finished job's log is complete
     log = log_html(
         log_path(job.pk, job.run_id),

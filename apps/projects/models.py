@@ -1,12 +1,13 @@
 import fnmatch
 from datetime import datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
+from django.utils.timezone import now as tz_now
 
 from apps.accounts.choices import Role
 from apps.core.fields import EncryptedTextField
@@ -14,6 +15,12 @@ from apps.core.models import TimeStampedModel
 
 from .choices import ApproverRole, Deployer, GitProvider
 from .repositories import validate_repository_url
+
+# Sane maxima for what people type (docs/security.md): past them a value is a mistake, and
+# date arithmetic with it overflows. The spec schema has the same ones (approval_ttl_hours, port).
+MAX_APPROVAL_TTL = timedelta(hours=8760)
+MAX_FREEZE_DURATION = timedelta(days=366)
+MAX_PORT = 65535
 
 env_var_name = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$", "Use letters, digits and underscores; do not start with a digit."
@@ -154,6 +161,18 @@ class Environment(TimeStampedModel):
         default=False,
         help_text="Runs here consume generated data with the real schema, never a real row.",
     )
+    # Automatic rollback (docs/monitoring-rollback.md): an alert of one of these rules (e.g.
+    # "service_down", "error_rate") firing within ``rollback_watch`` after a deployment
+    # succeeded rolls back to the previous release; later, or with an empty list, only alerts.
+    rollback_on = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Alert rules that roll a fresh deployment back, e.g. service_down, error_rate.",
+    )
+    rollback_watch = models.DurationField(
+        default=timedelta(minutes=15),
+        help_text="How long after a deployment such an alert rolls it back.",
+    )
 
     class Meta:
         ordering = ["project_id", "order", "name"]
@@ -169,6 +188,16 @@ class Environment(TimeStampedModel):
             "projects:environment", kwargs={"slug": self.project.slug, "name": self.name}
         )
 
+    def clean(self) -> None:
+        errors = {}
+        ttl = self.approval_ttl
+        if ttl is not None and not (timedelta(minutes=1) <= ttl <= MAX_APPROVAL_TTL):
+            errors["approval_ttl"] = "Between 1 minute and 365 days (8760 hours)."
+        if self.service_port is not None and not (1 <= self.service_port <= MAX_PORT):
+            errors["service_port"] = f"A TCP port: 1 to {MAX_PORT}."
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def approver_min_role(self) -> str:
         return Role.ADMIN if self.approver_role == ApproverRole.ADMIN else Role.APPROVER
@@ -178,6 +207,17 @@ class Environment(TimeStampedModel):
             if window.is_active(at):
                 return window
         return None
+
+
+def next_fire(cron: str, *, years: int = 5) -> datetime | None:
+    """The next time ``cron`` fires within ``years``, or None: a day that never comes (31
+    February, 30 February) is valid cron syntax but opens nothing."""
+    now = tz_now()
+    try:
+        fire = croniter(cron, now, max_years_between_matches=years).get_next(datetime)
+    except (CroniterBadDateError, ValueError, KeyError):
+        return None
+    return fire if fire - now <= timedelta(days=366 * years) else None
 
 
 class FreezeWindow(models.Model):
@@ -201,6 +241,12 @@ class FreezeWindow(models.Model):
             raise ValidationError({"cron": f"'{self.cron}' is not a valid cron expression."})
         if self.duration <= timedelta(0):
             raise ValidationError({"duration": "The duration must be positive."})
+        if self.duration > MAX_FREEZE_DURATION:
+            raise ValidationError({"duration": "At most 366 days."})
+        if next_fire(self.cron) is None:
+            raise ValidationError(
+                {"cron": f"'{self.cron}' never fires (e.g. 31 February): no freeze would open."}
+            )
 
     def is_active(self, at: datetime) -> bool:
         last_start = croniter(self.cron, at).get_prev(datetime)

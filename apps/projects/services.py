@@ -12,6 +12,7 @@ from apps.core.services import audit_log
 from .choices import DEFAULT_ENVIRONMENTS
 from .models import Environment, FreezeWindow, Project, Variable
 from .repositories import repository_url_check
+from .spec.parser import duration_seconds
 
 
 @transaction.atomic
@@ -227,6 +228,7 @@ def environments_from_spec(*, project: Project, spec: dict, actor: Any) -> list[
             continue
         order += 1
         ttl = rules.get("approval_ttl_hours")
+        watch = rules.get("watch")
         environment = Environment.objects.create(
             project=project,
             name=name,
@@ -235,6 +237,8 @@ def environments_from_spec(*, project: Project, spec: dict, actor: Any) -> list[
             required_approvals=int(rules.get("required_approvals") or 0),
             allow_self_approval=bool(rules.get("allow_self_approval")),
             **({"approval_ttl": timedelta(hours=ttl)} if ttl else {}),
+            rollback_on=list(rules.get("rollback_on") or []),
+            **({"rollback_watch": timedelta(seconds=duration_seconds(watch))} if watch else {}),
         )
         audit_log(
             actor=actor,

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import CommitStatusReport, WebhookDelivery
+from .models import CommitStatusReport, RejectedDeliveryCount, WebhookDelivery
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -37,3 +37,12 @@ class CommitStatusReportAdmin(ReadOnlyAdmin):
     list_display = ["run", "provider", "state", "reported_at", "http_status", "attempts"]
     list_filter = ["provider", "state"]
     list_select_related = ["run", "run__project"]
+
+
+@admin.register(RejectedDeliveryCount)
+class RejectedDeliveryCountAdmin(ReadOnlyAdmin):
+    """Unverified requests counted per source and minute (the ledger keeps a few rows each)."""
+
+    list_display = ["minute", "provider", "slug", "project", "remote_addr", "count", "not_stored"]
+    list_filter = ["provider", "project"]
+    search_fields = ["slug", "remote_addr"]

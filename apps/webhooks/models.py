@@ -131,3 +131,42 @@ class CommitStatusReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run} → {self.state or '—'}"
+
+
+class RejectedDeliveryCount(models.Model):
+    """Requests the receivers refused unverified (bad signature, unknown project, oversized),
+    counted per source and minute. The first ``WEBHOOK_REJECTED_ROWS_PER_MINUTE`` of a source in
+    a minute also get their ledger row (a project's owner sees what knocked); the rest only
+    add to ``count`` here, so a flood of forged requests costs one row a minute, not one each.
+
+    A source is the provider, the project slug the URL named and the sender's address.
+    """
+
+    provider = models.CharField(max_length=16)
+    slug = models.CharField(max_length=100, help_text="The project slug the URL named.")
+    # Null when the URL named no project (the row then only shows in the admin).
+    project = models.ForeignKey(
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="rejected_delivery_counts",
+    )
+    remote_addr = models.CharField(max_length=45, blank=True)
+    minute = models.DateTimeField(help_text="The minute the requests arrived in (UTC).")
+    count = models.PositiveIntegerField(default=0)
+    # How many of ``count`` got no ledger row (over the per-minute allowance).
+    not_stored = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-minute", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "slug", "remote_addr", "minute"],
+                name="rejecteddeliverycount_unique_source_minute",
+            )
+        ]
+        indexes = [models.Index(fields=["project", "-minute"])]
+
+    def __str__(self) -> str:
+        return f"{self.count} rejected {self.provider}/{self.slug} from {self.remote_addr or '?'}"

@@ -27,7 +27,7 @@ from apps.core.services import audit_log
 from apps.projects.models import Project
 
 from .choices import DELIVERY_UNTRUSTED, DeliveryStatus, RefType
-from .models import WebhookDelivery
+from .models import RejectedDeliveryCount, WebhookDelivery
 from .outbox import start_run, wake_run_starter
 from .providers import BaseProvider, PayloadError, Push, get_provider
 from .providers.base import FORM, form_payload
@@ -46,7 +46,8 @@ class Reply:
 
     status_code: int
     body: dict[str, Any]
-    delivery: WebhookDelivery
+    # None for an unverified request over its source's per-minute allowance: only counted.
+    delivery: WebhookDelivery | None
 
 
 # --- receiving ------------------------------------------------------------------------------
@@ -84,7 +85,9 @@ def delivery_receive(
         "remote_addr": remote_addr,
     }
     if not verdict.ok:
-        # No payload: whoever sent it could not sign it.
+        # No payload: whoever sent it could not sign it. Past a few a minute, only counted.
+        if not _count_unverified(provider, slug, project, remote_addr):
+            return Reply(403, FORBIDDEN, None)
         return _record(fields, DeliveryStatus.REJECTED, 403, FORBIDDEN, detail=verdict.reason)
     try:
         payload = _parse(body, content_type)
@@ -126,7 +129,45 @@ def delivery_refuse_oversize(
         "remote_addr": remote_addr,
     }
     body = {"detail": f"The body is larger than {limit} bytes."}
+    if not _count_unverified(provider, slug, fields["project"], remote_addr):
+        return Reply(413, body, None)
     return _record(fields, DeliveryStatus.INVALID, 413, body, detail=body["detail"])
+
+
+def _count_unverified(
+    provider: str, slug: str, project: Project | None, remote_addr: str | None
+) -> bool:
+    """Count one unverified request of its source (provider, slug, address) in this minute;
+    True while the source is within ``WEBHOOK_REJECTED_ROWS_PER_MINUTE`` (the request also gets
+    its ledger row), False past it (the count is all that is kept). One statement, so
+    concurrent requests of one source count exactly."""
+    allowance = settings.WEBHOOK_REJECTED_ROWS_PER_MINUTE
+    minute = timezone.now().replace(second=0, microsecond=0)
+    connection = connections[RejectedDeliveryCount.objects.db]
+    table = connection.ops.quote_name(RejectedDeliveryCount._meta.db_table)
+    sql = (
+        f"INSERT INTO {table}"  # noqa: S608 - the model's own table name, quoted
+        " (provider, slug, project_id, remote_addr, minute, count, not_stored)"
+        " VALUES (%s, %s, %s, %s, %s, 1, %s)"
+        " ON CONFLICT (provider, slug, remote_addr, minute) DO UPDATE SET"
+        f" count = {table}.count + 1,"
+        f" not_stored = {table}.not_stored"
+        f" + CASE WHEN {table}.count + 1 > %s THEN 1 ELSE 0 END"
+        " RETURNING count"
+    )
+    params = [
+        provider,
+        slug[:100],
+        project.pk if project is not None else None,
+        remote_addr or "",
+        connection.ops.adapt_datetimefield_value(minute),
+        0 if allowance >= 1 else 1,
+        allowance,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (count,) = cursor.fetchone()
+    return count <= allowance
 
 
 def delivery_redeliver(*, delivery: WebhookDelivery, actor: Any) -> WebhookDelivery:
@@ -183,6 +224,8 @@ def delivery_prune(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - settings.WEBHOOK_DELIVERY_RETENTION
     old = WebhookDelivery.objects.filter(received_at__lt=cutoff)
     deleted, _ = old.filter(status__in=DELIVERY_UNTRUSTED).delete()
+    counted, _ = RejectedDeliveryCount.objects.filter(minute__lt=cutoff).delete()
+    deleted += counted
     # Not the payload of a push still waiting for its run: the run is started from it.
     cleared = old.filter(payload__isnull=False, awaiting_run=False).update(payload=None)
     return deleted + cleared

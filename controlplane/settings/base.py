@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_htmx",
     "template_partials",
+    "axes",
     "apps.core",
     "apps.accounts",
     "apps.projects",
@@ -67,6 +68,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "apps.core.security.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -115,9 +119,44 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out account or address before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Failed sign-ins and token attempts (django-axes; docs/security.md) ----------------------
+# After LIMIT failures for one account, or from one address, that account or address is refused
+# (429) for LOCKOUT_MINUTES; an admin unlocks it sooner (Admin › Axes › Access attempts).
+AXES_ENABLED = env.bool("CONTROLPLANE_LOGIN_LOCKOUT", default=True)
+AXES_FAILURE_LIMIT = env.int("CONTROLPLANE_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("CONTROLPLANE_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = "apps.accounts.lockout.lockout_parameters"
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.lockout.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Behind a proxy that sets it, the request header holding the client's address, e.g.
+# HTTP_X_REAL_IP (Django's META name). Empty: REMOTE_ADDR.
+CLIENT_IP_HEADER = env.str("CONTROLPLANE_CLIENT_IP_HEADER", default="")
+
+# --- Content-Security-Policy (apps/core/security.py) ----------------------------------------
+CSP_REPORT_ONLY = env.bool("CONTROLPLANE_CSP_REPORT_ONLY", default=False)
+CSP_DIRECTIVES = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self' 'unsafe-inline'",
+    "img-src": "'self' data:",
+    "font-src": "'self' data:",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'self'",
+    "form-action": "'self'",
+    "frame-ancestors": "'none'",
+}
 
 # --- I18N / time ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -141,6 +180,8 @@ FIELD_ENCRYPTION_KEYS = env.list("CONTROLPLANE_ENCRYPTION_KEYS", default=[])
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: ingest tokens (cpi_…) may reach the two ingest endpoints only (403 elsewhere).
+        "apps.monitoring.authentication.IngestTokenAuthentication",
         "apps.accounts.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -151,10 +192,19 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "apps.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api.schema.HouseAutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.api.parsers.JSONParser",  # with a nesting limit (MAX_JSON_DEPTH)
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
+# Request bodies: JSON nested deeper than this is refused (400); inline pipelines in
+# POST /api/v1/runs/ have at most this many jobs.
+MAX_JSON_DEPTH = env.int("CONTROLPLANE_MAX_JSON_DEPTH", default=32)
+INLINE_JOBS_MAX = env.int("CONTROLPLANE_INLINE_JOBS_MAX", default=100)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Control plane API",
     "DESCRIPTION": "Projects, environments, pipeline runs, jobs, releases, deployments and "
@@ -230,6 +280,8 @@ CELERY_TASK_ROUTES = {
     "releases.run_deployment": {"queue": "deploy"},
     "releases.supervise_services": {"queue": "deploy"},
     "releases.prune_deploy_files": {"queue": "deploy"},
+    "monitoring.prune_observations": {"queue": "monitor"},
+    "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},
     "monitoring.dispatch_alerts": {"queue": "default"},
 }
@@ -262,6 +314,8 @@ SUPERVISE_INTERVAL = env.int("CONTROLPLANE_SUPERVISE_INTERVAL", default=10)
 APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
+# How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
+SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
 # --- Alerts (docs/alerts.md) -----------------------------------------------------------------
 # The control plane's own rules (and the alert dispatcher after them) run this often.
 RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
@@ -280,6 +334,12 @@ ALERT_PROMOTION_WAITING_HOURS = env.float(
 # Bearer token Alertmanager sends to /integrations/alertmanager/ (empty: the receiver refuses).
 ALERTMANAGER_TOKEN = env.str("CONTROLPLANE_ALERTMANAGER_TOKEN", default="")
 CELERY_BEAT_SCHEDULE = {
+    # Observations and labels past OBSERVATION_RETENTION_DAYS: files and rows.
+    "monitoring.prune_observations": {
+        "task": "monitoring.prune_observations",
+        "schedule": timedelta(days=1),
+        "options": {"expires": 3600},
+    },
     "pipelines.sweep_unclaimed_jobs": {
         "task": "pipelines.sweep_unclaimed_jobs",
         "schedule": timedelta(seconds=SWEEPER_INTERVAL),
@@ -317,6 +377,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "releases.supervise_services",
         "schedule": timedelta(seconds=SUPERVISE_INTERVAL),
         "options": {"expires": SUPERVISE_INTERVAL},
+    },
+    "monitoring.probe_services": {
+        "task": "monitoring.probe_services",
+        "schedule": timedelta(seconds=SERVICE_PROBE_INTERVAL),
+        "options": {"expires": SERVICE_PROBE_INTERVAL},
     },
     # Notifications whose delivery message was lost (pending for 15 minutes) are sent again.
     "notifications.sweep_deliveries": {
@@ -358,6 +423,12 @@ WEBHOOK_TIMESTAMP_TOLERANCE = env.int("CONTROLPLANE_WEBHOOK_TIMESTAMP_TOLERANCE"
 # Rejected and invalid deliveries are deleted, and older payloads dropped, after this long.
 WEBHOOK_DELIVERY_RETENTION = timedelta(
     days=env.int("CONTROLPLANE_WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+)
+# Unverified requests (bad signature, unknown project, oversized) of one source (provider,
+# project slug, address): this many a minute get a ledger row each; the rest are only counted
+# (webhooks.RejectedDeliveryCount, one row per source and minute).
+WEBHOOK_REJECTED_ROWS_PER_MINUTE = env.int(
+    "CONTROLPLANE_WEBHOOK_REJECTED_ROWS_PER_MINUTE", default=5
 )
 # Seconds to wait for the Git server when reporting a commit status.
 COMMIT_STATUS_TIMEOUT = env.float("CONTROLPLANE_COMMIT_STATUS_TIMEOUT", default=10.0)
@@ -401,6 +472,9 @@ OBSERVATION_DIR = Path(
 OBSERVATION_WINDOW_SECONDS = env.int("CONTROLPLANE_OBSERVATION_WINDOW_SECONDS", default=3600)
 # Observations and labels older than this are deleted (files and rows) by the daily prune.
 OBSERVATION_RETENTION_DAYS = env.int("CONTROLPLANE_OBSERVATION_RETENTION_DAYS", default=30)
+# One posted batch: its body as sent and decompressed (docs/monitoring-ingest.md).
+INGEST_MAX_BODY_BYTES = env.int("CONTROLPLANE_INGEST_MAX_BODY_MB", default=16) << 20
+INGEST_MAX_DECODED_BYTES = env.int("CONTROLPLANE_INGEST_MAX_DECODED_MB", default=64) << 20
 # --- Prometheus (docs/monitoring-prometheus.md) ---------------------------------------------
 # /metrics and the service discovery answer a bearer token, or clients in the allow-list
 # (addresses or networks: "10.0.0.0/8,127.0.0.1"). Neither set: 403.

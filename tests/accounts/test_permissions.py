@@ -1,10 +1,12 @@
 """Who may do what: unauthenticated → 401, viewers write nothing, roles gate actions."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.apps import apps
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.core.models import AuditEvent
 from apps.pipelines.services import run_create
@@ -58,6 +60,26 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
     from apps.projects.services import variable_set
 
     variable = variable_set(project=project, key="TOKEN", value="theirs", actor=admin_user)
+    from apps.monitoring.services.ingest import ingest_token_create
+
+    ingest_token, _raw = ingest_token_create(environment=production, name="svc", actor=admin_user)
+    from apps.monitoring.services.alerts import alert_fire, silence_create
+
+    alert = alert_fire(
+        rule="dataset_drift",
+        labels={},
+        severity="warning",
+        summary="drift",
+        project=project,
+        environment=production,
+    )
+    silence = silence_create(
+        project=project,
+        matchers=[{"name": "alertname", "op": "=", "value": "dataset_drift"}],
+        reason="known",
+        ends_at=timezone.now() + timedelta(hours=1),
+        actor=admin_user,
+    )
     return {
         "variable": variable.pk,
         "project": project.slug,
@@ -73,6 +95,9 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         "deployment": deployment.pk,
         "promotion": promotion.pk,
         "webhook-delivery": delivery.pk,
+        "ingest-token": ingest_token.pk,
+        "alert": alert.pk,
+        "silence": silence.pk,
     }
 
 
@@ -91,6 +116,7 @@ def _snapshot():
             "core",
             "webhooks",
             "notifications",
+            "monitoring",
         }
     }
     statuses = {
@@ -118,6 +144,12 @@ def _write_requests(world):
 
 
 BODIES = {
+    "silence": {
+        "project": "churn-model",
+        "matchers": [{"name": "alertname", "op": "=", "value": "dataset_drift"}],
+        "reason": "x",
+        "ends_at": "2099-01-01T00:00:00Z",
+    },
     "project": {"name": "Another"},
     "environment": {"project": "churn-model", "name": "qa"},
     "run": {"project": "churn-model", "jobs": JOBS},

@@ -170,16 +170,36 @@ def test_deliveries_are_listed_per_project(
 # --- my Slack identity ------------------------------------------------------------------------
 
 
-def test_link_and_unlink_my_slack_account(api, member):
+def _code_sent_to(slack_server, slack_user_id: str) -> str:
+    """The one-time code the bot sent to ``slack_user_id`` (a DM: chat.postMessage to the id)."""
+    import re
+
+    [dm] = [
+        r
+        for r in slack_server.received
+        if r["path"] == "/api/chat.postMessage" and r["json"].get("channel") == slack_user_id
+    ][-1:]
+    return re.search(r"\*(\d{6})\*", dm["json"]["text"]).group(1)
+
+
+def _link(client, slack_server, slack_user_id, team_id=""):
+    body = {"slack_user_id": slack_user_id, **({"team_id": team_id} if team_id else {})}
+    response = client.put(ME, body, format="json")
+    assert response.status_code == 202, response.json()
+    code = _code_sent_to(slack_server, slack_user_id)
+    return client.put(ME, {"code": code}, format="json")
+
+
+def test_link_and_unlink_my_slack_account(api, member, slack_server):
     alice = member("approver", "alice")
     client = api(alice)
     assert client.get(ME).status_code == 404
-    response = client.put(ME, {"slack_user_id": "U0ALICE", "team_id": "T0ACME"}, format="json")
+    response = _link(client, slack_server, "U0ALICE", "T0ACME")
     assert response.status_code == 200, response.json()
     assert response.json()["slack_user_id"] == "U0ALICE"
     assert SlackIdentity.objects.get(user=alice).team_id == "T0ACME"
     # Re-linking replaces the link.
-    client.put(ME, {"slack_user_id": "U0ALICE2"}, format="json")
+    _link(client, slack_server, "U0ALICE2")
     assert SlackIdentity.objects.get(user=alice).slack_user_id == "U0ALICE2"
     assert client.delete(ME).status_code == 204
     assert not SlackIdentity.objects.filter(user=alice).exists()
@@ -192,8 +212,8 @@ def test_link_and_unlink_my_slack_account(api, member):
     assert actions == ["slack_identity.linked", "slack_identity.linked", "slack_identity.unlinked"]
 
 
-def test_a_slack_user_links_to_one_account_only(api, member):
-    api(member("approver", "alice")).put(ME, {"slack_user_id": "U0ALICE"}, format="json")
+def test_a_slack_user_links_to_one_account_only(api, member, slack_server):
+    _link(api(member("approver", "alice")), slack_server, "U0ALICE")
     response = api(member("developer", "mallory")).put(
         ME, {"slack_user_id": "U0ALICE"}, format="json"
     )
@@ -201,9 +221,10 @@ def test_a_slack_user_links_to_one_account_only(api, member):
     assert SlackIdentity.objects.get(slack_user_id="U0ALICE").user.username == "alice"
 
 
-def test_a_malformed_member_id_is_refused(api, member):
+def test_a_malformed_member_id_is_refused(api, member, slack_server):
     response = api(member("viewer")).put(ME, {"slack_user_id": "alice"}, format="json")
     assert response.status_code == 400
+    assert slack_server.received == []
 
 
 def test_anonymous_gets_nothing(api):
@@ -214,12 +235,16 @@ def test_anonymous_gets_nothing(api):
 # --- pages ------------------------------------------------------------------------------------
 
 
-def test_the_slack_account_page_links_and_unlinks(client, member):
+def test_the_slack_account_page_links_and_unlinks(client, member, slack_server):
     alice = member("approver", "alice")
     client.force_login(alice)
     page = client.get("/integrations/slack/account/")
     assert page.status_code == 200 and b"Slack member ID" in page.content
     client.post("/integrations/slack/account/", {"slack_user_id": "U0ALICE", "team_id": ""})
+    assert not SlackIdentity.objects.exists()  # a claim links nothing: the code does
+    assert b"Code from Slack" in client.get("/integrations/slack/account/").content
+    code = _code_sent_to(slack_server, "U0ALICE")
+    client.post("/integrations/slack/account/", {"action": "confirm", "code": code})
     assert SlackIdentity.objects.get(user=alice).slack_user_id == "U0ALICE"
     assert b"U0ALICE" in client.get("/integrations/slack/account/").content
     client.post("/integrations/slack/account/", {"action": "unlink"})

@@ -8,7 +8,7 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 from apps.projects.models import Environment, Project
 
@@ -166,8 +166,7 @@ class SilenceViewSet(
         return obj.project_id
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=str(slug)).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     def perform_create(self, serializer):
         data = serializer.validated_data

@@ -1,5 +1,7 @@
 import django_filters
 
+from apps.core.api.filters import IsoDateTimeFilter
+
 from ..models import NotificationDelivery, NotificationTarget
 
 
@@ -13,8 +15,8 @@ class TargetFilter(django_filters.FilterSet):
 
 class DeliveryFilter(django_filters.FilterSet):
     project = django_filters.CharFilter(field_name="project__slug")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lt")
+    created_after = IsoDateTimeFilter(field_name="created", lookup_expr="gte")
+    created_before = IsoDateTimeFilter(field_name="created", lookup_expr="lt")
 
     class Meta:
         model = NotificationDelivery

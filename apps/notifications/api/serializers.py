@@ -87,3 +87,19 @@ class SlackIdentitySerializer(serializers.ModelSerializer):
         read_only_fields = ["created"]
         # Uniqueness is the service's to check (a 409 naming no other account).
         extra_kwargs = {"slack_user_id": {"validators": []}}
+
+
+class SlackIdentityLinkSerializer(serializers.Serializer):
+    """Step one names the Slack user (a code is sent to it); step two gives the code back."""
+
+    slack_user_id = serializers.CharField(max_length=32, required=False)
+    team_id = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    code = serializers.CharField(max_length=16, required=False)
+    detail = serializers.CharField(read_only=True)
+
+    def validate(self, attrs):
+        if not attrs.get("code") and not attrs.get("slack_user_id"):
+            raise serializers.ValidationError(
+                "Give slack_user_id (to be sent a code) or code (the one Slack sent you)."
+            )
+        return attrs

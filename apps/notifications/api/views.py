@@ -5,15 +5,16 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 from apps.projects.models import Project
 
-from .. import selectors, services
+from .. import linking, selectors, services
 from .filters import DeliveryFilter, TargetFilter
 from .serializers import (
     NotificationDeliverySerializer,
     NotificationTargetSerializer,
+    SlackIdentityLinkSerializer,
     SlackIdentitySerializer,
 )
 
@@ -41,8 +42,7 @@ class NotificationTargetViewSet(
         return selectors.target_list(user=self.request.user)
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=slug).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -96,16 +96,29 @@ class SlackIdentityView(APIView):
     def get(self, request):
         return Response(SlackIdentitySerializer(self._identity(request)).data)
 
-    @extend_schema(request=SlackIdentitySerializer, responses={200: SlackIdentitySerializer})
+    @extend_schema(
+        request=SlackIdentityLinkSerializer,
+        responses={200: SlackIdentitySerializer, 202: SlackIdentityLinkSerializer},
+    )
     def put(self, request):
-        body = SlackIdentitySerializer(data=request.data)
+        """Two steps: ``{"slack_user_id", "team_id"}`` has the bot send a one-time code to that
+        Slack user (202, nothing linked yet); ``{"code"}`` links it (200)."""
+        body = SlackIdentityLinkSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        identity = services.slack_identity_link(
+        if body.validated_data.get("code"):
+            identity = linking.slack_link_confirm(
+                user=request.user, code=body.validated_data["code"]
+            )
+            return Response(SlackIdentitySerializer(identity).data)
+        sent = linking.slack_link_start(
             user=request.user,
             slack_user_id=body.validated_data["slack_user_id"],
             team_id=body.validated_data.get("team_id", ""),
         )
-        return Response(SlackIdentitySerializer(identity).data)
+        return Response(
+            {**sent, "detail": 'A code was sent to this Slack user: PUT it back as {"code"}.'},
+            status=status.HTTP_202_ACCEPTED,
+        )
 
     @extend_schema(responses={204: None})
     def delete(self, request):

@@ -1,6 +1,8 @@
 import django_filters
 from django import forms
 
+from apps.core.api.filters import IsoDateTimeFilter
+
 from ..choices import RunStatus, Trigger
 from ..models import Job, PipelineRun
 
@@ -20,10 +22,10 @@ class RunFilter(django_filters.FilterSet):
     author = django_filters.CharFilter(
         field_name="commit_author", lookup_expr="icontains", label="Author"
     )
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = IsoDateTimeFilter(
         field_name="created", lookup_expr="gte", label="From", widget=_WHEN
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = IsoDateTimeFilter(
         field_name="created", lookup_expr="lt", label="Until", widget=_WHEN
     )
 

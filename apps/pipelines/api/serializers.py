@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from apps.projects.models import Project
@@ -110,10 +111,19 @@ class RunSerializer(_DurationMixin, serializers.ModelSerializer):
 class InlineJobSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,62}$")
     kind = serializers.ChoiceField(choices=JobKind.choices, default=JobKind.SCRIPT)
-    needs = serializers.ListField(child=serializers.CharField(), default=list)
+    needs = serializers.ListField(
+        child=serializers.CharField(max_length=63), default=list, max_length=100
+    )
     runner = serializers.ChoiceField(choices=Runner.choices, default=Runner.LOCAL)
-    image = serializers.CharField(required=False, allow_blank=True, default="")
-    script = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    image = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=Job._meta.get_field("image").max_length,
+    )
+    script = serializers.ListField(
+        child=serializers.CharField(max_length=64 * 1024), allow_empty=False, max_length=1000
+    )
     timeout = serializers.IntegerField(min_value=1, max_value=86400, default=3600)
     retries = serializers.IntegerField(min_value=0, max_value=5, default=1)
 
@@ -123,11 +133,16 @@ class RunCreateSerializer(serializers.Serializer):
     `.controlplane.yml` is read at that commit), or of an inline pipeline given as ``jobs``."""
 
     project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
-    ref = serializers.CharField(required=False, allow_blank=True, default="")
+    ref = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=PipelineRun._meta.get_field("ref").max_length,
+    )
     commit_sha = serializers.RegexField(
         r"^([0-9a-f]{7,64})?$", required=False, allow_blank=True, default=""
     )
-    jobs = InlineJobSerializer(many=True, required=False)
+    jobs = InlineJobSerializer(many=True, required=False, max_length=settings.INLINE_JOBS_MAX)
 
     def validate(self, attrs):
         if not attrs.get("jobs"):
@@ -146,5 +161,5 @@ class PipelineStartSerializer(serializers.Serializer):
     version it runs with."""
 
     params = serializers.DictField(required=False, default=dict)
-    environment = serializers.CharField(required=False, allow_blank=True, default="")
+    environment = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=400)

@@ -1,13 +1,14 @@
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.projects.models import Project
@@ -17,7 +18,7 @@ from apps.projects.spec import ParamError
 from .. import selectors, services
 from ..choices import Trigger
 from ..commits import Commit
-from ..logs import log_path, read_range
+from ..logs import OffsetError, log_offset, log_path, log_size, read_range
 from ..triggers import pipeline_start
 from .filters import JobFilter, RunFilter
 from .serializers import JobSerializer, PipelineStartSerializer, RunCreateSerializer, RunSerializer
@@ -37,8 +38,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
         return qs
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=str(slug)).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer})
     def create(self, request, *args, **kwargs):
@@ -96,7 +96,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
     def get_queryset(self):
         return selectors.job_list(user=self.request.user).prefetch_related("artifacts")
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @extend_schema(
+        responses={
+            # The file's own type, guessed from its name (report.html is text/html).
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "*/*"): OpenApiTypes.BINARY,
+        }
+    )
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<path>.+)")
     def artifact(self, request, pk=None, path=""):
         """Download one of the job's artifacts by its path."""
@@ -116,18 +122,26 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
 
     @extend_schema(
         parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int)],
-        responses={(200, "text/plain"): str},
+        responses={
+            (200, "text/plain"): str,
+            400: OpenApiResponse(description="offset or limit is not a whole number."),
+            416: OpenApiResponse(description="offset is past the end of the log."),
+        },
     )
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
         """The job's log from byte ``offset``; ``X-Log-Next-Offset`` says where to go on."""
         job = self.get_object()
+        path = log_path(job.pk, job.run_id)
         try:
-            offset = max(int(request.query_params.get("offset", 0)), 0)
+            offset = log_offset(request.query_params.get("offset"), log_size(path))
+        except OffsetError as exc:
+            return Response({"detail": str(exc), "code": "bad_offset"}, status=exc.status)
+        try:
             limit = min(max(int(request.query_params.get("limit", 1 << 20)), 1), 8 << 20)
         except ValueError:
-            return Response({"detail": "offset and limit must be integers."}, status=400)
-        data, next_offset = read_range(log_path(job.pk, job.run_id), offset, limit)
+            return Response({"detail": "limit must be an integer."}, status=400)
+        data, next_offset = read_range(path, offset, limit)
         response = HttpResponse(data, content_type="text/plain; charset=utf-8")
         response["X-Log-Next-Offset"] = str(next_offset)
         response["X-Job-Status"] = job.status

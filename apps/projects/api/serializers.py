@@ -4,6 +4,9 @@ from rest_framework import serializers
 
 from ..models import Environment, FreezeWindow, Project, Variable
 
+#: A project's description (a text column): a few paragraphs, not a document.
+MAX_DESCRIPTION = 10_000
+
 
 class FreezeWindowSerializer(serializers.ModelSerializer):
     class Meta:
@@ -34,19 +37,33 @@ class EnvironmentSerializer(serializers.ModelSerializer):
             "health_check_timeout",
             "target",
             "synthetic_data",
+            "rollback_on",
+            "rollback_watch",
             "freeze_windows",
             "created",
             "modified",
         ]
         read_only_fields = ["created", "modified"]
 
+    def validate_rollback_on(self, value):
+        """Alert rule names (docs/monitoring-rollback.md), e.g. ["service_down", "error_rate"]."""
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise serializers.ValidationError("Give a list of alert rule names.")
+        return list(dict.fromkeys(v.strip() for v in value))
+
 
 class ProjectSerializer(serializers.ModelSerializer):
     environments = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     # Write-only: secrets are never sent back.
-    webhook_secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
-    webhook_signing_token = serializers.CharField(write_only=True, required=False, allow_blank=True)
-    git_api_token = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    webhook_secret = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=1000
+    )
+    webhook_signing_token = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=1000
+    )
+    git_api_token = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=1000
+    )
 
     class Meta:
         model = Project
@@ -74,7 +91,10 @@ class ProjectSerializer(serializers.ModelSerializer):
             "modified",
         ]
         read_only_fields = ["created", "modified"]
-        extra_kwargs = {"slug": {"required": False}}
+        extra_kwargs = {
+            "slug": {"required": False},
+            "description": {"max_length": MAX_DESCRIPTION},
+        }
 
     def validate_timezone(self, value: str) -> str:
         """An IANA name (Europe/Paris): the time zone of schedules that name none. Schedules

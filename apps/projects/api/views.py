@@ -8,7 +8,7 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.api.viewsets import ProjectScopedViewSet
+from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 
 from .. import selectors, services
@@ -84,8 +84,7 @@ class EnvironmentViewSet(
         return selectors.environment_list(user=self.request.user).prefetch_related("freeze_windows")
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=slug).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     def perform_create(self, serializer):
         serializer.instance = _validated(

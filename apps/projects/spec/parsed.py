@@ -141,6 +141,11 @@ class EnvironmentSpec:
     required_approvals: int = 0
     allow_self_approval: bool = False
     approval_ttl_hours: int | None = None  # None: the default approval time (72 h)
+    # Automatic rollback (docs/monitoring-rollback.md): alert rules, and how long after a
+    # deployment they roll it back ("15m"; None: the environment's default, 15 minutes).
+    rollback_on: tuple[str, ...] = ()
+    watch: str | None = None
+    watch_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -300,7 +305,9 @@ class PipelineSpec:
             "version": self.version,
             "jobs": {name: job.to_dict() for name, job in self.jobs.items()},
             "serve": asdict(self.serve) if self.serve else None,
-            "environments": {name: asdict(env) for name, env in self.environments.items()},
+            "environments": {
+                name: _jsonable(asdict(env)) for name, env in self.environments.items()
+            },
             "monitor": _jsonable(asdict(self.monitor)) if self.monitor else None,
             "schedules": {name: entry.to_dict() for name, entry in self.schedules.items()},
             "variables": dict(self.variables),
@@ -322,7 +329,8 @@ class PipelineSpec:
             jobs={name: JobSpec.from_dict(job) for name, job in data["jobs"].items()},
             serve=ServeSpec(**data["serve"]) if data.get("serve") else None,
             environments={
-                name: EnvironmentSpec(**env) for name, env in data.get("environments", {}).items()
+                name: EnvironmentSpec(**{**env, "rollback_on": tuple(env.get("rollback_on", ()))})
+                for name, env in data.get("environments", {}).items()
             },
             monitor=(
                 MonitorSpec(**{**monitor, "features": tuple(monitor["features"])})

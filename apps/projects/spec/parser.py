@@ -144,6 +144,14 @@ def _build_monitor(raw: dict[str, Any] | None) -> MonitorSpec | None:
     )
 
 
+def _build_environment(name: str, raw: dict[str, Any]) -> EnvironmentSpec:
+    values = dict(raw)
+    values["rollback_on"] = tuple(values.get("rollback_on") or ())
+    if values.get("watch"):
+        values["watch_seconds"] = duration_seconds(values["watch"])
+    return EnvironmentSpec(name=name, **values)
+
+
 def _build_filter(raw: dict[str, Any] | None) -> RefFilter | None:
     return RefFilter.from_dict(raw) if raw is not None else None
 
@@ -155,7 +163,7 @@ def _build_spec(data: dict[str, Any], *, warnings: list[str]) -> PipelineSpec:
         jobs=_build_jobs(data["jobs"]),
         serve=ServeSpec(**serve) if serve is not None else None,
         environments={
-            name: EnvironmentSpec(name=name, **(env or {}))
+            name: _build_environment(name, env or {})
             for name, env in data.get("environments", {}).items()
         },
         monitor=_build_monitor(data.get("monitor")),

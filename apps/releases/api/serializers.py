@@ -110,7 +110,7 @@ class ServingSerializer(serializers.Serializer):
     deployment = serializers.IntegerField()
     release = serializers.CharField(help_text="Release version.")
     release_id = serializers.IntegerField()
-    since = serializers.DateTimeField(help_text="When that deployment finished.")
+    since = serializers.DateTimeField(allow_null=True, help_text="When that deployment finished.")
     status = serializers.CharField()
 
 
@@ -170,4 +170,4 @@ class ServiceErrorSerializer(serializers.Serializer):
     """A refusal from a service (apps.core.api.exceptions)."""
 
     detail = serializers.CharField()
-    code = serializers.CharField()
+    code = serializers.CharField(required=False, help_text="Absent on a plain role refusal.")

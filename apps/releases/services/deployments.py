@@ -168,6 +168,8 @@ def _deploy_request(deployment: Deployment):
             "CONTROLPLANE_ENVIRONMENT": env.name,
             "CONTROLPLANE_RELEASE": release.version,
             "CONTROLPLANE_COMMIT": release.commit_sha,
+            # The model version the service reports its observations as (monitoring).
+            "CONTROLPLANE_MODEL_VERSION": str(release.model_version_id or ""),
         }
     )
     return DeployRequest(

@@ -72,7 +72,9 @@ def promotion_request(*, release: Release, environment: Environment, actor: Any)
 
 
 def promotion_decision_blocker(*, promotion: Promotion, user) -> str | None:
-    """Why ``user`` may not decide on ``promotion`` (role, own request, own commit), or None.
+    """Why ``user`` may not decide on ``promotion`` (role, own request, own run, own commit),
+    or None. Four eyes: the requester, whoever triggered the run that built the release and the
+    commit's author may not approve it, unless the environment allows self-approval.
 
     Pure (no writes, no status check): the decision services raise it, the approvals inbox and
     the promotion page show it before anyone clicks.
@@ -86,11 +88,10 @@ def promotion_decision_blocker(*, promotion: Promotion, user) -> str | None:
         return None
     if promotion.requested_by_id == user.pk:
         return "You requested this promotion; someone else must approve it."
-    author_email = (
-        promotion.release.pipeline_run.commit_author_email
-        if promotion.release.pipeline_run_id
-        else ""
-    )
+    run = promotion.release.pipeline_run if promotion.release.pipeline_run_id else None
+    if run is not None and run.created_by_id and run.created_by_id == user.pk:
+        return "You triggered the run that built this release; someone else must approve it."
+    author_email = run.commit_author_email if run is not None else ""
     if author_email and user.email and author_email.lower() == user.email.lower():
         return "You wrote this commit; someone else must approve it."
     return None

@@ -61,7 +61,14 @@ class DatasetVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Pr
             return DatasetVersionDetailSerializer
         return DatasetVersionSerializer
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="A CSV version."),
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="A Parquet version."
+            ),
+        }
+    )
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         """The version's file (needs the viewer role in its project)."""
@@ -119,7 +126,10 @@ class ModelVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Proj
 
     @extend_schema(
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(description="The model file."),
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The model file (its type guessed from its name)."
+            ),
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY),
             404: OpenApiResponse(description="Not visible to you, or the file is not kept."),
         }
     )

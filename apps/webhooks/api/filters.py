@@ -1,12 +1,14 @@
 import django_filters
 
+from apps.core.api.filters import IsoDateTimeFilter
+
 from ..models import WebhookDelivery
 
 
 class DeliveryFilter(django_filters.FilterSet):
     project = django_filters.CharFilter(field_name="project__slug")
-    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = WebhookDelivery

@@ -9,12 +9,22 @@ artifacts/model.joblib, trained on the fly from data/raw.csv if absent).
 
 Endpoints:
   GET  /healthz  -> 200 {"status": "ok", "model_version": "..."}
+  GET  /metrics  -> Prometheus text: model_requests_total{endpoint,code},
+                    model_request_duration_seconds{endpoint}, model_predictions_total{class},
+                    model_telemetry_dropped_total
   POST /predict  {"instances": [{"f0": 0.1, ..., "f5": -1.2}, ...]}
                  -> 200 {"model_version": "...", "predictions":
-                         [{"prediction": 0|1, "probability": P(class 1)}, ...]}
+                         [{"prediction": 0|1, "probability": P(class 1),
+                           "request_id": "..."}, ...]}
                  400 on malformed input ({"error": "..."}).
 A feature value may be null (treated as missing and imputed); a missing key
-is an error.
+is an error. An instance may carry its own "request_id" (to post its label
+later); else one is made.
+
+With CONTROLPLANE_INGEST_URL and CONTROLPLANE_INGEST_TOKEN set (the control
+plane's deployers set them, with CONTROLPLANE_MODEL_VERSION), every prediction
+is reported to the control plane in the background (model/telemetry.py): a
+control plane that is down never slows or fails a prediction.
 """
 
 from __future__ import annotations
@@ -26,10 +36,14 @@ import os
 import signal
 import sys
 import threading
+import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import features as F
 from . import training
+from .metrics import Metrics, endpoint_of
+from .telemetry import Telemetry
 
 log = logging.getLogger("model.serve")
 
@@ -57,35 +71,58 @@ def parse_instances(body: bytes) -> list[dict]:
     return instances
 
 
-def make_handler(bundle: dict):
+def make_handler(bundle: dict, telemetry: Telemetry | None = None, metrics: Metrics | None = None):
     version = bundle["model_version"]
+    metrics = metrics or Metrics(lambda: telemetry.dropped if telemetry else 0)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "churn-model/1"
         protocol_version = "HTTP/1.1"
 
-        def _send(self, status: int, obj: dict) -> None:
-            data = json.dumps(obj).encode("utf-8")
+        def _send(self, status: int, obj: dict | str) -> None:
+            if isinstance(obj, str):
+                data, kind = obj.encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8"
+            else:
+                data, kind = json.dumps(obj).encode("utf-8"), "application/json"
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            self._status = status
+
+        def _timed(self, handler) -> None:
+            started = time.perf_counter()
+            self._status = 500
+            try:
+                handler()
+            finally:
+                path = self.path.split("?", 1)[0]
+                metrics.observe_request(endpoint_of(path), self._status, time.perf_counter() - started)
+
+        def do_GET(self):
+            self._timed(self._get)
+
+        def do_POST(self):
+            self._timed(self._post)
 
         def log_message(self, fmt, *args):  # route access log through logging
             log.info("%s %s", self.address_string(), fmt % args)
 
-        def do_GET(self):
+        def _get(self):
             path = self.path.split("?", 1)[0]
-            if path in ("/healthz", "/health"):
+            if path == "/metrics":
+                self._send(200, metrics.render())
+            elif path in ("/healthz", "/health"):
                 self._send(200, {"status": "ok", "model_version": version})
             elif path == "/":
                 self._send(200, {"model_version": version, "features": F.BASE_FEATURES,
-                                 "endpoints": ["GET /healthz", "POST /predict"]})
+                                 "endpoints": ["GET /healthz", "GET /metrics", "POST /predict"]})
             else:
                 self._send(404, {"error": f"not found: {path}"})
 
-        def do_POST(self):
+        def _post(self):
+            started = time.perf_counter()
             path = self.path.split("?", 1)[0]
             if path != "/predict":
                 self._send(404, {"error": f"not found: {path}"})
@@ -101,7 +138,8 @@ def make_handler(bundle: dict):
             body = self.rfile.read(length)
             try:
                 instances = parse_instances(body)
-                proba = training.predict_proba(bundle, F.rows_to_base_matrix(instances))
+                base = F.rows_to_base_matrix(instances)
+                proba = training.predict_proba(bundle, base)
             except ValueError as exc:  # includes BadRequest
                 self._send(400, {"error": str(exc)})
                 return
@@ -109,16 +147,34 @@ def make_handler(bundle: dict):
                 log.exception("prediction failed")
                 self._send(500, {"error": "internal error"})
                 return
-            preds = [{"prediction": int(p > 0.5), "probability": float(p)} for p in proba]
+            ids = [str(inst.get("request_id") or uuid.uuid4().hex) for inst in instances]
+            preds = [
+                {"prediction": int(p > 0.5), "probability": float(p), "request_id": rid}
+                for p, rid in zip(proba, ids)
+            ]
             self._send(200, {"model_version": version, "predictions": preds})
+            metrics.observe_predictions(p["prediction"] for p in preds)
+            if telemetry is not None:
+                latency_ms = (time.perf_counter() - started) * 1000 / max(1, len(preds))
+                for values, pred in zip(base.tolist(), preds):
+                    telemetry.record(
+                        request_id=pred["request_id"],
+                        # NaN (a missing value) is null in JSON
+                        features={n: (None if v != v else v) for n, v in zip(F.BASE_FEATURES, values)},
+                        prediction=pred["prediction"],
+                        latency_ms=latency_ms,
+                    )
 
     return Handler
 
 
-def make_server(bundle: dict, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """Create (but do not start) the server; port 0 picks a free port."""
-    server = ThreadingHTTPServer((host, port), make_handler(bundle))
+def make_server(bundle: dict, host: str = "127.0.0.1", port: int = 8080,
+                telemetry: Telemetry | None = None) -> ThreadingHTTPServer:
+    """Create (but do not start) the server; port 0 picks a free port. ``telemetry``
+    (started) receives each prediction."""
+    server = ThreadingHTTPServer((host, port), make_handler(bundle, telemetry))
     server.daemon_threads = True
+    server.telemetry = telemetry
     return server
 
 
@@ -135,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         log.error("%s", exc)
         return 2
-    server = make_server(bundle, args.host, args.port)
+    telemetry = Telemetry.from_env()
+    if telemetry is not None:
+        telemetry.start()
+        log.info("reporting observations to %s", telemetry.url)
+    server = make_server(bundle, args.host, args.port, telemetry)
 
     def _stop(signum, _frame):
         log.info("signal %d: shutting down", signum)
@@ -148,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever()
     finally:
         server.server_close()
+        if telemetry is not None:
+            telemetry.close()
     return 0
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('projects', '0005_environment_synthetic_data'),
+        ('projects', '0006_h6_environment_rollback'),
     ]
 
     operations = [
