@@ -13,7 +13,7 @@ from apps.notifications.api.views import (
     SlackIdentityView,
 )
 from apps.pipelines.api.views import JobViewSet, PipelineRunStartView, RunViewSet
-from apps.projects.api.views import PipelineSpecSchemaView, ProjectViewSet
+from apps.projects.api.views import PipelineSpecSchemaView, ProjectViewSet, VariableViewSet
 from apps.releases.api.views import (
     DeploymentViewSet,
     EnvironmentViewSet,
@@ -27,6 +27,7 @@ from apps.webhooks.api.views import WebhookDeliveryViewSet
 router = DefaultRouter()
 router.register("projects", ProjectViewSet, basename="project")
 router.register("environments", EnvironmentViewSet, basename="environment")
+router.register("variables", VariableViewSet, basename="variable")
 router.register("runs", RunViewSet, basename="run")
 router.register("jobs", JobViewSet, basename="job")
 router.register("datasets", DatasetViewSet, basename="dataset")

@@ -103,6 +103,26 @@ def _inside(workspace: Path, relative: str) -> Path:
     return path
 
 
+def _file_inside(workspace: Path, path: Path) -> Path:
+    """``path`` (a file the job left in its workspace) with its symlinks resolved, refused when
+    they lead out of the workspace: a job, or a commit, must not turn an artifact or a bundle
+    into a copy of the worker's files (another project's mirror, the control plane's data)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(workspace.resolve()):
+        rel = path.relative_to(workspace) if path.is_relative_to(workspace) else path
+        raise JobSetupError(
+            f"'{rel}' is a symlink to a file outside the workspace; artifacts and bundles "
+            "never follow a symlink out of it."
+        )
+    return resolved
+
+
+def _open_inside(workspace: Path, path: Path):
+    """Open for reading a file of the workspace, not following a symlink swapped in since."""
+    fd = os.open(_file_inside(workspace, path), os.O_RDONLY | os.O_NOFOLLOW)
+    return os.fdopen(fd, "rb")
+
+
 def cache_root(job: Job) -> Path:
     return Path(settings.WORKSPACE_DIR) / "cache" / str(job.run.project_id)
 
@@ -273,17 +293,22 @@ def _build_bundle(job: Job, workspace: Path, log: LogWriter, with_model: bool = 
     import gzip
 
     out = workspace / OUTPUT_DIR / "bundle.tar.gz"
+    if out.parent.is_symlink():  # the job may have swapped the folder for a link out
+        raise JobSetupError(f"'{OUTPUT_DIR}' is a symlink; the bundle is not written through it.")
     out.parent.mkdir(exist_ok=True)
+    out.unlink(missing_ok=True)  # a symlink left there is removed, not written through
     files = _bundle_files(job, workspace)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with (
-        open(out, "wb") as raw,
+        os.fdopen(fd, "wb") as raw,
         gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w") as tar,
     ):
         for rel in files:
-            info = tar.gettarinfo(str(workspace / rel), arcname=str(rel))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with open(workspace / rel, "rb") as fh:
+            # A symlink is stored as the file it names, which must be in the workspace.
+            with _open_inside(workspace, workspace / rel) as fh:
+                info = tar.gettarinfo(arcname=str(rel), fileobj=fh)
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                 tar.addfile(info, fh)
     digest = "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
     bundle_store_put(out, digest)
@@ -354,23 +379,29 @@ def _collect_artifacts(job: Job, workspace: Path, log: LogWriter) -> list[Artifa
     if not patterns:
         return []
     dest_root = Path(settings.ARTIFACT_DIR) / str(job.run_id) / str(job.pk)
-    artifacts = []
+    found: dict[str, Path] = {}
     for pattern in patterns:
         matches = sorted(p for p in workspace.glob(pattern) if p.is_file())
         if not matches:
             log.line(f"artifact {pattern}: no file matched")
         for path in matches:
             rel = str(path.relative_to(workspace))
-            target = dest_root / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            sha = hashlib.sha256()
-            with open(path, "rb") as src, open(target, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    sha.update(chunk)
-                    dst.write(chunk)
-            artifacts.append(
-                Artifact(job=job, path=rel, size=target.stat().st_size, sha256=sha.hexdigest())
-            )
+            if ".." in Path(rel).parts:
+                raise JobSetupError(f"Artifact '{rel}' points outside the workspace.")
+            _file_inside(workspace, path)  # every one checked before anything is stored
+            found.setdefault(rel, path)
+    artifacts = []
+    for rel, path in found.items():
+        target = dest_root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sha = hashlib.sha256()
+        with _open_inside(workspace, path) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                sha.update(chunk)
+                dst.write(chunk)
+        artifacts.append(
+            Artifact(job=job, path=rel, size=target.stat().st_size, sha256=sha.hexdigest())
+        )
     log.line(f"{len(artifacts)} artifact(s) kept")
     return artifacts
 
@@ -386,8 +417,11 @@ def _wants_image(project) -> bool:
 def execute_job(job: Job) -> Job:
     worker = job.worker
     run, project = job.run, job.run.project
-    # A run in an environment (a schedule of it) gets that environment's variables too.
-    variables, secrets = job_variables(project=project, environment=run.environment)
+    # A run in an environment (a schedule of it) gets that environment's variables too; only
+    # a run of a protected ref gets the protected ones (docs/secrets.md).
+    variables, secrets = job_variables(
+        project=project, environment=run.environment, protected=run.protected
+    )
     workspace = Path(settings.WORKSPACE_DIR) / "jobs" / f"job-{job.pk}"
     shutil.rmtree(workspace, ignore_errors=True)
     workspace.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from apps.projects.models import Project
+from apps.projects.repositories import repository_url_check
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 MAX_SPEC_FILE = 256 * 1024
@@ -86,6 +88,10 @@ def mirror_update(project: Project, *, want: str = "") -> Path:
     """Make sure the mirror exists and holds ``want`` (a sha); fetch only when needed."""
     if not project.repository_url:
         raise GitError("The project has no repository URL.")
+    try:  # again here: the install's settings or a symlink may have changed since it was set
+        repository_url_check(project.repository_url)
+    except ValidationError as exc:
+        raise GitError(f"Repository URL refused: {' '.join(exc.messages)}") from None
     path = mirror_path(project)
     if want and SHA_RE.match(want) and has_commit(project, want):
         return path  # commits are immutable: what the mirror has is right, whatever the URL
@@ -104,6 +110,25 @@ def mirror_update(project: Project, *, want: str = "") -> Path:
                 return path  # another worker fetched it while we waited for the lock
             git("fetch", "--prune", "--quiet", "origin", cwd=path)
     return path
+
+
+def on_ref(project: Project, sha: str, ref: str) -> bool:
+    """Whether commit ``sha`` is in the history of the branch ``ref`` or is the tag ``ref``,
+    in the mirror (no fetch): what makes a run of a protected ref one that may get protected
+    variables, since the sha and the ref of a manual run are both the caller's to choose."""
+    path = mirror_path(project)
+    if not SHA_RE.match(sha or "") or not ref or ref.startswith("-"):
+        return False
+    for full, tag in ((f"refs/heads/{ref}", False), (f"refs/tags/{ref}", True)):
+        head = git("rev-parse", "--verify", "--quiet", f"{full}^{{commit}}", cwd=path, check=False)
+        if head.returncode != 0:
+            continue
+        head_sha = head.stdout.decode().strip()
+        if tag:
+            return head_sha == sha
+        ancestor = git("merge-base", "--is-ancestor", sha, head_sha, cwd=path, check=False)
+        return ancestor.returncode == 0
+    return False
 
 
 def resolve(project: Project, ref: str) -> str:

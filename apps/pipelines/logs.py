@@ -2,14 +2,20 @@
 
 Memory stays flat whatever the output size: the writer holds at most one chunk plus the
 longest secret it masks.
+
+Masking guards against accidents (a ``set -x``, a debug print, a library echoing its config),
+not against a job that wants a secret out: it can split, reverse or encrypt it. Protected
+variables are what keep secrets from code that should not have them (docs/secrets.md).
 """
 
+import base64
 import codecs
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
@@ -23,8 +29,26 @@ def log_path(job_id: int, run_id: int) -> Path:
     return Path(settings.JOB_LOG_DIR) / str(run_id) / f"{job_id}.log"
 
 
+def masked_forms(secret: str) -> set[bytes]:
+    """The byte strings masked for one secret: the value as is, and the encodings a tool is
+    likely to print it in by accident: base64 (standard and URL-safe, with and without the
+    newline ``echo … | base64`` adds, padding left out so a padded form is covered too),
+    URL-encoding (``%xx`` and ``+`` for spaces) and hex (both cases)."""
+    raw = secret.encode()
+    forms = {raw}
+    for value in (raw, raw + b"\n"):
+        for encoded in (base64.b64encode(value), base64.urlsafe_b64encode(value)):
+            forms.add(encoded.rstrip(b"="))
+    forms.add(quote(secret, safe="").encode())
+    forms.add(quote_plus(secret, safe="").encode())
+    forms.add(raw.hex().encode())
+    forms.add(raw.hex().upper().encode())
+    return forms
+
+
 class LogWriter:
-    """Append bytes to a job's log, replacing secret values with ``********``.
+    """Append bytes to a job's log, replacing secret values (and their encoded forms, see
+    :func:`masked_forms`) with ``********``.
 
     A secret may be split across two chunks, so the writer holds back the last
     ``len(longest secret) - 1`` bytes until the next chunk (or close) arrives.
@@ -35,7 +59,9 @@ class LogWriter:
         self.path = path
         self._fh = open(path, "ab")  # noqa: SIM115 (closed in close())
         self._secrets = sorted(
-            {s.encode() for s in secrets if s and len(s) >= 3}, key=len, reverse=True
+            {form for s in secrets if s and len(s) >= 3 for form in masked_forms(s)},
+            key=len,
+            reverse=True,
         )
         self._keep = max((len(s) for s in self._secrets), default=1) - 1
         self._pending = b""

@@ -64,6 +64,9 @@ class PipelineRun(TimeStampedModel):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
+    # Its jobs get protected variables: a run of a protected ref whose commit is on that ref,
+    # decided when the run is prepared; never a run of inline jobs (docs/secrets.md).
+    protected = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -1,6 +1,7 @@
 """Every write to runs and jobs. Tasks and views call these; nothing else changes a status."""
 
 import logging
+import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from apps.core.services import StateMachine, audit_log
 from apps.projects.models import Project
 from apps.projects.spec import SPEC_FILENAME, PipelineSpec, ref_matches
 
+from . import git
 from .choices import (
     JOB_TERMINAL,
     JOB_TIMESTAMPS,
@@ -226,6 +228,25 @@ def _send_prepare(run: PipelineRun) -> None:
         logger.exception("Could not send run %s to the broker; the sweeper will retry", run.pk)
 
 
+def _run_protected(run: PipelineRun, sha: str) -> bool:
+    """Whether the run's jobs may get protected variables: its ref is protected (the project's
+    ``protected_refs``) and its commit is that tag or on that branch's history. The sha and
+    the ref of a manual run are both the caller's choice: a commit pushed to a feature branch
+    does not become protected by naming ``main``. When the mirror's ref does not hold the
+    commit yet, fetch once (a fast-forward merge pushes a sha the mirror already has)."""
+    project = run.project
+    if not project.ref_protected(run.ref):
+        return False
+    try:
+        if git.on_ref(project, sha, run.ref):
+            return True
+        git.mirror_update(project)
+        return git.on_ref(project, sha, run.ref)
+    except (git.GitError, subprocess.TimeoutExpired):
+        logger.warning("Could not tell whether run %s is on %s; not protected", run.pk, run.ref)
+        return False
+
+
 def run_prepare(*, run_id: int) -> PipelineRun | None:
     """Fetch the run's commit, read and validate its `.controlplane.yml`, create the jobs.
 
@@ -246,6 +267,7 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
         info, spec = spec_at(project, sha=run.commit_sha, ref=run.ref)
     except SpecUnavailable as exc:
         return run_fail(run=run, actor="scheduler", message=exc.message)
+    protected = _run_protected(run, info["sha"])  # git, outside the transaction
     with transaction.atomic():
         run = PipelineRun.objects.select_for_update().get(pk=run.pk)
         if run.status != RunStatus.QUEUED or run.jobs.exists():
@@ -262,6 +284,7 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
                 reason=f"The {ref_type} '{run.ref}' is not in the spec's {ref_type} filter.",
             )
         run.commit_sha = info["sha"]
+        run.protected = protected
         run.commit_message = run.commit_message or info["message"]
         run.commit_author = run.commit_author or info["author"]
         run.commit_author_email = run.commit_author_email or info["author_email"]
@@ -273,6 +296,7 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
                 "commit_author",
                 "commit_author_email",
                 "spec",
+                "protected",
                 "modified",
             ]
         )

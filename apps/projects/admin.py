@@ -49,7 +49,7 @@ class VariableForm(forms.ModelForm):
 
     class Meta:
         model = Variable
-        fields = ["project", "environment", "key", "value", "is_secret"]
+        fields = ["project", "environment", "key", "value", "is_secret", "protected"]
 
     def clean_value(self):
         value = self.cleaned_data["value"]
@@ -61,6 +61,6 @@ class VariableForm(forms.ModelForm):
 @admin.register(Variable)
 class VariableAdmin(admin.ModelAdmin):
     form = VariableForm
-    list_display = ["key", "project", "environment", "is_secret", "modified"]
-    list_filter = ["project", "is_secret"]
+    list_display = ["key", "project", "environment", "is_secret", "protected", "modified"]
+    list_filter = ["project", "is_secret", "protected"]
     search_fields = ["key"]

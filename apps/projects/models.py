@@ -14,6 +14,7 @@ from apps.core.fields import EncryptedTextField
 from apps.core.models import TimeStampedModel
 
 from .choices import ApproverRole, Deployer, GitProvider
+from .repositories import validate_repository_url
 
 # Sane maxima for what people type (docs/security.md): past them a value is a mistake, and
 # date arithmetic with it overflows. The spec schema has the same ones (approval_ttl_hours, port).
@@ -31,7 +32,11 @@ class Project(TimeStampedModel):
     slug = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     repository_url = models.CharField(
-        max_length=500, blank=True, help_text="Clone URL (https://, ssh:// or file://)."
+        max_length=500,
+        blank=True,
+        validators=[validate_repository_url],
+        help_text="Clone URL: https://, ssh://, git@host:path or git:// (file:// and paths only "
+        "where the install allows local repositories).",
     )
     default_branch = models.CharField(max_length=200, default="main")
     release_branch = models.CharField(
@@ -41,6 +46,14 @@ class Project(TimeStampedModel):
     )
     git_provider = models.CharField(
         max_length=16, choices=GitProvider.choices, default=GitProvider.GENERIC
+    )
+    # Runs of these refs get protected variables (docs/secrets.md). Empty: the default branch
+    # and the release branch.
+    protected_refs = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Branches and tags whose runs get protected variables: space-separated "
+        "patterns, e.g. 'main release/* v*'. Empty: the default and the release branch.",
     )
     # Shared secret that signs incoming push webhooks (GitLab: the secret token).
     webhook_secret = EncryptedTextField(blank=True)
@@ -95,6 +108,17 @@ class Project(TimeStampedModel):
         """Whether a push to this branch (``ref_type="branch"``) or tag starts a pipeline."""
         patterns = (self.branch_filter if ref_type == "branch" else self.tag_filter).split()
         return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    @property
+    def protected_ref_patterns(self) -> list[str]:
+        return self.protected_refs.split() or list(
+            dict.fromkeys([self.default_branch, self.releases_from])
+        )
+
+    def ref_protected(self, name: str) -> bool:
+        """Whether runs of the branch or tag ``name`` may be given protected variables (the
+        run's commit must also be on that ref: see ``apps.pipelines.services.run_prepare``)."""
+        return bool(name) and any(fnmatch.fnmatchcase(name, p) for p in self.protected_ref_patterns)
 
 
 class Environment(TimeStampedModel):
@@ -234,7 +258,9 @@ class FreezeWindow(models.Model):
 
 class Variable(TimeStampedModel):
     """A variable handed to jobs and deployments. Values are encrypted at rest, always;
-    ``is_secret`` additionally hides the value in the UI and API and masks it in job logs."""
+    ``is_secret`` additionally hides the value in the UI and API and masks it in job logs;
+    ``protected`` gives it only to runs of protected refs and to deployments (docs/secrets.md).
+    An environment's variables reach only that environment's runs and deployments."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="variables")
     environment = models.ForeignKey(
@@ -248,6 +274,10 @@ class Variable(TimeStampedModel):
     key = models.CharField(max_length=100, validators=[env_var_name])
     value = EncryptedTextField(blank=True)
     is_secret = models.BooleanField(default=False)
+    protected = models.BooleanField(
+        default=False,
+        help_text="Only runs of protected branches and tags, and deployments, get it.",
+    )
 
     class Meta:
         ordering = ["project_id", "key"]

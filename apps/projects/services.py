@@ -11,6 +11,7 @@ from apps.core.services import audit_log
 
 from .choices import DEFAULT_ENVIRONMENTS
 from .models import Environment, FreezeWindow, Project, Variable
+from .repositories import repository_url_check
 from .spec.parser import duration_seconds
 
 
@@ -24,6 +25,7 @@ def project_create(
         raise ServiceError("A project needs a name made of letters or digits.")
     if Project.objects.filter(slug=slug).exists():
         raise ServiceError(f"A project with the slug '{slug}' exists already.", code="duplicate")
+    repository_url_check(fields.get("repository_url", ""))  # a ValidationError: a 400
     user = actor if getattr(actor, "is_authenticated", False) else None
     project = Project.objects.create(name=name, slug=slug, created_by=user, **fields)
     if user is not None:
@@ -137,12 +139,18 @@ def variable_set(
     actor: Any,
     environment: Environment | None = None,
     is_secret: bool = False,
+    protected: bool = False,
 ) -> Variable:
+    if environment is not None and environment.project_id != project.pk:
+        raise PermissionDeniedError("The environment belongs to another project.")
+    Variable(project=project, environment=environment, key=key).clean_fields(
+        exclude=["value", "project", "environment", "is_secret", "protected"]
+    )
     variable, created = Variable.objects.update_or_create(
         project=project,
         environment=environment,
         key=key,
-        defaults={"value": value, "is_secret": is_secret},
+        defaults={"value": value, "is_secret": is_secret, "protected": protected},
     )
     # The value itself never goes into the audit log.
     audit_log(
@@ -150,9 +158,27 @@ def variable_set(
         action="variable.set",
         obj=variable,
         project_id=project.pk,
-        data={"key": key, "secret": is_secret, "created": created},
+        data={
+            "key": key,
+            "scope": environment.name if environment is not None else "*",
+            "secret": is_secret,
+            "protected": protected,
+            "created": created,
+        },
     )
     return variable
+
+
+@transaction.atomic
+def variable_delete(*, variable: Variable, actor: Any) -> None:
+    audit_log(
+        actor=actor,
+        action="variable.deleted",
+        obj=variable,
+        project_id=variable.project_id,
+        data={"key": variable.key, "scope": str(variable).split(":")[1]},
+    )
+    variable.delete()
 
 
 @transaction.atomic

@@ -460,6 +460,14 @@ SLACK_SIGNING_SECRET = (
 SLACK_API_URL = env.str("SLACK_API_URL", default="https://slack.com/api/")
 
 # --- Jobs -----------------------------------------------------------------------------------
+# A project's repository may be a local path (file:// or /path) only when this is on: a worker
+# clones it with its own rights (docs/repositories.md). The demo and the test suite turn it on.
+CONTROLPLANE_ALLOW_LOCAL_REPOSITORIES = env.bool(
+    "CONTROLPLANE_ALLOW_LOCAL_REPOSITORIES", default=False
+)
+# Who may start a run of inline jobs (`jobs` in POST /api/v1/runs/: code nobody pushed, run
+# without protected variables): a project role, "admin" unless set (docs/secrets.md).
+CONTROLPLANE_INLINE_JOBS_ROLE = env.str("CONTROLPLANE_INLINE_JOBS_ROLE", default="admin")
 JOB_LOG_DIR = Path(env.str("CONTROLPLANE_JOB_LOG_DIR", default=str(VAR_DIR / "logs")))
 WORKSPACE_DIR = Path(env.str("CONTROLPLANE_WORKSPACE_DIR", default=str(VAR_DIR / "workspaces")))
 ARTIFACT_DIR = Path(env.str("CONTROLPLANE_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))

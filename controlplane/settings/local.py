@@ -49,3 +49,8 @@ if not FIELD_ENCRYPTION_KEYS:
         install_secret(VAR_DIR / "encryption_key", lambda: Fernet.generate_key().decode())
     ]
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+# The demo's repository is a local one (var/git/churn-model.git).
+CONTROLPLANE_ALLOW_LOCAL_REPOSITORIES = env.bool(
+    "CONTROLPLANE_ALLOW_LOCAL_REPOSITORIES", default=True
+)

@@ -43,3 +43,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):  # noqa: F405
     }
 # Short enough that the reaper test does not wait long.
 JOB_HEARTBEAT_INTERVAL = 0.5
+
+# Tests make their repositories in temporary folders (some tests turn it off).
+CONTROLPLANE_ALLOW_LOCAL_REPOSITORIES = True

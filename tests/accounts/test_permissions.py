@@ -57,6 +57,9 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         dataset=dataset, version=1, fingerprint="f" * 64, format="csv", path="/nowhere.csv"
     )
     model_version = ModelVersion.objects.create(project=project, name="churn", version=1)
+    from apps.projects.services import variable_set
+
+    variable = variable_set(project=project, key="TOKEN", value="theirs", actor=admin_user)
     from apps.monitoring.services.ingest import ingest_token_create
 
     ingest_token, _raw = ingest_token_create(environment=production, name="svc", actor=admin_user)
@@ -78,6 +81,7 @@ def world(project, admin_user, django_capture_on_commit_callbacks):
         actor=admin_user,
     )
     return {
+        "variable": variable.pk,
         "project": project.slug,
         "dataset": dataset.pk,
         "dataset-version": dataset_version.pk,
@@ -149,6 +153,7 @@ BODIES = {
     "project": {"name": "Another"},
     "environment": {"project": "churn-model", "name": "qa"},
     "run": {"project": "churn-model", "jobs": JOBS},
+    "variable": {"project": "churn-model", "key": "TOKEN", "value": "mine"},
     "notification-target": {
         "project": "churn-model",
         "name": "ops hook",
@@ -237,9 +242,18 @@ def test_lists_show_only_member_projects(world, api, admin_user):
     assert client.get(reverse("run-detail", args=[world["run"]])).status_code == 404
 
 
-def test_developer_can_trigger_and_cancel_but_not_approve(world, member, api):
+def test_developer_can_trigger_and_cancel_but_not_approve(
+    world, member, api, project, django_capture_on_commit_callbacks
+):
     client = api(member("developer"))
+    # Inline jobs run code nobody pushed: admin only (docs/secrets.md).
     response = client.post(reverse("run-list"), BODIES["run"], format="json")
+    assert response.status_code == 403
+    project.repository_url = "https://git.example.com/acme/churn-model.git"
+    project.save()
+    with django_capture_on_commit_callbacks(execute=False):
+        body = {"project": project.slug, "ref": "main"}
+        response = client.post(reverse("run-list"), body, format="json")
     assert response.status_code == 201, response.content
     run_id = response.json()["id"]
     assert client.post(reverse("run-cancel", args=[run_id])).status_code == 200

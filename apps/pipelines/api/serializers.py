@@ -89,6 +89,7 @@ class RunSerializer(_DurationMixin, serializers.ModelSerializer):
             "trigger",
             "trigger_detail",
             "environment",
+            "protected",
             "schedule",
             "ref",
             "commit_sha",

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -41,11 +42,20 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScoped
 
     @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer})
     def create(self, request, *args, **kwargs):
-        """Trigger a run by hand (needs the developer role)."""
+        """Trigger a run by hand (needs the developer role; a run of inline ``jobs`` needs the
+        admin role unless the install says otherwise, and never gets protected variables)."""
         serializer = RunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if data.get("jobs"):
+            # Inline jobs are code nobody pushed: only the role the install names (admin unless
+            # set) may run them, and never with protected variables (run_create: protected off).
+            role = settings.CONTROLPLANE_INLINE_JOBS_ROLE
+            if not has_role(request.user, data["project"].pk, role):
+                raise PermissionDenied(
+                    f"Runs of inline jobs need the {role} role in this project (they run code "
+                    "nobody pushed); run a branch, tag or commit of the repository instead."
+                )
             run = services.run_create(
                 project=data["project"],
                 jobs=data["jobs"],

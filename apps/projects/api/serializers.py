@@ -2,7 +2,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
-from ..models import Environment, FreezeWindow, Project
+from ..models import Environment, FreezeWindow, Project, Variable
 
 #: A project's description (a text column): a few paragraphs, not a document.
 MAX_DESCRIPTION = 10_000
@@ -76,6 +76,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "default_branch",
             "release_branch",
             "git_provider",
+            "protected_refs",
             "branch_filter",
             "tag_filter",
             "git_api_url",
@@ -103,3 +104,54 @@ class ProjectSerializer(serializers.ModelSerializer):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise serializers.ValidationError(f"Unknown time zone '{value}'.") from exc
         return value
+
+
+class VariableSerializer(serializers.ModelSerializer):
+    """A project's variable. The value of a secret one is never sent back (``value`` is
+    null). Setting a key that exists in the same scope replaces it."""
+
+    project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
+    environment = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="An environment's name: only its runs and deployments get the variable. "
+        "Empty: every run and deployment of the project.",
+    )
+    value = serializers.CharField(allow_blank=True, max_length=65536, trim_whitespace=False)
+
+    class Meta:
+        model = Variable
+        fields = [
+            "id",
+            "project",
+            "environment",
+            "key",
+            "value",
+            "is_secret",
+            "protected",
+            "created",
+            "modified",
+        ]
+        read_only_fields = ["created", "modified"]
+        # The pair is unique per scope, but a set replaces: no unique-together check here.
+        validators: list = []
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["environment"] = instance.environment.name if instance.environment_id else ""
+        if instance.is_secret:
+            data["value"] = None
+        return data
+
+    def validate(self, attrs):
+        name = attrs.get("environment") or ""
+        attrs["environment"] = None
+        if name:
+            env = attrs["project"].environments.filter(name=name).first()
+            if env is None:
+                raise serializers.ValidationError(
+                    {"environment": f"The project has no environment '{name}'."}
+                )
+            attrs["environment"] = env
+        return attrs

@@ -12,10 +12,15 @@ from apps.accounts.api.viewsets import ProjectScopedViewSet, body_slug
 from apps.accounts.choices import Role
 
 from .. import selectors, services
-from ..models import Project
+from ..models import Project, Variable
 from ..spec import load_schema
 from .filters import EnvironmentFilter, ProjectFilter
-from .serializers import EnvironmentSerializer, FreezeWindowSerializer, ProjectSerializer
+from .serializers import (
+    EnvironmentSerializer,
+    FreezeWindowSerializer,
+    ProjectSerializer,
+    VariableSerializer,
+)
 
 
 def _validated(service, **kwargs):
@@ -123,6 +128,38 @@ class EnvironmentViewSet(
             actor=self.request.user,
             **serializer.validated_data,
         )
+
+
+class VariableViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    ProjectScopedViewSet,
+):
+    """Variables handed to a project's jobs and deployments (docs/secrets.md). Reading needs
+    the viewer role (a secret's value is never shown); writing needs the admin role.
+    ``protected``: only runs of protected refs and deployments get it; ``environment``: only
+    that environment's runs and deployments."""
+
+    serializer_class = VariableSerializer
+    ordering_fields = ["key", "created"]
+    write_role = Role.ADMIN
+
+    def get_queryset(self):
+        return selectors.variable_list(user=self.request.user)
+
+    def get_create_project_id(self, request):
+        slug = request.data.get("project") if hasattr(request.data, "get") else None
+        return Project.objects.filter(slug=str(slug)).values_list("pk", flat=True).first()
+
+    def perform_create(self, serializer):
+        serializer.instance = _validated(
+            services.variable_set, actor=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Variable):
+        services.variable_delete(variable=instance, actor=self.request.user)
 
 
 class PipelineSpecSchemaView(APIView):

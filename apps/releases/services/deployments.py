@@ -158,7 +158,8 @@ def _deploy_request(deployment: Deployment):
     env, release = deployment.environment, deployment.release
     spec = release.pipeline_run.spec if release.pipeline_run_id else {}
     serve = spec.get("serve") or {}
-    values, _secrets = job_variables(project=env.project, environment=env)
+    # A deployment of its environment gets the protected variables (docs/secrets.md).
+    values, _secrets = job_variables(project=env.project, environment=env, protected=True)
     credentials = {k: v for k, v in values.items() if k.startswith("DEPLOY_")}
     service_env = {k: v for k, v in values.items() if not k.startswith("DEPLOY_")}
     service_env.update(
