@@ -37,7 +37,13 @@ EXAMPLE = settings.BASE_DIR / "examples" / "churn-model"
 HOOK = Path(__file__).with_name("post_receive.py")
 #: The demo-only commit: the features schedule's interval in the example, and the demo's.
 FEATURES_EVERY = ("    every: 6h\n", "    every: 2m\n")
-DEMO_COMMIT = "Demo: refresh the features every 2 minutes (the example says 6h)"
+#: ... and the drift check's interval and the retrain cooldown, so drift shows in minutes.
+MONITOR_EVERY = ("  every: 15m\n", "  every: 1m\n")
+RETRAIN_COOLDOWN = ("cooldown: 6h,", "cooldown: 10m,")
+DEMO_COMMIT = (
+    "Demo: refresh the features every 2 minutes and check drift every minute "
+    "(the example says 6h and 15m)"
+)
 #: The demo's users besides the admin: name, role, what the role may do.
 USERS = (
     ("lead", Role.APPROVER, "approver: approves production deploys"),
@@ -99,13 +105,15 @@ def _login(username: str, *, superuser: bool = False):
 
 
 def _demo_schedule(work: Path) -> None:
-    """The demo-only change: ``refresh-features`` every 2 minutes instead of 6 hours."""
+    """The demo-only change: ``refresh-features`` every 2 minutes instead of 6 hours, the drift
+    check every minute instead of 15, a retrain cooldown of 10 minutes instead of 6 hours."""
     spec = work / ".controlplane.yml"
     text = spec.read_text()
-    example, demo = FEATURES_EVERY
-    if text.count(example) != 1:  # the example changed: say so rather than demo the wrong thing
-        raise RuntimeError(f"examples/churn-model/.controlplane.yml has no single {example!r}")
-    spec.write_text(text.replace(example, demo))
+    for example, demo in (FEATURES_EVERY, MONITOR_EVERY, RETRAIN_COOLDOWN):
+        if text.count(example) != 1:  # the example changed: say so, not demo the wrong thing
+            raise RuntimeError(f"examples/churn-model/.controlplane.yml has no single {example!r}")
+        text = text.replace(example, demo)
+    spec.write_text(text)
 
 
 def _push_example(bare: Path) -> str:
