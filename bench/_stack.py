@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -186,3 +187,56 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def stack_name(args) -> str:
     return "SQLite + filesystem broker" if args.embedded else "PostgreSQL + Redis"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gunicorn(
+    app: str, port: int, *, cwd: Path, workers: int, timeout: int | None = None
+) -> subprocess.Popen:
+    """Serve ``app`` with gunicorn on 127.0.0.1:``port`` (its own session, so a benchmark can
+    stop the whole group); return once it accepts connections."""
+    command = [sys.executable, "-m", "gunicorn", app, "-b", f"127.0.0.1:{port}"]
+    command += ["-w", str(workers)] + (["--timeout", str(timeout)] if timeout else [])
+    command += ["--access-logfile", "/dev/null", "--error-logfile", "-", "--log-level", "warning"]
+    proc = subprocess.Popen(command, cwd=cwd, env=dict(os.environ), start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"gunicorn {app} did not start")
+
+
+def time_pages(client, cases: dict[str, str], requests: int) -> dict[str, tuple[int, float, float]]:
+    """Each case's URL through the Django test client after 5 warm-up requests: (queries one
+    request makes, p50 ms, p95 ms) over ``requests`` requests, every answer a 200."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    results = {}
+    for name, url in cases.items():
+        for _ in range(5):
+            assert client.get(url).status_code == 200, url  # warm
+        with CaptureQueriesContext(connection) as ctx:
+            client.get(url)
+        queries = len(ctx.captured_queries)  # now: the next request resets the query log
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200
+        times.sort()
+        results[name] = (
+            queries,
+            statistics.median(times),
+            times[int(len(times) * 0.95) - 1],
+        )
+    return results

@@ -20,9 +20,6 @@ import os
 import random
 import resource
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,47 +29,6 @@ from pathlib import Path
 import _stack
 
 FEATURES = [f"f{i}" for i in range(20)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gunicorn(port: int, workers: int) -> subprocess.Popen:
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "controlplane.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(workers),
-            "--timeout",
-            "120",
-            "--access-logfile",
-            "/dev/null",
-            "--error-logfile",
-            "-",
-            "--log-level",
-            "warning",
-        ],
-        cwd=root,
-        env=dict(os.environ),
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("gunicorn did not start")
 
 
 def children(pid: int) -> list[int]:
@@ -256,8 +212,14 @@ def main() -> None:
 
     floor_rate = floor(args.rows, [distinct[i % 4] for i in range(min(args.batches, 20))], tmp)
 
-    port = free_port()
-    web = gunicorn(port, args.workers)
+    port = _stack.free_port()
+    web = _stack.gunicorn(
+        "controlplane.wsgi:application",
+        port,
+        cwd=Path(__file__).resolve().parents[1],
+        workers=args.workers,
+        timeout=120,
+    )
     try:
         time.sleep(1.0)
         workers = children(web.pid)

@@ -14,7 +14,7 @@ import statistics
 import time
 from datetime import timedelta
 
-from _stack import parse_args, setup
+from _stack import parse_args, setup, time_pages
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     from django.db import connection
     from django.http import HttpResponse
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext, override_settings
+    from django.test.utils import override_settings
     from django.urls import path
     from django.utils import timezone
 
@@ -131,25 +131,11 @@ def main() -> None:
         urlpatterns = [path("floor/", floor), *real_urls.urlpatterns]
 
     cases = {"floor (bare view)": "/floor/", "/metrics": "/metrics"}
-    results = {}
     with override_settings(
         ROOT_URLCONF=Urls, DEBUG=False, ALLOWED_HOSTS=["testserver"], METRICS_TOKEN=token
     ):
         size = len(client.get("/metrics").content)
-        for name, url in cases.items():
-            for _ in range(5):
-                assert client.get(url).status_code == 200, url  # warm
-            with CaptureQueriesContext(connection) as ctx:
-                client.get(url)
-            queries = len(ctx.captured_queries)
-            times = []
-            for _ in range(args.requests):
-                t0 = time.perf_counter()
-                response = client.get(url)
-                times.append((time.perf_counter() - t0) * 1000)
-                assert response.status_code == 200
-            times.sort()
-            results[name] = (queries, statistics.median(times), times[int(len(times) * 0.95) - 1])
+        results = time_pages(client, cases, args.requests)
     base = results["floor (bare view)"][1]
     print(
         f"{PipelineRun.objects.count()} runs, {Job.objects.count()} jobs, "

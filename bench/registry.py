@@ -8,10 +8,7 @@ page — from a plain ``values()`` query through the same middleware), and the r
 Goal: ≤ 10 queries per request, p95 < 100 ms.
 """
 
-import statistics
-import time
-
-from _stack import parse_args, setup
+from _stack import parse_args, setup, time_pages
 
 
 def main() -> None:
@@ -25,7 +22,7 @@ def main() -> None:
     from django.http import HttpResponse
     from django.template import engines
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext, override_settings
+    from django.test.utils import override_settings
     from django.urls import path
 
     from apps.projects.services import membership_set, project_create
@@ -99,22 +96,8 @@ def main() -> None:
         "compare page (5 versions)": f"/p/{project.slug}/models/compare/?ids={ids_q}&metric=f1",
         "lineage API": f"/api/v1/model-versions/{first.pk}/lineage/",
     }
-    results = {}
     with override_settings(ROOT_URLCONF=Urls, DEBUG=False, ALLOWED_HOSTS=["testserver"]):
-        for name, url in cases.items():
-            for _ in range(5):
-                assert client.get(url).status_code == 200, url  # warm
-            with CaptureQueriesContext(connection) as ctx:
-                client.get(url)
-            queries = len(ctx.captured_queries)
-            times = []
-            for _ in range(args.requests):
-                started = time.perf_counter()
-                response = client.get(url)
-                times.append((time.perf_counter() - started) * 1000)
-                assert response.status_code == 200
-            times.sort()
-            results[name] = (queries, statistics.median(times), times[int(len(times) * 0.95) - 1])
+        results = time_pages(client, cases, args.requests)
     base = results["floor (values(), same rows)"][1]
     print(f"{args.versions} versions, {args.requests} requests each, stack {args.stack}")
     print(f"{'':32} {'queries':>7} {'p50 ms':>8} {'p95 ms':>8} {'p50 / floor':>11}")

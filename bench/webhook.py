@@ -16,9 +16,7 @@
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -28,44 +26,6 @@ import _stack
 
 SECRET = "bench-webhook-secret"
 WORKERS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gunicorn(app: str, port: int, cwd: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            app,
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(WORKERS),
-            "--access-logfile",
-            "/dev/null",
-            "--error-logfile",
-            "-",
-            "--log-level",
-            "warning",
-        ],
-        cwd=cwd,
-        env=dict(os.environ),
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"gunicorn {app} did not start")
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -188,8 +148,8 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
 
     # 1. Ingest rate, control plane vs bare Django, same gunicorn.
-    port = free_port()
-    web = gunicorn("controlplane.wsgi:application", port, root)
+    port = _stack.free_port()
+    web = _stack.gunicorn("controlplane.wsgi:application", port, cwd=root, workers=WORKERS)
     try:
         hook = f"http://127.0.0.1:{port}/hooks/github/bench/"
         probe = urllib.request.Request(
@@ -199,8 +159,8 @@ def main() -> None:
         ours = wrk(hook, body, headers, args.seconds, args.connections)
     finally:
         kill(web)
-    port = free_port()
-    bare = gunicorn("bareapp:application", port, root / "bench")
+    port = _stack.free_port()
+    bare = _stack.gunicorn("bareapp:application", port, cwd=root / "bench", workers=WORKERS)
     try:
         base = wrk(f"http://127.0.0.1:{port}/hook/", body, headers, args.seconds, args.connections)
     finally:
@@ -223,8 +183,8 @@ def main() -> None:
     WebhookDelivery.objects.all().delete()
     celery_app.control.purge()  # the wake-up messages of part 1, sent while no worker ran
     worker = _stack.start_worker()
-    port = free_port()
-    web = gunicorn("controlplane.wsgi:application", port, root)
+    port = _stack.free_port()
+    web = _stack.gunicorn("controlplane.wsgi:application", port, cwd=root, workers=WORKERS)
     latencies = []
     try:
         hook = f"http://127.0.0.1:{port}/hooks/github/bench/"
