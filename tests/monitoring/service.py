@@ -15,7 +15,8 @@ from pathlib import Path
 from apps.pipelines import services as pipeline_services
 from apps.pipelines.artifacts import bundle_store_put
 from apps.projects.spec.parser import parse_spec
-from apps.releases.services import release_create
+from apps.releases.choices import DeploymentStatus
+from apps.releases.services import deployment_execute, deployment_request, release_create
 
 SERVER = r"""
 import json, os, threading, time
@@ -188,3 +189,11 @@ def answer(port: int) -> dict | None:
             return json.loads(r.read())
     except OSError:
         return None
+
+
+def deploy(release, environment, actor):
+    """Deploy ``release`` to ``environment`` now, in this process, and check it succeeded."""
+    deployment = deployment_request(release=release, environment=environment, actor=actor)
+    deployment = deployment_execute(deployment_id=deployment.pk)
+    assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.log
+    return deployment

@@ -26,7 +26,7 @@ from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Deployment
 from apps.releases.services import deployment_execute, deployment_request
-from tests.monitoring.service import answer, fail, make_release, traffic
+from tests.monitoring.service import answer, deploy, fail, make_release, traffic
 from tests.pipelines.worker import WorkerProcess, wait_for
 
 ALERTS = {"error_rate": 0.2, "latency_p95_ms": 200}
@@ -50,13 +50,6 @@ def dev(project, deploy_dir):
     env.rollback_watch = timedelta(minutes=15)
     env.save()
     return env
-
-
-def deploy(release, environment, actor):
-    deployment = deployment_request(release=release, environment=environment, actor=actor)
-    deployment = deployment_execute(deployment_id=deployment.pk)
-    assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.log
-    return deployment
 
 
 def finished(deployment, timeout=180):

@@ -27,10 +27,9 @@ from apps.monitoring.services_health import (
 from apps.releases.choices import DeploymentStatus
 from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
-from apps.releases.services import deployment_execute, deployment_request
 from tests.dockerengine import IMAGE, docker_client
 from tests.factories import DeploymentFactory
-from tests.monitoring.service import answer, fail, make_release, traffic
+from tests.monitoring.service import answer, deploy, fail, make_release, traffic
 from tests.releases.test_deployer_process import group_gone
 
 pytestmark = pytest.mark.django_db
@@ -54,13 +53,6 @@ def dev(project, deploy_dir):
     env.health_check_timeout = 20
     env.save()
     return env
-
-
-def deploy(release, environment, actor):
-    deployment = deployment_request(release=release, environment=environment, actor=actor)
-    deployment = deployment_execute(deployment_id=deployment.pk)
-    assert deployment.status == DeploymentStatus.SUCCEEDED, deployment.log
-    return deployment
 
 
 def firing(rule):

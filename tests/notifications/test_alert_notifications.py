@@ -23,26 +23,11 @@ from apps.notifications.models import NotificationDelivery, NotificationTarget
 from apps.notifications.services import alert_event_id
 from apps.projects.services import project_create
 from tests.factories import UserFactory
+from tests.notifications.slackblocks import blocks_of, blocks_text
 
 from .conftest import CHANNEL, HOOK_SECRET, SITE, api_calls
 
 pytestmark = pytest.mark.django_db
-
-
-def _blocks(request) -> list[dict]:
-    blocks = request["json"]["blocks"]
-    return json.loads(blocks) if isinstance(blocks, str) else blocks
-
-
-def _text(blocks) -> str:
-    parts = []
-    for block in blocks:
-        if "text" in block:
-            parts.append(block["text"]["text"])
-        for element in block.get("elements", []):
-            if element.get("type") == "mrkdwn":
-                parts.append(element["text"])
-    return "\n".join(parts)
 
 
 def _alert_url(alert) -> str:
@@ -162,7 +147,7 @@ def test_a_firing_alert_posts_one_block_kit_message(slack_server, slack_target, 
     assert post["json"]["text"].startswith(
         "[churn-model] FIRING critical: Dataset drift in production (production)"
     )
-    blocks = _by_id(_blocks(post))
+    blocks = _by_id(blocks_of(post))
     assert list(blocks) == [
         "alert",
         "alert_place",
@@ -175,15 +160,15 @@ def test_a_firing_alert_posts_one_block_kit_message(slack_server, slack_target, 
     assert "*Firing*" in head and "*CRITICAL*" in head and ":rotating_light:" in head
     url = _alert_url(alert)
     assert f"<{url}|Dataset drift in production>" in head
-    place = _text([blocks["alert_place"]])
+    place = blocks_text([blocks["alert_place"]])
     assert "project *churn-model*" in place
     assert "environment *production*" in place
     assert "rule `dataset_drift`" in place
     assert "value *0.6*" in place
-    assert "3 of 5 features drifted" in _text([blocks["alert_description"]])
+    assert "3 of 5 features drifted" in blocks_text([blocks["alert_description"]])
     # Labels, less the ones the message already says.
-    assert _text([blocks["alert_labels"]]) == "`feature=plan` `model_version=7`"
-    assert "since <!date^" in _text([blocks["alert_status"]])
+    assert blocks_text([blocks["alert_labels"]]) == "`feature=plan` `model_version=7`"
+    assert "since <!date^" in blocks_text([blocks["alert_status"]])
     [button] = blocks["alert_actions"]["elements"]
     assert button["url"] == url
 
@@ -217,13 +202,13 @@ def test_a_resolve_edits_the_same_message_once(slack_server, slack_target, alert
     [update] = api_calls(slack_server, "chat.update")
     assert update["json"]["channel"] == CHANNEL
     assert update["json"]["ts"] == "1700000000.000100"
-    blocks = _by_id(_blocks(update))
+    blocks = _by_id(blocks_of(update))
     assert "*Resolved*" in blocks["alert"]["text"]["text"]
     assert ":white_check_mark:" in blocks["alert"]["text"]["text"]
-    assert "resolved <!date^" in _text([blocks["alert_status"]])
+    assert "resolved <!date^" in blocks_text([blocks["alert_status"]])
     assert "alert_actions" in blocks
     assert update["json"]["text"].startswith("[churn-model] RESOLVED critical")
-    assert _blocks(post) != _blocks(update)
+    assert blocks_of(post) != blocks_of(update)
 
     resolved = NotificationDelivery.objects.get(event="alert.resolved")
     assert (resolved.status, resolved.slack_channel, resolved.slack_ts) == (
@@ -243,15 +228,15 @@ def test_an_acknowledgement_edits_the_message_with_who(
 
     [update] = api_calls(slack_server, "chat.update")
     assert update["json"]["ts"] == "1700000000.000100"
-    status = _text([_by_id(_blocks(update))["alert_status"]])
+    status = blocks_text([_by_id(blocks_of(update))["alert_status"]])
     assert ":eyes: acknowledged by alice" in status
-    assert "*Firing*" in _by_id(_blocks(update))["alert"]["text"]["text"]
+    assert "*Firing*" in _by_id(blocks_of(update))["alert"]["text"]["text"]
 
     resolve(alert)
     assert len(api_calls(slack_server, "chat.update")) == 2
-    final = _by_id(_blocks(api_calls(slack_server, "chat.update")[-1]))
+    final = _by_id(blocks_of(api_calls(slack_server, "chat.update")[-1]))
     assert "*Resolved*" in final["alert"]["text"]["text"]
-    assert "acknowledged by alice" in _text([final["alert_status"]])
+    assert "acknowledged by alice" in blocks_text([final["alert_status"]])
     assert len(api_calls(slack_server, "chat.postMessage")) == 1
 
 
@@ -266,15 +251,15 @@ def test_a_repeat_replies_in_the_thread_and_the_resolve_edits_both(
     first, reply = api_calls(slack_server, "chat.postMessage")
     assert reply["json"]["thread_ts"] == "1700000000.000100"
     assert reply["json"]["reply_broadcast"] in (True, "1", "true", 1)
-    assert "value *0.8*" in _text(_blocks(reply))
+    assert "value *0.8*" in blocks_text(blocks_of(reply))
     [refresh] = api_calls(slack_server, "chat.update")
     assert refresh["json"]["ts"] == "1700000000.000100"
-    assert "value *0.8*" in _text(_blocks(refresh))
+    assert "value *0.8*" in blocks_text(blocks_of(refresh))
 
     resolve(alert)
     edits = api_calls(slack_server, "chat.update")[1:]
     assert sorted(e["json"]["ts"] for e in edits) == ["1700000000.000100", "1700000000.000101"]
-    assert all("*Resolved*" in _text(_blocks(e)) for e in edits)
+    assert all("*Resolved*" in blocks_text(blocks_of(e)) for e in edits)
 
 
 def test_one_message_per_alert_of_a_group(slack_server, slack_target, project, production, tell):
@@ -313,11 +298,11 @@ def test_a_silenced_alert_says_until_when_and_its_resolve_only_edits_slack(
     data = events.alert_data(alert)
     assert data["silenced_until"] == until.isoformat()
     _text_, blocks = slack.alert_message("churn-model", data)
-    assert ":zzz: silenced until <!date^" in _text([_by_id(blocks)["alert_status"]])
+    assert ":zzz: silenced until <!date^" in blocks_text([_by_id(blocks)["alert_status"]])
 
     resolve(alert)
     [update] = api_calls(slack_server, "chat.update")
-    assert "*Resolved*" in _text(_blocks(update))
+    assert "*Resolved*" in blocks_text(blocks_of(update))
     assert len(mail.outbox) == 1  # the silence holds the mail back
     assert not NotificationDelivery.objects.filter(event="alert.resolved", kind="email").exists()
 
@@ -563,9 +548,9 @@ def test_through_the_monitoring_services_and_dispatcher(
     with after_commit():
         dispatcher.dispatch()
     [post] = api_calls(slack_server, "chat.postMessage")
-    head = _by_id(_blocks(post))["alert"]["text"]["text"]
+    head = _by_id(blocks_of(post))["alert"]["text"]["text"]
     assert f"<{_alert_url(alert)}|5xx share 0.2 over 5 min>" in head
-    assert "`service=churn-api`" in _text(_blocks(post))
+    assert "`service=churn-api`" in blocks_text(blocks_of(post))
     assert len(mail.outbox) == 1
 
     member = UserFactory(username="dora", is_superuser=True)
@@ -573,7 +558,7 @@ def test_through_the_monitoring_services_and_dispatcher(
         alerts.alert_acknowledge(alert=alert, actor=member)
     [ack] = api_calls(slack_server, "chat.update")
     assert ack["json"]["ts"] == "1700000000.000100"
-    assert "acknowledged by dora" in _text(_blocks(ack))
+    assert "acknowledged by dora" in blocks_text(blocks_of(ack))
 
     with after_commit():
         alerts.alert_resolve(fingerprint=alert.fingerprint)
@@ -582,7 +567,7 @@ def test_through_the_monitoring_services_and_dispatcher(
     updates = api_calls(slack_server, "chat.update")
     assert len(updates) == 2
     assert {u["json"]["ts"] for u in updates} == {"1700000000.000100"}
-    assert "*Resolved*" in _text(_blocks(updates[-1]))
+    assert "*Resolved*" in blocks_text(blocks_of(updates[-1]))
     assert len(api_calls(slack_server, "chat.postMessage")) == 1
     assert [m.subject.split(":")[0] for m in mail.outbox] == [
         "[churn-model] FIRING critical",

@@ -14,6 +14,7 @@ from apps.notifications.tasks import slack_interaction_task
 from apps.releases.models import Approval, Promotion
 from apps.releases.services import release_create
 from tests.factories import UserFactory
+from tests.notifications.slackblocks import blocks_of
 
 from .conftest import (
     BOT_TOKEN,
@@ -39,11 +40,6 @@ def promotion(slack_server, slack_target, request_promotion, release, production
 
 def _trail():
     return (Approval.objects.count(), AuditEvent.objects.count())
-
-
-def _blocks(request):
-    blocks = request["json"]["blocks"]
-    return json.loads(blocks) if isinstance(blocks, str) else blocks
 
 
 def test_the_url():
@@ -208,7 +204,7 @@ def test_an_approval_in_slack_leaves_the_same_trail_as_in_the_browser(
     assert "You approved v3 → production" in reply["text"]
     # The channel's message now shows the outcome instead of the buttons.
     update = api_calls(slack_server, "chat.update")[-1]
-    blocks = _blocks(update)
+    blocks = blocks_of(update)
     assert all(b["type"] != "actions" for b in blocks)
     assert "*Approved* by alice" in json.dumps(blocks)
 
@@ -227,7 +223,7 @@ def test_two_approvals_needed(
     assert promotion.status == "pending"
     assert "(1 of 2 approvals)" in ephemeral_replies(slack_server)[-1]["text"]
     assert "1 of 2 approvals: alice" in json.dumps(
-        _blocks(api_calls(slack_server, "chat.update")[-1])
+        blocks_of(api_calls(slack_server, "chat.update")[-1])
     )
 
     click(promotion, "U0BOB")

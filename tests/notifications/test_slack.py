@@ -1,7 +1,6 @@
 """Slack messages, sent by the real slack-sdk client to a fake Slack on 127.0.0.1: one message
 per promotion with Approve / Reject, edited in place as approvals come in and when it ends."""
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from apps.releases import signals as release_signals
 from apps.releases.models import Deployment, Promotion
 from apps.releases.services import promotion_expire_due
 from tests.factories import RunFactory
+from tests.notifications.slackblocks import blocks_of, blocks_text
 
 from .conftest import BOT_TOKEN, CHANNEL, SITE, _state, api_calls, send_missing_promotion_signals
 from .conftest import sent_signals as record_signals
@@ -23,24 +23,8 @@ from .conftest import sent_signals as record_signals
 pytestmark = pytest.mark.django_db
 
 
-def _blocks(request) -> list[dict]:
-    blocks = request["json"]["blocks"]
-    return json.loads(blocks) if isinstance(blocks, str) else blocks
-
-
 def _buttons(blocks) -> dict[str, dict]:
     return {e["action_id"]: e for b in blocks if b["type"] == "actions" for e in b["elements"]}
-
-
-def _text(blocks) -> str:
-    parts = []
-    for block in blocks:
-        if "text" in block:
-            parts.append(block["text"]["text"])
-        for element in block.get("elements", []):
-            if element.get("type") == "mrkdwn":
-                parts.append(element["text"])
-    return "\n".join(parts)
 
 
 def test_a_pending_promotion_posts_a_message_with_approve_and_reject(
@@ -53,7 +37,7 @@ def test_a_pending_promotion_posts_a_message_with_approve_and_reject(
     assert post["headers"]["authorization"] == f"Bearer {BOT_TOKEN}"
     assert post["json"]["channel"] == CHANNEL
     assert "v3 → production" in post["json"]["text"]
-    blocks = _blocks(post)
+    blocks = blocks_of(post)
     assert [b["type"] for b in blocks] == ["section", "context", "context", "actions"]
     buttons = _buttons(blocks)
     assert buttons["promotion_approve"]["value"] == str(promotion.pk)
@@ -61,7 +45,7 @@ def test_a_pending_promotion_posts_a_message_with_approve_and_reject(
     assert buttons["promotion_reject"]["value"] == str(promotion.pk)
     assert buttons["promotion_reject"]["style"] == "danger"
     assert buttons["open_promotion"]["url"] == SITE + promotion.get_absolute_url()
-    text = _text(blocks)
+    text = blocks_text(blocks)
     assert f"<{SITE}{release.get_absolute_url()}|v3>" in text
     assert "0 of 1 approvals" in text
     assert "requested by root" in text
@@ -83,18 +67,18 @@ def test_each_approval_edits_the_message_and_the_last_replaces_the_buttons(
     [update] = api_calls(slack_server, "chat.update")
     assert update["headers"]["authorization"] == f"Bearer {BOT_TOKEN}"
     assert (update["json"]["channel"], update["json"]["ts"]) == (CHANNEL, "1700000000.000100")
-    assert "1 of 2 approvals: alice" in _text(_blocks(update))
-    assert "promotion_approve" in _buttons(_blocks(update))  # still open
+    assert "1 of 2 approvals: alice" in blocks_text(blocks_of(update))
+    assert "promotion_approve" in _buttons(blocks_of(update))  # still open
 
     decide_in_browser(promotion, member("admin", "bob"))
     promotion.refresh_from_db()
     assert promotion.status == "deploying"  # approved, and its deployment made
     last = api_calls(slack_server, "chat.update")[-1]
     assert last["json"]["ts"] == "1700000000.000100"
-    blocks = _blocks(last)
+    blocks = blocks_of(last)
     assert "promotion_approve" not in _buttons(blocks)
-    assert "*Approved* by alice, bob · deploying" in _text(blocks)
-    assert "2 of 2 approvals: alice, bob" in _text(blocks)
+    assert "*Approved* by alice, bob · deploying" in blocks_text(blocks)
+    assert "2 of 2 approvals: alice, bob" in blocks_text(blocks)
     # One message in the channel for the whole story.
     assert len(api_calls(slack_server, "chat.postMessage")) == 1
 
@@ -114,9 +98,9 @@ def test_a_rejection_shows_who_and_why(
         )
     with after_commit():
         send_missing_promotion_signals(log, promotion, before)
-    blocks = _blocks(api_calls(slack_server, "chat.update")[-1])
+    blocks = blocks_of(api_calls(slack_server, "chat.update")[-1])
     assert _buttons(blocks) == {}
-    assert "*Rejected* by carol: metrics &lt;regressed&gt;" in _text(blocks)
+    assert "*Rejected* by carol: metrics &lt;regressed&gt;" in blocks_text(blocks)
 
 
 def test_an_expired_promotion_loses_its_buttons(
@@ -129,9 +113,9 @@ def test_an_expired_promotion_loses_its_buttons(
         assert promotion_expire_due() == 1
     with after_commit():
         send_missing_promotion_signals(log, promotion, before)
-    blocks = _blocks(api_calls(slack_server, "chat.update")[-1])
+    blocks = blocks_of(api_calls(slack_server, "chat.update")[-1])
     assert _buttons(blocks) == {}
-    assert "*Expired*" in _text(blocks)
+    assert "*Expired*" in blocks_text(blocks)
 
 
 def test_a_reminder_is_a_broadcast_reply_in_the_thread_and_is_edited_too(
@@ -150,8 +134,8 @@ def test_a_reminder_is_a_broadcast_reply_in_the_thread_and_is_edited_too(
     first, reminder = api_calls(slack_server, "chat.postMessage")
     assert reminder["json"]["thread_ts"] == first["json"].get("ts", "1700000000.000100")
     assert reminder["json"]["reply_broadcast"] is True
-    assert "Reminder" in _text(_blocks(reminder))
-    assert "promotion_approve" in _buttons(_blocks(reminder))
+    assert "Reminder" in blocks_text(blocks_of(reminder))
+    assert "promotion_approve" in _buttons(blocks_of(reminder))
 
     decide_in_browser(promotion, member("approver", "alice"))
     edited = {r["json"]["ts"] for r in api_calls(slack_server, "chat.update")}
@@ -193,8 +177,8 @@ def test_a_failed_build(slack_server, slack_target, project, after_commit):
         )
     [post] = api_calls(slack_server, "chat.postMessage")
     assert post["json"]["text"] == "[churn-model] Pipeline #12 failed on main"
-    blocks = _blocks(post)
-    text = _text(blocks)
+    blocks = blocks_of(post)
+    text = blocks_text(blocks)
     assert f"<{SITE}{run.get_absolute_url()}|Pipeline #12 failed>" in text
     assert "Tune the model" in text and "long body" not in text
     assert "job train failed" in text
@@ -242,8 +226,8 @@ def test_deployments(
         )
     [post] = api_calls(slack_server, "chat.postMessage")
     assert post["json"]["text"] == f"[churn-model] {title}"
-    blocks = _blocks(post)
-    assert title in _text(blocks)
+    blocks = blocks_of(post)
+    assert title in blocks_text(blocks)
     assert _buttons(blocks)["open_deployment"]["url"] == SITE + deployment.get_absolute_url()
 
 
