@@ -14,9 +14,10 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from apps.accounts.choices import Role
+from apps.accounts.models import hash_token
 from apps.accounts.permissions import has_role
 
-from .models import INGEST_TOKEN_PREFIX, IngestToken, hash_ingest_token
+from .models import INGEST_TOKEN_PREFIX, IngestToken
 
 ONLY_INGEST = "An ingest token can only post observations and labels of its environment."
 
@@ -43,7 +44,7 @@ class IngestTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.PermissionDenied(ONLY_INGEST)
         token = (
             IngestToken.objects.select_related("environment__project")
-            .filter(key_hash=hash_ingest_token(raw))
+            .filter(key_hash=hash_token(raw))
             .first()
         )
         if token is None or not token.is_active:

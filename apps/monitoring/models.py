@@ -1,7 +1,6 @@
 """The CM loop's rows: ingest tokens, observation and label batches (the rows themselves are
 Parquet files, `store.py`), reference profiles, drift checks, alerts and silences."""
 
-import hashlib
 import secrets
 import uuid
 
@@ -17,10 +16,6 @@ from apps.training.models import DatasetVersion, ModelVersion
 from .choices import AlertSource, AlertStatus, CheckStatus, ColumnKind, ReferenceSource, Severity
 
 INGEST_TOKEN_PREFIX = "cpi_"  # noqa: S105 - a public marker, not a secret
-
-
-def hash_ingest_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class IngestToken(models.Model):

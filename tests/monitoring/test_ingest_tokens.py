@@ -3,7 +3,8 @@ as a secret variable of its environment, with the URL and the model version besi
 
 import pytest
 
-from apps.monitoring.models import IngestToken, hash_ingest_token
+from apps.accounts.models import hash_token
+from apps.monitoring.models import IngestToken
 from apps.monitoring.services.ingest import ingest_token_ensure, ingest_token_revoke
 from apps.projects.models import Environment, Variable
 from apps.projects.selectors import job_variables
@@ -30,7 +31,7 @@ def test_admins_create_list_and_revoke_tokens(api, admin_user, member, productio
     assert response.status_code == 201, response.content
     raw = response.json()["token"]
     token = IngestToken.objects.get(pk=response.json()["id"])
-    assert token.key_hash == hash_ingest_token(raw) and raw.startswith("cpi_")
+    assert token.key_hash == hash_token(raw) and raw.startswith("cpi_")
     listed = client.get(f"/api/v1/ingest-tokens/?environment={production.pk}").json()
     assert [t["name"] for t in listed["results"]] == ["batch"]
     assert "token" not in listed["results"][0] and raw not in str(listed)
@@ -60,7 +61,7 @@ def test_a_deployment_gets_url_token_and_model_version(
         )
     env = _deploy_request(deployment).env
     token = IngestToken.objects.get(environment=production, revoked_at__isnull=True)
-    assert token.key_hash == hash_ingest_token(env["CONTROLPLANE_INGEST_TOKEN"])
+    assert token.key_hash == hash_token(env["CONTROLPLANE_INGEST_TOKEN"])
     assert env["CONTROLPLANE_INGEST_URL"].endswith(
         f"/api/v1/environments/{production.pk}/observations/"
     )

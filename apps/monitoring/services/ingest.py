@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.models import hash_token
 from apps.core.exceptions import ServiceError
 from apps.core.services import audit_log
 from apps.projects.models import Environment, Variable
@@ -29,7 +30,7 @@ from apps.training.models import ModelVersion
 
 from .. import store
 from ..ingest import Batch, Expected, IngestError
-from ..models import IngestToken, LabelBatch, ObservationBatch, hash_ingest_token
+from ..models import IngestToken, LabelBatch, ObservationBatch
 from ..reference import ReferenceError, reference_for
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def ingest_token_create(
         token = IngestToken.objects.create(
             environment=environment,
             name=name[:100],
-            key_hash=hash_ingest_token(raw),
+            key_hash=hash_token(raw),
             prefix=raw[:12],
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
@@ -105,7 +106,7 @@ def ingest_token_ensure(*, environment: Environment, actor: Any = "deployer") ->
         current is not None
         and IngestToken.objects.filter(
             environment=environment,
-            key_hash=hash_ingest_token(current.value),
+            key_hash=hash_token(current.value),
             revoked_at__isnull=True,
         ).exists()
     )
