@@ -98,6 +98,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/v1/me/slack-identity/"): Rule(
         ANY_USER, 204, lambda w, u: _linked(u), setup_writes=True
     ),
+    ("POST", "/api/v1/variables/"): Rule(
+        Role.ADMIN,
+        201,
+        lambda w, u: ({}, {"project": w.project.slug, "key": "ZONE", "value": "b"}),
+    ),
+    ("DELETE", "/api/v1/variables/{id}/"): Rule(
+        Role.ADMIN, 204, lambda w, u: ({"id": w["variable"].pk}, {})
+    ),
     ("POST", "/api/v1/notification-targets/"): Rule(
         Role.ADMIN,
         201,

@@ -15,7 +15,7 @@ from apps.monitoring.services.ingest import ingest_token_create
 from apps.notifications.services import target_create
 from apps.pipelines.models import Artifact
 from apps.projects.models import Project
-from apps.projects.services import freeze_window_add
+from apps.projects.services import freeze_window_add, variable_set
 from apps.releases.services import promotion_request, release_create
 from apps.training.models import Dataset, DatasetVersion, ModelVersion
 from apps.webhooks.models import WebhookDelivery
@@ -87,6 +87,9 @@ def build_world(project: Project, actor) -> World:
     )
     w.objects["freeze_window"] = freeze_window_add(
         environment=envs["staging"], cron="0 17 * * 5", duration=timedelta(hours=2), actor=actor
+    )
+    w.objects["variable"] = variable_set(
+        project=project, key="REGION", value="eu", actor=actor, is_secret=True
     )
     w.objects["alert"] = alert_fire(
         rule="error_rate",

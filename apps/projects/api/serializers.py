@@ -1,5 +1,6 @@
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Environment, FreezeWindow, Project, Variable
@@ -106,6 +107,12 @@ class ProjectSerializer(serializers.ModelSerializer):
         return value
 
 
+@extend_schema_field(serializers.CharField(allow_null=True, allow_blank=True, max_length=65536))
+class _VariableValueField(serializers.CharField):
+    """A variable's value: a string to write; read back as null when the variable is secret
+    (typed so in the schema; null is still refused on writes)."""
+
+
 class VariableSerializer(serializers.ModelSerializer):
     """A project's variable. The value of a secret one is never sent back (``value`` is
     null). Setting a key that exists in the same scope replaces it."""
@@ -118,7 +125,7 @@ class VariableSerializer(serializers.ModelSerializer):
         help_text="An environment's name: only its runs and deployments get the variable. "
         "Empty: every run and deployment of the project.",
     )
-    value = serializers.CharField(allow_blank=True, max_length=65536, trim_whitespace=False)
+    value = _VariableValueField(allow_blank=True, max_length=65536, trim_whitespace=False)
 
     class Meta:
         model = Variable

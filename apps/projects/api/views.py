@@ -150,8 +150,7 @@ class VariableViewSet(
         return selectors.variable_list(user=self.request.user)
 
     def get_create_project_id(self, request):
-        slug = request.data.get("project") if hasattr(request.data, "get") else None
-        return Project.objects.filter(slug=str(slug)).values_list("pk", flat=True).first()
+        return Project.objects.filter(slug=body_slug(request)).values_list("pk", flat=True).first()
 
     def perform_create(self, serializer):
         serializer.instance = _validated(
