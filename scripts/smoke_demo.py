@@ -3,9 +3,10 @@
 
 Starts ``make demo`` (fresh var/ folder), waits for the login page, logs in with the printed
 credentials, checks the dashboard lists the demo project and that the worker ran the demo
-pipeline, deploys and approves it, then clones the demo repository, pushes a change and checks
-the push started a run (the repository's hook), then presses Ctrl-C and checks everything
-stopped. Exit code 0 = all good.
+pipeline, deploys it; the admin (who started the run) is refused the approval, the lead
+approves it; then clones the demo repository, pushes a change and checks the push started a
+run (the repository's hook), then presses Ctrl-C and checks everything stopped. Exit code 0 =
+all good.
 """
 
 import json
@@ -69,15 +70,7 @@ def main() -> int:
         _wait_http(opener, f"{BASE}/login/", started)
         print(f"login page up after {time.monotonic() - started:.1f}s", flush=True)
         _drain(proc, output)
-        page = opener.open(f"{BASE}/login/").read().decode()
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        data = urlencode(
-            {"username": "admin", "password": password, "csrfmiddlewaretoken": token, "next": "/"}
-        ).encode()
-        req = urllib.request.Request(
-            f"{BASE}/login/", data=data, headers={"Referer": f"{BASE}/login/"}
-        )
-        dashboard = opener.open(req).read().decode()
+        dashboard = _login(opener, "admin", password)
         assert "Demo churn model" in dashboard, "dashboard does not show the demo project"
         print("logged in; dashboard shows the demo project", flush=True)
         # The demo pushed examples/churn-model: its pipeline (tests, bundle, reproducibility,
@@ -101,9 +94,14 @@ def main() -> int:
             flush=True,
         )
         printed = "".join(output)
+        logins = {}
         for user in ("lead", "dev", "viewer"):  # every role's login is printed
-            assert re.search(rf"^\s+{user} / \S+\s+\(", printed, re.M), f"no login for {user}"
-        _cd_flow(opener, started)
+            match = re.search(rf"^\s+{user} / (\S+)\s+\(", printed, re.M)
+            assert match, f"no login for {user}"
+            logins[user] = match.group(1)
+        lead = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        _login(lead, "lead", logins["lead"])
+        _cd_flow(opener, lead, started)
         _push_flow(opener, repository, started)
     except BaseException:
         _drain(proc, output)
@@ -142,10 +140,36 @@ def _until(what: str, check, seconds: float):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def _cd_flow(opener, started: float) -> None:
+def _login(opener, username: str, password: str) -> str:
+    """Log ``opener`` in through the login form; returns the page it lands on."""
+    page = opener.open(f"{BASE}/login/").read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    data = urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": token, "next": "/"}
+    ).encode()
+    request = urllib.request.Request(
+        f"{BASE}/login/", data=data, headers={"Referer": f"{BASE}/login/"}
+    )
+    return opener.open(request).read().decode()
+
+
+def _decide(opener, page_url: str) -> None:
+    page = opener.open(page_url).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    data = urlencode(
+        {"decision": "approve", "comment": "smoke test", "csrfmiddlewaretoken": token}
+    ).encode()
+    opener.open(
+        urllib.request.Request(f"{page_url}decide/", data=data, headers={"Referer": page_url})
+    )
+
+
+def _cd_flow(admin, lead, started: float) -> None:
     """The CD loop on the embedded stack: the release deploys itself to dev and staging with
-    the process deployer, waits for an approval to production, the admin approves it in the
-    browser, and production answers its health check."""
+    the process deployer and waits for an approval to production. The admin started the run,
+    so four eyes refuse its approval; the lead approves it in the browser, and production
+    answers its health check."""
+    opener = admin
     api = f"{BASE}/api/v1"
     seconds = float(os.environ.get("SMOKE_DEPLOY_SECONDS", "300"))
 
@@ -169,14 +193,15 @@ def _cd_flow(opener, started: float) -> None:
 
     promotion = _until("the promotion to production", pending, 60)
     page_url = f"{BASE}/p/demo-churn-model/promotions/{promotion['id']}/"
-    page = opener.open(page_url).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    data = urlencode(
-        {"decision": "approve", "comment": "smoke test", "csrfmiddlewaretoken": token}
-    ).encode()
-    opener.open(
-        urllib.request.Request(f"{page_url}decide/", data=data, headers={"Referer": page_url})
-    )
+    try:
+        _decide(admin, page_url)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403, f"the admin's own approval answered {exc.code}, not 403"
+        assert "someone else must approve" in exc.read().decode(), "403 without the reason"
+    else:
+        raise SystemExit("the admin approved the promotion of a run the admin started")
+    print("four eyes: the run's trigger may not approve it (403 with the reason)", flush=True)
+    _decide(lead, page_url)
     approved = time.monotonic()
     _until("production to answer on 8103", lambda: _health(8103), seconds)
     print(
