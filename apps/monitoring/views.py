@@ -41,6 +41,14 @@ def with_alert_links(alerts: list, *, project, may_act: bool) -> None:
         alert.silence_url = f"{silence}?alert={alert.pk}" if silence and may_silence else ""
 
 
+def _shown_check(request: HttpRequest, latest) -> int:
+    """The check the page was opened on: ``?shown=`` of the page's own poll, else the latest."""
+    try:
+        return int(request.GET["shown"])
+    except (KeyError, ValueError):
+        return latest.pk if latest is not None else 0
+
+
 @login_required
 def environment_monitoring(request: HttpRequest, slug: str, name: str) -> HttpResponse:
     project = get_object_or_404(project_list(user=request.user), slug=slug)
@@ -60,6 +68,10 @@ def environment_monitoring(request: HttpRequest, slug: str, name: str) -> HttpRe
             **data,
             "recent_checks": list(reversed(data["checks"][-10:])),
             "alerts_url": alerts_url(project=project, environment=environment),
+            # The page polls itself (``?shown=<the check it was opened on>``): a newer check
+            # is announced, not swapped into charts drawn for the old one.
+            "shown_check": (shown := _shown_check(request, data["latest"])),
+            "newer_check": data["latest"] is not None and data["latest"].pk != shown,
             # What the charts draw (monitoring.js reads it from a json_script element).
             "chart_data": {**data["series"], "histograms": data["histograms"]},
         },

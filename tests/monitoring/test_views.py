@@ -134,6 +134,33 @@ def test_no_check_yet_says_what_is_needed(client, production, member):
     assert 'data-chart="' not in html
 
 
+def test_the_top_cards_poll_and_a_newer_check_is_announced_not_swapped_in(
+    client, production, member
+):
+    now = timezone.now()
+    first = DriftCheckFactory(
+        environment=production, status="ok", window_end=now - timedelta(hours=1)
+    )
+    html = page(client, member("viewer"), url_of(production))
+    # The page polls itself for the cards, naming the check it was opened on.
+    assert f'hx-get="{url_of(production)}?shown={first.pk}"' in html and 'hx-select="#live"' in html
+    assert "newer-check" not in html
+    assert "newer-check" not in page(
+        client, member("viewer"), f"{url_of(production)}?shown={first.pk}"
+    )
+
+    newer = DriftCheckFactory(environment=production, status="drift", window_end=now)
+    polled = page(client, member("viewer"), f"{url_of(production)}?shown={first.pk}")
+    live = re.search(
+        r'<div id="live".*?<section class="card" aria-labelledby="latest-title"', polled, re.S
+    )
+    assert live and 'id="newer-check"' in live.group(0), "the live region says a newer check ran"
+    # The next poll still compares with the check the charts show.
+    assert f"?shown={first.pk}" in polled and f"?shown={newer.pk}" not in polled
+    # A malformed ``shown`` is ignored, not a 500.
+    assert "newer-check" not in page(client, member("viewer"), f"{url_of(production)}?shown=x")
+
+
 def test_only_members_see_it(client, production, project):
     url = url_of(production)
     assert client.get(url).status_code == 302  # to the login page
