@@ -73,59 +73,72 @@ def _wait(path: Path, timeout: float = 30) -> None:
         time.sleep(0.001)
 
 
-def measure(*, rounds: int, broker_url: str, var: Path, polling_interval: float) -> list[float]:
-    """Start a worker for the bare app, run ``rounds`` chains (after 2 warm-ups), stop it and
-    return the times in ms from sending the chain to the last task's end."""
-    env = dict(os.environ)
-    env.update(
-        BARE_BROKER_URL=broker_url,
-        BARE_BROKER_DIR=str(var / "bare-broker"),
-        BARE_POLLING_INTERVAL=str(polling_interval),
-    )
-    os.environ.update({k: env[k] for k in ("BARE_BROKER_URL", "BARE_BROKER_DIR")})
-    os.environ["BARE_POLLING_INTERVAL"] = env["BARE_POLLING_INTERVAL"]
-    app.conf.broker_url = broker_url
-    app.conf.broker_transport_options = _transport_options()
-    log = open(var / "bare-worker.log", "ab")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "bare_chain",
-            "worker",
-            "-Q",
-            QUEUE,
-            "--pool=threads",
-            "--concurrency=4",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            "WARNING",
-        ],
-        cwd=Path(__file__).resolve().parent,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    marks = Path(tempfile.mkdtemp(prefix="cp-bare-", dir=var))
-    times = []
-    try:
-        for i in range(rounds + 2):
-            marker = marks / uuid.uuid4().hex
-            started = time.perf_counter()
-            chain(step.si(), step.si(), step.si(str(marker))).apply_async()
-            _wait(marker, timeout=60 if i == 0 else 30)
-            if i >= 2:
-                times.append((time.perf_counter() - started) * 1000)
-    finally:
-        worker.terminate()
+class Floor:
+    """A worker for the bare app, started once; :meth:`once` times one chain (ms, from sending
+    the chain to the last task's end). A benchmark alternates its own rounds with these, so
+    the load of the moment weighs on both alike (a 2-core machine shared with other work
+    changes speed within a minute)."""
+
+    def __init__(self, *, broker_url: str, var: Path, polling_interval: float):
+        env = dict(os.environ)
+        env.update(
+            BARE_BROKER_URL=broker_url,
+            BARE_BROKER_DIR=str(var / "bare-broker"),
+            BARE_POLLING_INTERVAL=str(polling_interval),
+        )
+        for key in ("BARE_BROKER_URL", "BARE_BROKER_DIR", "BARE_POLLING_INTERVAL"):
+            os.environ[key] = env[key]
+        app.conf.broker_url = broker_url
+        app.conf.broker_transport_options = _transport_options()
+        self._log = open(var / "bare-worker.log", "ab")  # noqa: SIM115
+        self._worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bare_chain",
+                "worker",
+                "-Q",
+                QUEUE,
+                "--pool=threads",
+                "--concurrency=4",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ],
+            cwd=Path(__file__).resolve().parent,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._marks = Path(tempfile.mkdtemp(prefix="cp-bare-", dir=var))
+        for _ in range(2):  # warm-up: the worker's connection and first imports
+            self.once(timeout=60)
+
+    def once(self, timeout: float = 30) -> float:
+        marker = self._marks / uuid.uuid4().hex
+        started = time.perf_counter()
+        chain(step.si(), step.si(), step.si(str(marker))).apply_async()
+        _wait(marker, timeout=timeout)
+        return (time.perf_counter() - started) * 1000
+
+    def stop(self) -> None:
+        self._worker.terminate()
         try:
-            worker.wait(timeout=30)
+            self._worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
-    return times
+            self._worker.kill()
+        self._log.close()
+
+
+def measure(*, rounds: int, broker_url: str, var: Path, polling_interval: float) -> list[float]:
+    """``rounds`` chains in a row on a :class:`Floor` of their own (after 2 warm-ups)."""
+    floor = Floor(broker_url=broker_url, var=var, polling_interval=polling_interval)
+    try:
+        return [floor.once() for _ in range(rounds)]
+    finally:
+        floor.stop()

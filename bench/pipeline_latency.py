@@ -1,8 +1,8 @@
 """Trigger → succeeded for a pipeline of 3 jobs in sequence (``needs``), each running `true`
 (local runner, a checkout of the commit per job), through a real worker; in the same run, the
 floor: a bare Celery chain of three tasks each running ``subprocess.run(["true"])`` on the same
-broker through a real worker (``bench/bare_chain.py``). Prints both and ours as a multiple of
-the floor.
+broker through a real worker (``bench/bare_chain.py``), one floor round before each of ours so
+that a change of load weighs on both. Prints both and ours as a multiple of the floor.
 
     .venv/bin/python bench/pipeline_latency.py [--runs 30] [--stack production|embedded]
 """
@@ -60,17 +60,24 @@ def request_run(project, sha: str):
 
 
 def floor(args, var: Path, rounds: int | None = None) -> list[float]:
-    """The bare Celery chain on the broker the control plane's worker uses."""
+    """The bare Celery chain on the broker the control plane's worker uses, in a row."""
     import bare_chain
+
+    return bare_chain.measure(rounds=rounds or args.runs, var=var, **_floor_options())
+
+
+def _floor_options() -> dict:
     from django.conf import settings
 
     interval = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("polling_interval", 0.02)
-    return bare_chain.measure(
-        rounds=rounds or args.runs,
-        broker_url=settings.CELERY_BROKER_URL,
-        var=var,
-        polling_interval=interval,
-    )
+    return {"broker_url": settings.CELERY_BROKER_URL, "polling_interval": interval}
+
+
+def start_floor(var: Path):
+    """A :class:`bare_chain.Floor` to alternate with our own rounds."""
+    import bare_chain
+
+    return bare_chain.Floor(var=var, **_floor_options())
 
 
 def breakdown(run_ids: list[int]) -> dict[str, list[float]]:
@@ -104,7 +111,6 @@ def main() -> None:
     from apps.pipelines.models import PipelineRun
     from apps.projects.services import project_create
 
-    bare = floor(args, var)
     url, sha = make_repo()
     # No environments: a succeeded build would make a release and deploy it to dev after each
     # round (the CD loop, measured by bench/cd_loop.py), competing with the next round.
@@ -112,10 +118,13 @@ def main() -> None:
         name="bench", actor="bench", repository_url=url, with_default_environments=False
     )
     worker = _stack.start_worker()
+    bare_floor = start_floor(var)
     spy = _stack.profile(worker)
     try:
-        durations, run_ids = [], []
+        durations, run_ids, bare = [], [], []
         for i in range(args.runs + 2):
+            if i >= 2:  # one floor round before each of ours: the same load weighs on both
+                bare.append(bare_floor.once())
             started = time.perf_counter()
             run = request_run(project, sha)
             while True:
@@ -130,9 +139,10 @@ def main() -> None:
                 run_ids.append(run.pk)
     finally:
         _stack.stop_profile(spy)
+        bare_floor.stop()
         _stack.stop(worker)
     ours, base = _stack.summary(durations), _stack.summary(bare)
-    print(f"stack: {_stack.stack_name(args)}; {args.runs} runs of each")
+    print(f"stack: {_stack.stack_name(args)}; {args.runs} runs of each, alternating")
     print(
         f"floor, bare Celery chain of 3 subprocess tasks: median {base['median']:.1f} ms, "
         f"p95 {base['p95']:.1f} ms"
