@@ -52,7 +52,7 @@ def main() -> None:
     var = _stack.setup(args, "push")
     import pipeline_latency
     import webhook
-    from webhook import free_port, gunicorn, kill, push_body
+    from webhook import kill, push_body
 
     # One push at a time: one sync worker serves them all, connected after the warm-up.
     webhook.WORKERS = 1
@@ -83,8 +83,10 @@ def main() -> None:
     body = push_body(sha, url)
     worker = _stack.start_worker()
     spy = _stack.profile(worker)
-    port = free_port()
-    web = gunicorn("controlplane.wsgi:application", port, _stack.ROOT)
+    port = _stack.free_port()
+    web = _stack.gunicorn(
+        "controlplane.wsgi:application", port, cwd=_stack.ROOT, workers=webhook.WORKERS
+    )
     hook = f"http://127.0.0.1:{port}/hooks/github/bench/"
     latencies, answers, phases = [], [], {}
     try:
