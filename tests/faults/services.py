@@ -221,6 +221,10 @@ def stack_env(
         "CELERY_BROKER_URL": redis_url,
         "CONTROLPLANE_TEST_TMP": str(tmp),
         "LOG_LEVEL": "INFO",
+        # The safety nets at a test's pace: beat every 2 s, a queued job re-sent after 5 s.
+        "CONTROLPLANE_SWEEPER_INTERVAL": "2",
+        "CONTROLPLANE_REAPER_INTERVAL": "2",
+        "CONTROLPLANE_JOB_UNCLAIMED_AFTER": "5",
         **(extra or {}),
     }
 

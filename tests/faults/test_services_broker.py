@@ -118,12 +118,6 @@ def test_redis_down_30s_while_200_pushes_arrive(redis_server, tmp_path, capsys):
         database_url=database_url(),
         redis_url=redis_server.url(0),
         tmp=tmp_path / "stack",
-        extra={
-            # The safety nets at a test's pace: beat every 2 s, a queued job re-sent after 5 s.
-            "CONTROLPLANE_SWEEPER_INTERVAL": "2",
-            "CONTROLPLANE_REAPER_INTERVAL": "2",
-            "CONTROLPLANE_JOB_UNCLAIMED_AFTER": "5",
-        },
     )
     web = WebServer(env, workers=2).start()
     worker = Worker(env, concurrency=4, beat=True).start()

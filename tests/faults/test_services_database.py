@@ -43,9 +43,6 @@ def stack(tmp_path):
         redis_url=redis_server.url(1),
         tmp=tmp_path / "stack",
         extra={
-            "CONTROLPLANE_SWEEPER_INTERVAL": "2",
-            "CONTROLPLANE_REAPER_INTERVAL": "2",
-            "CONTROLPLANE_JOB_UNCLAIMED_AFTER": "5",
             "CONTROLPLANE_JOB_HEARTBEAT_TIMEOUT": "20",
             "CONTROLPLANE_LOGIN_LOCKOUT": "false",
         },
