@@ -1,6 +1,7 @@
 """Health endpoints for load balancers and compose, the system page, error pages."""
 
 import logging
+import sys
 from functools import wraps
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from .database import is_database_unavailable, unavailable_response
 from .models import WorkerPing
 from .services import worker_ping_create
 
@@ -99,4 +101,9 @@ def error_404(request, exception=None):
 
 
 def error_500(request):
+    """Django's handler500, called while the uncaught exception is being handled: a database
+    that is away (restarted, unreachable) is a 503 with Retry-After, not a server error —
+    whichever middleware or view ran into it (apps/core/database.py)."""
+    if is_database_unavailable(sys.exc_info()[1]):
+        return unavailable_response(request)
     return render(request, "500.html", status=500)

@@ -20,10 +20,12 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from apps.core.database import retry_while_unavailable
+from apps.core.storage import disk_full_message, is_disk_full
 from apps.projects.selectors import job_variables
 
 from . import cache, git, routing, services
-from .artifacts import bundle_store_put
+from .artifacts import bundle_store_path, bundle_store_put
 from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
@@ -311,7 +313,14 @@ def _build_bundle(job: Job, workspace: Path, log: LogWriter, with_model: bool = 
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                 tar.addfile(info, fh)
     digest = "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
-    bundle_store_put(out, digest)
+    try:
+        bundle_store_put(out, digest)  # atomic: a full disk leaves no partial bundle
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise JobSetupError(
+            disk_full_message(bundle_store_path(digest), exc, what="the bundle to")
+        ) from exc
     log.line(f"bundle {digest} ({out.stat().st_size} bytes, {len(files)} files)")
     result: dict[str, Any] = {"bundle_digest": digest, "bundle_files": len(files)}
     if with_model and job.options.get("model"):
@@ -393,12 +402,26 @@ def _collect_artifacts(job: Job, workspace: Path, log: LogWriter) -> list[Artifa
     artifacts = []
     for rel, path in found.items():
         target = dest_root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sha = hashlib.sha256()
-        with _open_inside(workspace, path) as src, open(target, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                sha.update(chunk)
-                dst.write(chunk)
+        # Written under a temporary name, then renamed: a stored file (an earlier attempt's, or
+        # one the step cache hard-linked) is never half overwritten.
+        incoming = target.with_name(f".incoming-{target.name}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            sha = hashlib.sha256()
+            with _open_inside(workspace, path) as src, open(incoming, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    sha.update(chunk)
+                    dst.write(chunk)
+            os.replace(incoming, target)
+        except OSError as exc:
+            incoming.unlink(missing_ok=True)
+            if not is_disk_full(exc):
+                raise
+            # The volume is full: what this job stored so far goes too (the job fails, no row
+            # will point at it), which gives the next job its space back.
+            for kept in artifacts:
+                (dest_root / kept.path).unlink(missing_ok=True)
+            raise JobSetupError(disk_full_message(target, exc, what=f"artifact {rel} to")) from exc
         artifacts.append(
             Artifact(job=job, path=rel, size=target.stat().st_size, sha256=sha.hexdigest())
         )
@@ -430,6 +453,9 @@ def execute_job(job: Job) -> Job:
         log.line(f"attempt {job.attempt} of {job.max_attempts}")
     log.line(f"job {job.name} ({job.kind}) on {worker}, runner {job.runner}")
     cancel, stop = threading.Event(), threading.Event()
+    log.on_full = cancel.set  # a log that cannot be written: the runner stops the job
+    if log.full:
+        cancel.set()
     series = MetricsTail(job_id=job.pk, path=workspace / OUTPUT_DIR / METRICS_LOG, log=log)
     heartbeat = threading.Thread(
         target=_heartbeat_loop, args=(job.pk, worker, log, cancel, stop, series), daemon=True
@@ -528,6 +554,12 @@ def execute_job(job: Job) -> Job:
         result, artifacts = hit.result, hit.artifacts
     except (JobSetupError, JobStepError, git.GitError, BuildError) as exc:
         error = str(exc)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            logger.exception("Job %s crashed in the executor", job.pk)
+            error = f"Runner error: {exc}"
+        else:  # a volume other than the log's and the artifacts' (the workspace, say)
+            error = disk_full_message(exc.filename or "a file", exc)
     except Exception as exc:
         logger.exception("Job %s crashed in the executor", job.pk)
         error = f"Runner error: {exc}"
@@ -538,23 +570,31 @@ def execute_job(job: Job) -> Job:
             series.flush(final=True)
         except Exception:
             logger.exception("Reading the metrics log of job %s failed", job.pk)
+    if log.full:  # the job was stopped because its log could not be written: say why
+        error = log.full
     skipped = result.get("in_image", {}).get("status") == "skipped"
     log.line(error or ("job skipped" if skipped else "job succeeded"))
     log.close()
     try:
-        finished = services.job_finish(
-            job_id=job.pk,
-            worker=worker,
-            succeeded=not error,
-            # A check that checked nothing is skipped with its reason, never a green success.
-            skipped=not error and result.get("in_image", {}).get("status") == "skipped",
-            exit_code=outcome.exit_code if outcome else None,
-            error_message=error,
-            log_size=log.bytes_written,
-            result=result,
-            artifacts=artifacts,
-            cache_key=step_cache.key,
-            cached_from=step_cache.source,
+        # The database may be restarting: the outcome is kept and recorded once it is back,
+        # for as long as the reaper would still count this worker alive (apps/core/database.py).
+        finished = retry_while_unavailable(
+            lambda: services.job_finish(
+                job_id=job.pk,
+                worker=worker,
+                succeeded=not error,
+                # A check that checked nothing is skipped with its reason, never a green success.
+                skipped=not error and result.get("in_image", {}).get("status") == "skipped",
+                exit_code=outcome.exit_code if outcome else None,
+                error_message=error,
+                log_size=log.bytes_written,
+                result=result,
+                artifacts=artifacts,
+                cache_key=step_cache.key,
+                cached_from=step_cache.source,
+            ),
+            timeout=settings.JOB_HEARTBEAT_TIMEOUT.total_seconds(),
+            what=f"Recording the outcome of job {job.pk}",
         )
         if not step_cache.key:
             # Keyed after the outcome is in: the next job is on its way meanwhile.

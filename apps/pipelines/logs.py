@@ -10,9 +10,10 @@ variables are what keep secrets from code that should not have them (docs/secret
 
 import base64
 import codecs
+import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -20,7 +21,11 @@ from urllib.parse import quote, quote_plus
 from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
+from apps.core.storage import disk_full_message, is_disk_full
+
 from .ansi import AnsiConverter, Style, style_from_sgr, style_to_sgr
+
+logger = logging.getLogger(__name__)
 
 MASK = "********"
 
@@ -55,9 +60,7 @@ class LogWriter:
     """
 
     def __init__(self, path: Path, secrets: Iterable[str] = ()) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh = open(path, "ab")  # noqa: SIM115 (closed in close())
         self._secrets = sorted(
             {form for s in secrets if s and len(s) >= 3 for form in masked_forms(s)},
             key=len,
@@ -65,7 +68,23 @@ class LogWriter:
         )
         self._keep = max((len(s) for s in self._secrets), default=1) - 1
         self._pending = b""
-        self.bytes_written = path.stat().st_size
+        #: "Disk full: …" once the log's volume refused a write: what was written stays as it
+        #: is, later output is dropped (counted in ``dropped``) and ``on_full`` is called once
+        #: (the executor stops the job and fails it with this message).
+        self.full = ""
+        self.dropped = 0
+        self.on_full: Callable[[], None] | None = None
+        self._fh = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Unbuffered: every write reaches the file at once (the live tail reads it), and a
+            # full disk leaves no buffered rest for close() to fail on again.
+            self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._disk_full(exc)
+        self.bytes_written = log_size(path)
 
     def _mask(self, data: bytes) -> bytes:
         for secret in self._secrets:
@@ -84,10 +103,28 @@ class LogWriter:
         self._emit(data)
 
     def _emit(self, data: bytes) -> None:
-        if data:
-            self._fh.write(data)
-            self._fh.flush()
-            self.bytes_written += len(data)
+        if not data:
+            return
+        if self._fh is None or self.full:
+            self.dropped += len(data)
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                written = self._fh.write(view)  # a full disk may take part of it first
+                self.bytes_written += written
+                view = view[written:]
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            self.dropped += len(view)
+            self._disk_full(exc)
+
+    def _disk_full(self, exc: OSError) -> None:
+        self.full = disk_full_message(self.path, exc, what="the job log")
+        logger.error("%s", self.full)
+        if self.on_full is not None:
+            self.on_full()
 
     def line(self, text: str) -> None:
         """A line from the control plane itself (not the job), shown with a marker."""
@@ -97,7 +134,8 @@ class LogWriter:
         if self._pending:
             self._emit(self._mask(self._pending))
             self._pending = b""
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 class OffsetError(ValueError):

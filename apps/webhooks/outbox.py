@@ -41,6 +41,12 @@ INTERNAL_ERROR = "Internal error; the delivery is recorded and can be redelivere
 WAKE_WINDOW = 0.05
 #: A batch of at most this many pushes is prepared by the worker that started its runs.
 INLINE_PREPARE_MAX = 4
+#: After a wake-up could not be sent (the broker is down or unreachable), a web process sends
+#: none for this long: each attempt costs the push's answer ~0.6 s with Redis refusing
+#: connections (measured), seconds when it does not answer, which under a burst would hold
+#: every receiver. The deliveries are recorded all the same; beat's ``webhooks.start_runs``
+#: starts their runs once the broker is back (docs/reliability.md, "Broker down").
+WAKE_PAUSE_AFTER_FAILURE = 5.0
 
 
 # --- starting the runs of accepted pushes (a worker) --------------------------------------------
@@ -171,9 +177,30 @@ class Debounce:
             return False, None
 
 
+class Pause:
+    """ "Not now" for ``seconds`` after :meth:`start`; ``clock`` injectable like Debounce's."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        self.until = float("-inf")
+
+    def start(self) -> None:
+        self.until = self.clock() + self.seconds
+
+    @property
+    def active(self) -> bool:
+        return self.clock() < self.until
+
+
 _wake = Debounce(WAKE_WINDOW)
-# A forked child (gunicorn) starts with a fresh lock and window.
+_broker_away = Pause(WAKE_PAUSE_AFTER_FAILURE)
+# A forked child (gunicorn) starts with a fresh lock, window and pause.
 os.register_at_fork(after_in_child=_wake.reset)
+os.register_at_fork(after_in_child=_broker_away.reset)
 
 
 def wake_run_starter() -> None:
@@ -181,6 +208,8 @@ def wake_run_starter() -> None:
     (leading edge), plus one trailing message per window, due when the window ends — after
     every delivery that arrived inside the window, so none waits for the beat. Called after the
     delivery's commit; never raises."""
+    if _broker_away.active:
+        return  # a recent wake-up failed: the beat starts these runs (WAKE_PAUSE_AFTER_FAILURE)
     send, countdown = _wake.next()
     if send:
         _send_start_runs(countdown)
@@ -191,6 +220,12 @@ def _send_start_runs(countdown: float | None) -> None:
 
     try:
         start_runs_task.apply_async(countdown=countdown)
-    except Exception:
+    except Exception as exc:
         # The row is the outbox: the beat's webhooks.start_runs picks the delivery up.
-        logger.exception("Could not wake a worker to start webhook runs; the beat will")
+        _broker_away.start()
+        logger.warning(
+            "Could not wake a worker to start webhook runs (%s); the beat will, and this "
+            "process sends no wake-up for %.0fs",
+            exc,
+            WAKE_PAUSE_AFTER_FAILURE,
+        )

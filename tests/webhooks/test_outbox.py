@@ -215,6 +215,7 @@ def sends(monkeypatch):
         lambda countdown: sent.append((time.monotonic(), countdown)),
     )
     outbox._wake.reset()
+    outbox._broker_away.reset()
     yield sent
     outbox._wake.reset()
 
@@ -323,7 +324,35 @@ def test_a_failed_publish_is_logged_and_ignored(monkeypatch, caplog):
     outbox._wake.reset()
     outbox.wake_run_starter()  # does not raise
     outbox._wake.reset()
+    outbox._broker_away.reset()
     assert "Could not wake a worker" in caplog.text
+
+
+def test_after_a_failed_publish_no_push_waits_on_the_broker_for_a_while(monkeypatch):
+    """A broker that is down costs one push its wait, not every push: for
+    WAKE_PAUSE_AFTER_FAILURE seconds nothing is sent (the beat starts those runs)."""
+    clock, tries = FakeClock(), []
+
+    def down(*args, **kwargs):
+        tries.append(clock.now)
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(start_runs_task, "apply_async", down)
+    monkeypatch.setattr(outbox._wake, "clock", clock)
+    monkeypatch.setattr(outbox._broker_away, "clock", clock)
+    outbox._wake.reset()
+    outbox._broker_away.reset()
+    try:
+        for _ in range(round(outbox.WAKE_PAUSE_AFTER_FAILURE / WAKE_WINDOW) - 1):
+            outbox.wake_run_starter()
+            clock.now += WAKE_WINDOW * 1.01  # each a new window: each would send
+        assert len(tries) == 1
+        clock.now = tries[0] + outbox.WAKE_PAUSE_AFTER_FAILURE
+        outbox.wake_run_starter()  # the pause is over: it tries again
+        assert len(tries) == 2
+    finally:
+        outbox._wake.reset()
+        outbox._broker_away.reset()
 
 
 def test_the_move_to_error_goes_through_the_transition_table_and_is_audited(deliver, monkeypatch):

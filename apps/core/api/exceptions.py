@@ -8,6 +8,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.database import UNAVAILABLE_BODY, UNAVAILABLE_HEADERS, is_database_unavailable
 from apps.core.exceptions import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -36,4 +37,9 @@ def exception_handler(exc, context):
             },
             status=status.HTTP_409_CONFLICT,
         )
+    # The database is away (restarted, unreachable): 503 with Retry-After, so a client tries
+    # again instead of reporting a server error.
+    if is_database_unavailable(exc):
+        logger.warning("database unavailable: %s", exc)
+        return Response(UNAVAILABLE_BODY, status=503, headers=UNAVAILABLE_HEADERS)
     return drf_exception_handler(exc, context)
