@@ -429,7 +429,7 @@ def execute_job(job: Job) -> Job:
     if job.attempt > 1:
         log.line(f"attempt {job.attempt} of {job.max_attempts}")
     _end_leftovers(job, log)
-    started = _recorder(job, worker)
+    recorder = _recorder(job, worker)
     log.line(f"job {job.name} ({job.kind}) on {worker}, runner {job.runner}")
     cancel, stop = threading.Event(), threading.Event()
     series = MetricsTail(job_id=job.pk, path=workspace / OUTPUT_DIR / METRICS_LOG, log=log)
@@ -488,7 +488,7 @@ def execute_job(job: Job) -> Job:
                     project_id=project.pk,
                     run_id=run.pk,
                     job_id=job.pk,
-                    started=started,
+                    started=recorder,
                 )
             )
         if outcome.error:
@@ -510,7 +510,7 @@ def execute_job(job: Job) -> Job:
                     extra["reproducibility"]["model"] = model
             if not error and "in_image" not in result:
                 result.update(
-                    _after_script(job, workspace, log, env, runner, image, cancel, started)
+                    _after_script(job, workspace, log, env, runner, image, cancel, recorder)
                 )
             # A train job bundles the code with its model as a build job does: a release
             # made from its gate's pass deploys that bundle (training described the model).
@@ -573,7 +573,7 @@ def execute_job(job: Job) -> Job:
         shutil.rmtree(workspace, ignore_errors=True)
 
 
-def _after_script(job, workspace, log, env, runner, image, cancel, started) -> dict[str, Any]:
+def _after_script(job, workspace, log, env, runner, image, cancel, recorder) -> dict[str, Any]:
     """What the apps to the right add to a job whose script succeeded (``job_script_succeeded``:
     training registers models and runs the gate), each able to run more commands here."""
 
@@ -587,7 +587,7 @@ def _after_script(job, workspace, log, env, runner, image, cancel, started) -> d
                 log=log,
                 cancel=cancel,
                 image=image,
-                started=started,
+                started=recorder,
             )
         )
 
