@@ -77,10 +77,15 @@ class Ending:
 
     def describe(self) -> str:
         parts = []
-        for name in ("ended", "unreachable", "failed"):
+        for name, said in (
+            ("ended", "ended"),
+            ("gone", "already gone:"),
+            ("unreachable", "cannot reach"),
+            ("failed", "could not end"),
+        ):
             items = getattr(self, name)
             if items:
-                parts.append(f"{name} {', '.join(items)}")
+                parts.append(f"{said} {', '.join(items)}")
         return "; ".join(parts)
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -367,3 +368,71 @@ def wait_until(predicate, timeout: float, interval: float = 0.1):
             return value
         time.sleep(interval)
     return None
+
+
+# --- a ledger both runners reach: UDP datagrams to a listener of the test ------------------
+# A docker-runner container sees neither the test's folders nor its own workspace after the
+# next attempt replaced it, but with network_mode host it reaches 127.0.0.1: each attempt
+# sends "<TICK_ID> <run>-<job> <attempt>" ten times a second while it runs ($TICKER, -1: for ever).
+
+TICKER = """\
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+me = "%s %s-%s %s" % (os.environ["TICK_ID"], os.environ["CONTROLPLANE_RUN_NUMBER"],
+                      os.environ["CONTROLPLANE_JOB_NAME"], os.environ["CONTROLPLANE_JOB_ATTEMPT"])
+n = int(sys.argv[1])
+i = 0
+while n < 0 or i < n:
+    s.sendto(me.encode(), ("127.0.0.1", int(os.environ["TICK_PORT"])))
+    i += 1
+    time.sleep(0.1)
+"""
+
+
+class TickListener:
+    """Collects the ticks: (attempt, receipt time) per "<run>-<job>"."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port = port
+        self.id = uuid.uuid4().hex  # TICK_ID: ticks of another test's orphans do not count
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.ticks: dict[str, list[tuple[int, float]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            tick_id, key, attempt = data.decode().split(" ")
+            if tick_id != self.id:
+                continue
+            self.ticks.setdefault(key, []).append((int(attempt), time.time()))
+
+    def of(self, job: Job) -> list[tuple[int, float]]:
+        return list(self.ticks.get(f"{job.run.number}-{job.name}", []))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+def free_udp_port(start: int = 9300, end: int = 9399) -> int:
+    for port in range(start, end):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP port in 9300-9399")
