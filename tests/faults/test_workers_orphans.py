@@ -21,7 +21,7 @@ from .workers import (
     Kill,
     TickListener,
     beat,
-    free_udp_port,
+    free_port,
     group_alive,
     reap_latencies,
     report,
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def ticks():
-    listener = TickListener(free_udp_port())
+    listener = TickListener(free_port())
     yield listener
     listener.close()
 

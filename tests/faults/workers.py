@@ -427,12 +427,13 @@ class TickListener:
         self.sock.close()
 
 
-def free_udp_port(start: int = 9300, end: int = 9399) -> int:
+def free_port(start: int = 9300, end: int = 9399, kind=socket.SOCK_DGRAM) -> int:
+    """A free port of this helper's range (UDP by default; ``socket.SOCK_STREAM`` for TCP)."""
     for port in range(start, end):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(socket.AF_INET, kind) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free UDP port in 9300-9399")
+    raise RuntimeError(f"no free port in {start}-{end}")
