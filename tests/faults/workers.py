@@ -18,7 +18,7 @@ from django.conf import settings
 from apps.core.models import AuditEvent
 from apps.pipelines.logs import log_path
 from apps.pipelines.models import Job
-from tests.pipelines.worker import ROOT, database_url, wait_for
+from tests.pipelines.worker import ROOT, process_env, wait_for
 
 # Short windows, given to every process the fault tests start (the same names production
 # reads): a lost job is found 6 s after its last heartbeat, the reaper and sweepers run every
@@ -52,14 +52,7 @@ class Process:
         self.log = tmp / f"{self.kind}-{time.monotonic_ns()}.log"
 
     def start(self, *, wait: bool = True) -> Process:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings.test",
-            "DATABASE_URL": database_url(),
-            "CONTROLPLANE_TEST_TMP": str(Path(settings.JOB_LOG_DIR).parent),
-            "LOG_LEVEL": "INFO",
-            **self.extra_env,
-        }
+        env = process_env(self.extra_env)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(  # noqa: S603 - our own celery
