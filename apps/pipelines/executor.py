@@ -24,7 +24,7 @@ from apps.core.database import retry_while_unavailable
 from apps.core.storage import disk_full_message, is_disk_full
 from apps.projects.selectors import job_variables
 
-from . import cache, git, routing, services
+from . import cache, git, orphans, routing, services
 from .artifacts import bundle_store_path, bundle_store_put
 from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
@@ -451,6 +451,8 @@ def execute_job(job: Job) -> Job:
     log = LogWriter(log_path(job.pk, job.run_id), secrets=secrets)
     if job.attempt > 1:
         log.line(f"attempt {job.attempt} of {job.max_attempts}")
+    _end_leftovers(job, log)
+    recorder = _recorder(job, worker)
     log.line(f"job {job.name} ({job.kind}) on {worker}, runner {job.runner}")
     cancel, stop = threading.Event(), threading.Event()
     log.on_full = cancel.set  # a log that cannot be written: the runner stops the job
@@ -512,6 +514,7 @@ def execute_job(job: Job) -> Job:
                     project_id=project.pk,
                     run_id=run.pk,
                     job_id=job.pk,
+                    started=recorder,
                 )
             )
         if outcome.error:
@@ -532,7 +535,9 @@ def execute_job(job: Job) -> Job:
                 if model and "reproducibility" in extra:
                     extra["reproducibility"]["model"] = model
             if not error and "in_image" not in result:
-                result.update(_after_script(job, workspace, log, env, runner, image, cancel))
+                result.update(
+                    _after_script(job, workspace, log, env, runner, image, cancel, recorder)
+                )
             # A train job bundles the code with its model as a build job does: a release
             # made from its gate's pass deploys that bundle (training described the model).
             if not error and job.kind in (JobKind.BUILD, JobKind.TRAIN):
@@ -552,7 +557,7 @@ def execute_job(job: Job) -> Job:
             _cache_save(job, workspace)
     except cache.CacheHit as hit:
         result, artifacts = hit.result, hit.artifacts
-    except (JobSetupError, JobStepError, git.GitError, BuildError) as exc:
+    except (JobSetupError, JobStepError, git.GitError, BuildError, JobTakenAway) as exc:
         error = str(exc)
     except OSError as exc:
         if not is_disk_full(exc):
@@ -608,7 +613,7 @@ def execute_job(job: Job) -> Job:
         shutil.rmtree(workspace, ignore_errors=True)
 
 
-def _after_script(job, workspace, log, env, runner, image, cancel) -> dict[str, Any]:
+def _after_script(job, workspace, log, env, runner, image, cancel, recorder) -> dict[str, Any]:
     """What the apps to the right add to a job whose script succeeded (``job_script_succeeded``:
     training registers models and runs the gate), each able to run more commands here."""
 
@@ -622,6 +627,7 @@ def _after_script(job, workspace, log, env, runner, image, cancel) -> dict[str, 
                 log=log,
                 cancel=cancel,
                 image=image,
+                started=recorder,
             )
         )
 
@@ -631,6 +637,34 @@ def _after_script(job, workspace, log, env, runner, image, cancel) -> dict[str, 
     ):
         merged.update(extra or {})
     return merged
+
+
+class JobTakenAway(Exception):
+    """The job stopped being this worker's (canceled, or found lost and handed on)."""
+
+
+def _recorder(job: Job, worker: str):
+    """``RunRequest.started``: record what the runner starts on the job before it runs."""
+
+    def started(entry: dict, kind: str) -> None:
+        if not services.job_processes_record(job_id=job.pk, worker=worker, entry=entry, kind=kind):
+            raise JobTakenAway(f"job {job.pk} is no longer run by {worker}")
+
+    return started
+
+
+def _end_leftovers(job: Job, log: LogWriter) -> None:
+    """A previous attempt whose worker died may still run (the reaper ends it first, but a job
+    canceled or retried while its worker was gone comes here with it): end it before this
+    attempt starts, so the job never runs twice at once."""
+    if not job.processes:
+        return
+    ending = orphans.processes_end(job.processes)
+    if ending.ended:
+        log.line(f"ended what a previous attempt left running: {', '.join(ending.ended)}")
+    if not ending.settled:
+        log.line(f"a previous attempt may still run: {ending.describe()}")
+    services.job_processes_clear(job_id=job.pk)
 
 
 def _heartbeat_loop(job_id, worker, log, cancel, stop, series) -> None:

@@ -124,6 +124,10 @@ class Job(TimeStampedModel):
     cached_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What the running attempt started, so that whoever finds it lost (the reaper, the worker
+    # of the next attempt) can end it: {"host", "groups": [{"pgid", "start"}], "containers":
+    # [{"id", "engine"}]} (apps/pipelines/orphans.py). Emptied when the attempt ends.
+    processes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["run_id", "id"]

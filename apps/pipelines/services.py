@@ -580,6 +580,33 @@ def job_heartbeat(*, job_id: int, worker: str, log_size: int) -> str | None:
     return Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
 
 
+def job_processes_record(*, job_id: int, worker: str, entry: dict, kind: str) -> bool:
+    """Record a process group (``kind`` "group") or container ("container") the running
+    attempt started, before it does any work: should the worker die, the reaper or the next
+    attempt's worker ends it (``orphans.py``). Bookkeeping, no transition: whether it was
+    recorded (False: the job is no longer this worker's)."""
+    from .orphans import processes_add
+
+    with transaction.atomic():
+        # Only the job row is locked (nothing else is held), so this never waits in a circle.
+        job = (
+            Job.objects.select_for_update()
+            .filter(pk=job_id, status=JobStatus.RUNNING, worker=worker)
+            .only("pk", "processes")
+            .first()
+        )
+        if job is None:
+            return False
+        added = processes_add(job.processes, **{kind: entry})
+        Job.objects.filter(pk=job_id).update(processes=added)
+    return True
+
+
+def job_processes_clear(*, job_id: int) -> None:
+    """What the job started was ended (or ended by itself): nothing to end any more."""
+    Job.objects.filter(pk=job_id).update(processes={})
+
+
 def job_finish(
     *,
     job_id: int,
@@ -619,7 +646,8 @@ def job_finish(
                 ),
                 actor=f"worker:{worker}",
                 reason=error_message,
-                update={**fields, "error_message": error_message},
+                # The attempt is over: its runner ended what it started.
+                update={**fields, "error_message": error_message, "processes": {}},
                 held_lock=True,
             )
         run_advance(run=job.run, actor=f"worker:{worker}", locked=True)

@@ -3,7 +3,7 @@ runs whose message was lost are sent again, running jobs whose worker died are r
 failed (see docs/architecture.md, "Execution guarantees")."""
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.projects.models import Project
 
+from . import orphans
 from .choices import JobStatus, RunStatus
 from .models import Job, PipelineRun
 from .services import (
@@ -62,37 +63,61 @@ def job_sweep_unclaimed(*, now: datetime | None = None) -> int:
 
 def job_reap_lost(*, now: datetime | None = None) -> int:
     """Retry or fail running jobs whose heartbeat stopped: their worker died (kill -9, OOM,
-    host lost). Without this they would stay "running" for ever."""
+    host lost). Without this they would stay "running" for ever.
+
+    First what the lost attempt started is ended (``orphans.py``: its process group, its
+    containers), so the retry never runs beside it. What cannot be reached from this worker
+    (a process group on another host) holds the retry back until a worker there ends it, or
+    until the job's own timeout has passed since its last heartbeat."""
     now = now or timezone.now()
     cutoff = now - settings.JOB_HEARTBEAT_TIMEOUT
-    lost_ids = list(
+    lost = list(
         Job.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
-            "pk", flat=True
+            "pk", "processes", "heartbeat_at", "timeout_seconds"
         )
     )
     reaped = 0
-    for job_id in lost_ids:
+    for job_id, processes, heartbeat_at, timeout in lost:
+        # Outside the transaction: stopping a group takes up to its grace period.
+        ending = orphans.processes_end(processes) if processes else orphans.Ending()
+        if not ending.settled and now - heartbeat_at < timedelta(seconds=timeout):
+            logger.warning("Job %s is lost but may still run (%s)", job_id, ending.describe())
+            continue
         with transaction.atomic():
             job = _lock_job(job_id)
             if job is None or job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
                 continue  # it moved on while we looked
             silent = int((now - job.heartbeat_at).total_seconds())
+            # Kept when not all was ended: the next attempt's worker tries again.
+            cleared = {"processes": {}} if ending.settled else {}
+            lost_note = f"Worker lost ({job.worker}, silent {silent}s"
+            if ending.describe():
+                lost_note += f"; {ending.describe()}"
             if job.attempt < job.max_attempts:
                 job_transition(
                     job=job,
                     to=JobStatus.QUEUED,
                     actor="reaper",
-                    reason=f"Worker lost ({job.worker}, silent {silent}s); "
+                    reason=f"{lost_note}); "
                     f"retrying as attempt {job.attempt + 1} of {job.max_attempts}.",
-                    update={"attempt": job.attempt + 1, "worker": "", "heartbeat_at": None},
+                    update={
+                        "attempt": job.attempt + 1,
+                        "worker": "",
+                        "heartbeat_at": None,
+                        **cleared,
+                    },
                 )
             else:
                 job_transition(
                     job=job,
                     to=JobStatus.FAILED,
                     actor="reaper",
-                    reason=f"Worker lost ({job.worker}, silent {silent}s).",
-                    update={"error_message": "worker lost", "heartbeat_at": None},
+                    reason=f"{lost_note}).",
+                    update={
+                        "error_message": "worker lost",
+                        "heartbeat_at": None,
+                        **cleared,
+                    },
                 )
             run_advance(run=job.run, actor="reaper", locked=True)
             reaped += 1

@@ -23,6 +23,18 @@ def database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def process_env(extra: dict) -> dict:
+    """The environment of a celery process on the test stack: this test's database, folders."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings.test",
+        "DATABASE_URL": database_url(),
+        "CONTROLPLANE_TEST_TMP": str(Path(settings.JOB_LOG_DIR).parent),
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
 class WorkerProcess:
     def __init__(
         self,
@@ -40,14 +52,7 @@ class WorkerProcess:
         self.log = Path(settings.JOB_LOG_DIR).parent / f"worker-{time.monotonic_ns()}.log"
 
     def start(self) -> "WorkerProcess":
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "controlplane.settings.test",
-            "DATABASE_URL": database_url(),
-            "CONTROLPLANE_TEST_TMP": str(Path(settings.JOB_LOG_DIR).parent),
-            "LOG_LEVEL": "INFO",
-            **self.extra_env,
-        }
+        env = process_env(self.extra_env)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -2,6 +2,7 @@
 ``docker`` (a container per job) or ``kubernetes`` (a batch/v1 Job per job). All take the same
 :class:`RunRequest`."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
@@ -27,6 +28,13 @@ class RunRequest:
     project_id: int | None = None
     run_id: int | None = None
     job_id: int | None = None
+    # Called with what the runner starts (orphans.group_entry / container_entry) as soon as it
+    # exists, so that it can be ended should this worker die (apps/pipelines/orphans.py).
+    started: Callable[[dict, str], None] | None = None
+
+    def record(self, entry: dict, kind: str) -> None:
+        if self.started is not None:
+            self.started(entry, kind)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from docker.models.containers import Container
 from docker.types import LogConfig
 from docker.utils import parse_repository_tag
 
+from ..orphans import container_entry
 from . import RunOutcome, RunRequest
 from .local import KILL_GRACE_SECONDS, _sh_quote
 
@@ -147,6 +148,7 @@ class DockerRunner:
             error = f"Docker could not create the container: {_explain(exc)}"
             return RunOutcome(exit_code=None, error=error)
         try:
+            req.record(container_entry(container.id), "container")  # before it starts
             return self._supervise(container, config, req)
         finally:
             try:

@@ -7,6 +7,7 @@ import time
 
 from apps.core.processes import KILL_GRACE_SECONDS, stop_group
 
+from ..orphans import group_entry
 from . import RunOutcome, RunRequest
 
 CHUNK = 256 * 1024
@@ -31,6 +32,12 @@ class LocalRunner:
             start_new_session=True,  # its own process group: cancel kills every child too
             bufsize=0,
         )
+        try:
+            req.record(group_entry(proc.pid), "group")
+        except BaseException:
+            _kill_group(proc, grace=0)  # not recorded, so not left running either
+            proc.stdout.close()
+            raise
         deadline = time.monotonic() + req.timeout
         outcome = RunOutcome(exit_code=None)
         fd = proc.stdout.fileno()

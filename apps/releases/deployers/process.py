@@ -8,7 +8,8 @@ Files under ``CONTROLPLANE_DEPLOY_DIR``:
 * ``pip-cache/``: pip's cache, shared by every build;
 * ``<project>/<environment>/``: ``state.json`` (what serves), ``<deployment>.env.json`` (the
   service's variables, mode 0600, kept out of the state because they may hold secrets),
-  ``<deployment>.log`` (the service's output) and ``.lock``.
+  ``<deployment>.log`` (the service's output), ``.lock`` and, while a deploy switches,
+  ``switch.json`` (what it started, see below).
 
 The switch is the health-gated one of ``switch.py``, as with the docker deployer: a candidate on
 a free side port first, then the old process stops and the new one starts on the real port; when
@@ -16,6 +17,14 @@ that fails, the old release is started again from its state. Services listen on 
 (127.0.0.1 unless the environment's ``host`` setting or a ``HOST`` variable says otherwise) and
 run in their own session, so they outlive the worker; :func:`supervise` (a periodic task)
 restarts those that died.
+
+A switch interrupted half-way (the worker killed) leaves ``switch.json`` behind, and the lock
+free (a dead process holds no ``flock``). The next deploy, stop or supervisor pass of that
+environment undoes it under the lock (:func:`recover_switch`): every process the switch started
+that is not the one ``state.json`` says serves is stopped; the supervisor then starts the
+serving release again if the switch had stopped it. The deployment itself is failed as "worker
+lost" by ``releases.sweep_deployments``, so the records and what serves agree: the previous
+release, exactly one.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ from .health import Health, wait_healthy
 from .switch import Switch
 
 STATE = "state.json"
+# A switch in progress: what it started, so that an interrupted one can be undone.
+SWITCH = "switch.json"
 # Top-level folders of the deploy dir that are not projects.
 RESERVED = ("releases", "venvs", "pip-cache")
 # Worker variables pip may need to reach the package index (mirrors, proxies, certificates).
@@ -78,6 +89,8 @@ class ProcessDeployer:
         root = deploy_dir()
         here = env_dir(root, request.project, request.environment)
         with _lock(here / ".lock"):
+            for line in recover_switch(here):
+                request.log(line)
             release_dir = _extract(
                 root, Path(request.bundle_path), request.bundle_digest, request.log
             )
@@ -93,6 +106,7 @@ class ProcessDeployer:
         if not here.is_dir():
             return
         with _lock(here / ".lock"):
+            recover_switch(here)
             state = _read_state(here)
             if state is None:
                 return
@@ -121,11 +135,15 @@ def supervise(root: Path | None = None) -> list[dict]:
     """
     root = root or deploy_dir()
     restarted = []
-    for state_file in sorted(root.glob(f"*/*/{STATE}")):
-        here = state_file.parent
+    folders = {p.parent for name in (STATE, SWITCH) for p in root.glob(f"*/*/{name}")}
+    for here in sorted(folders):
         if here.parent.name in RESERVED:
             continue
         with _lock(here / ".lock", blocking=False) as locked:
+            undone = recover_switch(here) if locked else []
+            if undone:
+                entry = {"project": here.parent.name, "environment": here.name}
+                restarted.append({**entry, "recovered": undone})
             state = _read_state(here) if locked else None
             if state is None or _alive(state):
                 continue
@@ -145,6 +163,36 @@ def supervise(root: Path | None = None) -> list[dict]:
             _write_json(here / STATE, state)
             restarted.append(entry)
     return restarted
+
+
+def recover_switch(here: Path) -> list[str]:
+    """Undo a switch that was interrupted (its ``switch.json`` is there while nobody holds the
+    lock, which the caller holds now): stop what it started, unless that is what ``state.json``
+    says serves (it got as far as recording the new release). Returns what it did, as lines."""
+    try:
+        journal = json.loads((here / SWITCH).read_text())
+    except (OSError, ValueError):
+        (here / SWITCH).unlink(missing_ok=True)
+        return []
+    state = _read_state(here) or {}
+    serving = (state.get("pid"), state.get("pid_start"))
+    lines = [
+        f"[recovery] the switch to {journal.get('release')} (deployment "
+        f"{journal.get('deployment_id')}) was interrupted; undoing it"
+    ]
+    for started in journal.get("started", []):
+        if (started.get("pid"), started.get("pid_start")) == serving:
+            continue  # the release state.json records: it serves
+        if _alive(started):
+            _stop(started)
+            lines.append(f"[recovery] stopped pid {started['pid']} (port {started['port']})")
+    if journal.get("env_file") and journal["env_file"] != state.get("env_file"):
+        (here / journal["env_file"]).unlink(missing_ok=True)
+    (here / SWITCH).unlink(missing_ok=True)
+    if state.get("log"):
+        for line in lines:
+            _append(state["log"], line)
+    return lines
 
 
 def prune(root: Path | None = None, *, keep: int = 5, min_age: float = 3600) -> dict:
@@ -230,7 +278,21 @@ class _ProcessSwitch(Switch[dict, _Started]):
             "host": self.host,
             "restarts": 0,
         }
+        # Written before anything starts, rewritten as each process starts (recover_switch).
+        self.journal: dict[str, Any] = {
+            "deployment_id": request.deployment_id,
+            "release": request.release,
+            "env_file": self.state["env_file"],
+            "started": [],
+        }
+        _write_json(here / SWITCH, self.journal)
         _write_json(here / self.state["env_file"], request.env, mode=0o600)
+
+    def run(self) -> DeployResult:
+        try:
+            return super().run()
+        finally:  # not reached when the worker is killed: then recover_switch undoes it
+            (self.here / SWITCH).unlink(missing_ok=True)
 
     def find_previous(self) -> dict | None:
         return _read_state(self.here)
@@ -247,6 +309,12 @@ class _ProcessSwitch(Switch[dict, _Started]):
         _append(log, f"[deployer] starting the {what} of {self.request.release} on port {port}")
         offset = log.stat().st_size
         proc = _spawn(self.state, self.request.env, port, log)
+        # TRICKY: recorded right after the spawn; a kill -9 between the two (microseconds)
+        # would leave this one process unrecorded.
+        self.journal["started"].append(
+            {"pid": proc.pid, "pid_start": self.state["pid_start"], "port": port}
+        )
+        _write_json(self.here / SWITCH, self.journal)
         return _Started(proc, self.host, log, offset)
 
     def check(self, running: _Started, port: int) -> Health:
