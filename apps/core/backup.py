@@ -35,6 +35,8 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from .digest import file_sha256
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 STORES = {
@@ -43,7 +45,6 @@ STORES = {
     "datasets": "DATASET_DIR",
     "observations": "OBSERVATION_DIR",
 }
-BLOCK = 1 << 20
 
 
 class BackupError(Exception):
@@ -72,14 +73,6 @@ class _HashingReader(io.RawIOBase):
         data = self.fh.read(n)
         self.sha.update(data)
         return data
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(BLOCK):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 def key_fingerprints() -> list[str]:
@@ -246,7 +239,7 @@ def backup_create(*, target: Path, using: str = "default", force: bool = False, 
         database = _dump_sqlite(conn, target / "database.sqlite3")
     else:
         raise BackupError(f"cannot back up a {conn.vendor} database")
-    database["sha256"] = _sha256(target / database["file"])
+    database["sha256"] = file_sha256(target / database["file"])
     database["size"] = (target / database["file"]).stat().st_size
     rows = sum(database["row_counts"].values())
     say(f"database: {database['file']} ({database['size']} bytes, {rows} rows)")
@@ -258,7 +251,7 @@ def backup_create(*, target: Path, using: str = "default", force: bool = False, 
             "setting": STORES[name],
             "source": str(root),
             "archive": archive.name,
-            "sha256": _sha256(archive),
+            "sha256": file_sha256(archive),
             **stored,
         }
         say(f"{name}: {len(stored['files'])} files from {root}")
@@ -318,7 +311,7 @@ def backup_verify(*, source: Path) -> dict:
         path = source / name
         if not path.is_file():
             raise BackupError(f"{path} is missing")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise BackupError(f"{path} does not match its digest in the manifest (corrupted)")
     return manifest
 
@@ -392,7 +385,7 @@ def _extract_store(archive: Path, root: Path, files: list[dict]) -> None:
         tar.extractall(root, filter="data")
     for entry in files:
         path = root / entry["path"]
-        if not path.is_file() or _sha256(path) != entry["sha256"]:
+        if not path.is_file() or file_sha256(path) != entry["sha256"]:
             raise BackupError(f"{path} does not match its digest after the restore")
 
 

@@ -66,6 +66,10 @@ def install(project, admin_user, member, stores):
                 job=job, path="out/model.bin", size=len(content), sha256=sha256(target)
             )
             jobs.append(job)
+    # The step cache hard-links a cached job's artifacts: a link stays a link.
+    cached = Path(settings.ARTIFACT_DIR) / "cached" / "model.bin"
+    cached.parent.mkdir()
+    os.link(target, cached)
     bundle = stores / "bundle.tar.gz"
     bundle.write_bytes(b"bundle bytes" * 1000)
     digest = "sha256:" + sha256(bundle)
@@ -163,7 +167,8 @@ def test_restore_into_a_fresh_database_and_folder_keeps_everything(
     manifest = read_manifest(backup)
     assert manifest["database"]["vendor"] == connection.vendor
     assert manifest["database"]["row_counts"]["releases_approval"] == 1
-    assert len(manifest["stores"]["artifacts"]["files"]) == 6 + 1  # six artifacts, one bundle
+    # Six artifacts, one hard link to the last, one bundle.
+    assert len(manifest["stores"]["artifacts"]["files"]) == 6 + 1 + 1
 
     fresh = tmp_path / "fresh"  # the restoring install's var folder (test settings: _TMP)
     done = manage("restore", str(backup), database_url=database_url, tmp=fresh)
