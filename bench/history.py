@@ -14,7 +14,7 @@ import re
 import time
 from datetime import timedelta
 
-from _stack import parse_args, setup, time_pages
+from _stack import cleanup, parse_args, setup, time_pages
 
 
 def load(runs: int, projects) -> None:
@@ -58,7 +58,7 @@ def main() -> None:
         runs={"type": int, "default": 100_000},
         requests={"type": int, "default": 200},
     )
-    setup(args, "history")
+    var = setup(args, "history")
     from django.db import connection
     from django.http import HttpResponse
     from django.template import engines
@@ -143,6 +143,7 @@ def main() -> None:
     worst = max(r[2] for n, r in results.items() if not n.startswith("floor"))
     most = max(r[0] for n, r in results.items() if not n.startswith("floor"))
     print(f"goal ≤ 10 queries, p95 < 100 ms: {'met' if most <= 10 and worst < 100 else 'NOT met'}")
+    cleanup(var)
 
 
 if __name__ == "__main__":
