@@ -28,6 +28,8 @@ ENV PYTHONUNBUFFERED=1 \
 
 # System packages and the virtualenv.
 # - git (+ ca-certificates, openssh-client for https/ssh remotes): the worker checks out code.
+# - postgresql-client: pg_dump and pg_restore for `manage.py backup` / `restore` (docs/backup.md);
+#   bookworm's is 15, the compose file's server.
 # - Installing ca-certificates regenerates the system CA bundle. A CA the base image added to
 #   that file by hand (say, a TLS-intercepting proxy's) would be lost, so it is appended back.
 # - python3-venv only where the base's python3 cannot create a venv with pip (Debian's own
@@ -35,7 +37,7 @@ ENV PYTHONUNBUFFERED=1 \
 # Package versions follow the base image's Debian release; $pkgs is word-split on purpose.
 # hadolint ignore=DL3008,SC2086
 RUN set -eux; \
-    pkgs="git ca-certificates openssh-client"; \
+    pkgs="git ca-certificates openssh-client postgresql-client"; \
     if ! python3 -m ensurepip --version >/dev/null 2>&1; then pkgs="$pkgs python3-venv"; fi; \
     bundle=/etc/ssl/certs/ca-certificates.crt; \
     if [ -s "$bundle" ]; then cp "$bundle" /tmp/base-ca-bundle.crt; fi; \

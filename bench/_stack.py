@@ -85,9 +85,15 @@ def setup(args: argparse.Namespace, name: str) -> Path:
     return var
 
 
-def start_worker(concurrency: int = 4, queues: str = "default,test,build,deploy,train,monitor"):
-    """A real Celery worker process on the same settings (threads pool, like the demo)."""
-    log = open(Path(os.environ["CONTROLPLANE_VAR_DIR"]) / "worker.log", "ab")  # noqa: SIM115
+def start_worker(
+    concurrency: int = 4,
+    queues: str = "default,test,build,deploy,train,monitor",
+    name: str = "",
+):
+    """A real Celery worker process on the same settings (threads pool, like the demo);
+    ``name`` tells several apart (their node names and logs)."""
+    log_name = f"worker-{name}.log" if name else "worker.log"
+    log = open(Path(os.environ["CONTROLPLANE_VAR_DIR"]) / log_name, "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -105,6 +111,7 @@ def start_worker(concurrency: int = 4, queues: str = "default,test,build,deploy,
             "--without-heartbeat",
             "-l",
             "WARNING",
+            *([f"--hostname={name}@%h"] if name else []),
         ],
         cwd=ROOT,
         env=dict(os.environ),

@@ -17,14 +17,19 @@ def project_role(user: Any, project_id: int) -> str | None:
         return None
     if user.is_superuser:
         return Role.ADMIN
-    cache = user.__dict__.setdefault("_project_roles", {})
-    if project_id not in cache:
-        cache[project_id] = (
-            Membership.objects.filter(user=user, project_id=project_id)
-            .values_list("role", flat=True)
-            .first()
-        )
-    return cache[project_id]
+    # Every role of the user in one query, kept on the user object (one per request): a page
+    # that checks a role per row (the approvals badge on every page, the inbox) makes one
+    # query, not one per project. ``project_roles_forget`` drops it when a membership changes.
+    cache = user.__dict__.get("_project_roles")
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+        user.__dict__["_project_roles"] = cache
+    return cache.get(project_id)
+
+
+def project_roles_forget(user: Any) -> None:
+    """Drop the roles :func:`project_role` keeps on ``user`` (after a membership change)."""
+    user.__dict__.pop("_project_roles", None)
 
 
 def has_role(user: Any, project_id: int, role: str) -> bool:

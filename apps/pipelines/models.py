@@ -73,7 +73,12 @@ class PipelineRun(TimeStampedModel):
         constraints = [
             models.UniqueConstraint(fields=["project", "number"], name="run_unique_number"),
         ]
-        indexes = [models.Index(fields=["project", "status"]), models.Index(fields=["ref"])]
+        indexes = [
+            models.Index(fields=["project", "status"]),
+            models.Index(fields=["ref"]),
+            # The build history's order and its keyset pages (apps/core/paging.py).
+            models.Index(fields=["created", "id"], name="run_history_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.project.slug} #{self.number}"

@@ -2,14 +2,15 @@ from pathlib import Path
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from apps.accounts.choices import Role
 from apps.accounts.permissions import has_role
 from apps.core.exceptions import PermissionDeniedError, ServiceError
+from apps.core.paging import PARAMS as PAGE_PARAMS
+from apps.core.paging import CursorError, keyset_page
 
 from . import git, selectors, services
 from .api.filters import RunFilter
@@ -21,14 +22,23 @@ from .models import Job, PipelineRun
 from .triggers import pipeline_start
 
 TAIL_BYTES = 64 * 1024
+HISTORY_PAGE_SIZE = 50
 
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    """Build history across every project the user can see."""
+    """Build history across every project the user can see, newest first, a keyset page at a
+    time (the same few rows read on the first page as on the last, at any number of runs)."""
     filterset = RunFilter(request.GET, queryset=selectors.run_list(user=request.user))
-    page = Paginator(filterset.qs, 50).get_page(request.GET.get("page"))
-    return render(request, "pipelines/run_list.html", {"filter": filterset, "page": page})
+    try:
+        page = keyset_page(filterset.qs, request.GET, size=HISTORY_PAGE_SIZE)
+    except CursorError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    query = request.GET.copy()
+    for name in (*PAGE_PARAMS, "page"):
+        query.pop(name, None)
+    context = {"filter": filterset, "page": page, "query": query.urlencode()}
+    return render(request, "pipelines/run_list.html", context)
 
 
 def _run_or_404(request, slug: str, number: int) -> PipelineRun:

@@ -6,6 +6,7 @@ from django.utils.text import slugify
 
 from apps.accounts.choices import Role
 from apps.accounts.models import Membership
+from apps.accounts.permissions import project_roles_forget
 from apps.core.exceptions import PermissionDeniedError, ServiceError
 from apps.core.services import audit_log
 
@@ -30,6 +31,7 @@ def project_create(
     project = Project.objects.create(name=name, slug=slug, created_by=user, **fields)
     if user is not None:
         Membership.objects.create(user=user, project=project, role=Role.ADMIN)
+        project_roles_forget(user)
     if with_default_environments:
         for order, (env_name, auto, approvals) in enumerate(DEFAULT_ENVIRONMENTS):
             Environment.objects.create(
@@ -120,6 +122,7 @@ def membership_set(*, project: Project, user, role: str, actor: Any) -> Membersh
     membership, created = Membership.objects.update_or_create(
         project=project, user=user, defaults={"role": role}
     )
+    project_roles_forget(user)
     audit_log(
         actor=actor,
         action="membership.set",

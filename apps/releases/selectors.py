@@ -39,8 +39,9 @@ def deployment_list(*, user) -> QuerySet[Deployment]:
 
 def promotion_list(*, user) -> QuerySet[Promotion]:
     return restrict_to_visible(
+        # release__project: a promotion's URL names its release's project.
         Promotion.objects.select_related(
-            "release", "environment", "environment__project"
+            "release", "release__project", "environment", "environment__project"
         ).prefetch_related("approvals__user"),
         user,
         project_field="environment__project",
@@ -63,17 +64,19 @@ def environment_matrix(*, projects) -> list[dict]:
         .annotate(current_deployment_id=Subquery(_serving_deployments().values("pk")[:1]))
         .order_by("project__name", "order")
     )
-    deployments = Deployment.objects.select_related("release").in_bulk(
+    # release__project: the cells link to releases and promotions, whose URLs name the project.
+    deployments = Deployment.objects.select_related("release__project").in_bulk(
         [e.current_deployment_id for e in envs if e.current_deployment_id]
     )
     pending = {
         p.environment_id: p
         for p in Promotion.objects.filter(
             environment__in=envs, status=PromotionStatus.PENDING
-        ).select_related("release")
+        ).select_related("release__project")
     }
     models: dict[int, list] = {}
-    for alias in ModelAlias.objects.filter(environment__in=envs).select_related("model_version"):
+    aliases = ModelAlias.objects.filter(environment__in=envs)
+    for alias in aliases.select_related("model_version__project"):
         models.setdefault(alias.environment_id, []).append(alias.model_version)
     # Each environment runs its own schedules, or (none of its own) the project's.
     schedules: dict[tuple[int, int | None], list] = {}
@@ -170,6 +173,7 @@ def approval_inbox(*, user) -> list[Promotion]:
         )
         .select_related(
             "release",
+            "release__project",  # the promotion's URL
             "release__pipeline_run",
             "environment",
             "environment__project",
