@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pipelines', '0005_h10_protected'),
+        ('pipelines', '0006_job_processes'),
         ('projects', '0007_h10_protected'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
