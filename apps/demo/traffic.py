@@ -105,7 +105,9 @@ class Sender:
 
     def predict(self, row: dict, label: int) -> bool:
         request_id = uuid.uuid4().hex
-        body = json.dumps({"instances": [row]}).encode()
+        # The service reports the instance's own request id (else it makes one): the label
+        # posted later joins the observation by it.
+        body = json.dumps({"instances": [{**row, "request_id": request_id}]}).encode()
         request = urllib.request.Request(  # noqa: S310 - the demo's own loopback service
             self.service_url.rstrip("/") + "/predict",
             data=body,
@@ -120,7 +122,11 @@ class Sender:
             return False
         self.sent += 1
         self.pending.append(
-            {"request_id": request_id, "label": label, "timestamp": datetime.now(UTC).isoformat()}
+            {
+                "request_id": request_id,
+                "label": label,
+                "labelled_at": datetime.now(UTC).isoformat(),
+            }
         )
         return True
 
@@ -131,7 +137,7 @@ class Sender:
         batch, self.pending = self.pending, []
         request = urllib.request.Request(  # noqa: S310 - the control plane itself
             self.labels_url,
-            data=json.dumps({"labels": batch}).encode(),
+            data=json.dumps({"rows": batch}).encode(),
             headers={
                 "Content-Type": "application/json",
                 "Authorization": f"Bearer {self.ingest_token}",
