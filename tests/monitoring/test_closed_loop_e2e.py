@@ -21,8 +21,8 @@ second and checks a window 2 s after it closes. The production champion is the e
 """
 
 import time
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -87,19 +87,32 @@ def pending_promotion(release: Release) -> Promotion:
     )
 
 
-def check_after(environment, since: datetime, status: str | None = None) -> DriftCheck | None:
-    """The first check that decided something about a window starting at ``since`` or later."""
-    qs = DriftCheck.objects.filter(environment=environment, window_start__gte=since)
-    qs = qs.filter(status=status) if status else qs.exclude(status=CheckStatus.INSUFFICIENT)
-    return qs.order_by("window_start").first()
+def calm_check(environment, since: datetime) -> DriftCheck | None:
+    """The first check that decided something about a window wholly after ``since``."""
+    return (
+        DriftCheck.objects.filter(environment=environment, window_start__gte=since)
+        .exclude(status=CheckStatus.INSUFFICIENT)
+        .order_by("window_start")
+        .first()
+    )
 
 
-def alert_messages(slack) -> list[str]:
-    return [
-        blocks_text(blocks_of(r))
-        for r in api_calls(slack, "chat.postMessage")
-        if "drift" in blocks_text(blocks_of(r)).lower()
-    ]
+def drift_check(environment, since: datetime) -> DriftCheck | None:
+    """The first drifted window that ended after ``since`` (the one the drift began in may
+    be drifted already)."""
+    return (
+        DriftCheck.objects.filter(
+            environment=environment, window_end__gt=since, status=CheckStatus.DRIFT
+        )
+        .order_by("window_start")
+        .first()
+    )
+
+
+def alert_messages(slack, text: str = "Data drift in production") -> list[str]:
+    """The Slack messages posted about the dataset drift."""
+    posted = [blocks_text(blocks_of(r)) for r in api_calls(slack, "chat.postMessage")]
+    return [m for m in posted if text in m]
 
 
 def test_drift_alerts_in_slack_and_retrains_up_to_the_approval_once_per_cooldown(
@@ -158,8 +171,15 @@ def test_drift_alerts_in_slack_and_retrains_up_to_the_approval_once_per_cooldown
         deployed(champion, "production")
         production = envs["production"]
         production.refresh_from_db()
+        # Warnings and worse page the channel: a dataset drift does; one column drifting
+        # alone (an info alert, K-S at p < 0.05 on each of six columns: ~8 % of calm windows
+        # here) does not.
         NotificationTarget.objects.create(
-            project=project, kind="slack", destination=CHANNEL, name="alerts"
+            project=project,
+            kind="slack",
+            destination=CHANNEL,
+            name="alerts",
+            min_severity="warning",
         )
         print(f"production serves the dummy after {time.monotonic() - started:.0f} s")
 
@@ -167,28 +187,29 @@ def test_drift_alerts_in_slack_and_retrains_up_to_the_approval_once_per_cooldown
         traffic = Traffic(environment=production, population=Population.load(Path(features.path)))
         traffic.start()
         calm = datetime.now(tz=UTC)
-        ok = wait_for(lambda: check_after(production, calm), 60, interval=0.5)
+        ok = wait_for(lambda: calm_check(production, calm), 60, interval=0.5)
         assert ok.status == CheckStatus.OK, (ok.status, ok.error, ok.drifted_columns)
         assert ok.rows >= 100 and ok.model_version == champion.model_version
         assert not Alert.objects.filter(project=project, rule="dataset_drift").exists()
-        assert alert_messages(slack) == []
+        assert api_calls(slack, "chat.postMessage") == []
 
         # 3. Drift: the next window drifts, the alert reaches Slack, a retrain starts.
         traffic.shift = 1.0
         drift_at = datetime.now(tz=UTC)
-        drifted = wait_for(
-            lambda: check_after(production, drift_at, CheckStatus.DRIFT), 60, interval=0.5
-        )
+        drifted = wait_for(lambda: drift_check(production, drift_at), 60, interval=0.5)
         assert set(drifted.drifted_columns) >= {"f0", "f1", "f2", "f3"}
-        alert = Alert.objects.get(project=project, rule="dataset_drift")
+        # The check's row commits first, then its alerts and the retrain.
+        alert = wait_for(
+            lambda: Alert.objects.filter(project=project, rule="dataset_drift").first(), 30
+        )
         assert alert.status == AlertStatus.FIRING and alert.drift_check == drifted
         [message] = wait_for(lambda: alert_messages(slack), 30, interval=0.2)
-        assert "Data drift in production" in message and "f0" in message
-        told = api_calls(slack, "chat.postMessage")[-1]
-        assert told["json"]["channel"] == CHANNEL
-        assert told["headers"]["authorization"] == f"Bearer {BOT_TOKEN}"
+        assert "4 of 6 columns drifted" in message and "f0" in message, message
+        for told in api_calls(slack, "chat.postMessage"):
+            assert told["json"]["channel"] == CHANNEL
+            assert told["headers"]["authorization"] == f"Bearer {BOT_TOKEN}"
 
-        request = RetrainRequest.objects.get(drift_check=drifted)
+        request = wait_for(lambda: RetrainRequest.objects.filter(drift_check=drifted).first(), 30)
         assert request.skipped_reason == "" and request.alert == alert
         retrain = request.run
         assert (retrain.trigger, retrain.pipeline, retrain.environment) == (
