@@ -85,8 +85,14 @@ def setup(args: argparse.Namespace, name: str) -> Path:
     return var
 
 
-def start_worker(concurrency: int = 4, queues: str = "default,test,build,deploy,train,monitor"):
-    """A real Celery worker process on the same settings (threads pool, like the demo)."""
+def start_worker(
+    concurrency: int = 4,
+    queues: str = "default,test,build,deploy,train,monitor",
+    *,
+    beat: bool = False,
+):
+    """A real Celery worker process on the same settings (threads pool, like the demo); with
+    ``beat``, running beat too (``-B``, the database scheduler), as the demo's worker does."""
     log = open(Path(os.environ["CONTROLPLANE_VAR_DIR"]) / "worker.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -105,6 +111,11 @@ def start_worker(concurrency: int = 4, queues: str = "default,test,build,deploy,
             "--without-heartbeat",
             "-l",
             "WARNING",
+            *(
+                ["-B", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+                if beat
+                else []
+            ),
         ],
         cwd=ROOT,
         env=dict(os.environ),

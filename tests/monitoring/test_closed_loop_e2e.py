@@ -22,7 +22,6 @@ second and checks a window 2 s after it closes. The production champion is the e
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -184,7 +183,7 @@ def test_drift_alerts_in_slack_and_retrains_up_to_the_approval_once_per_cooldown
         print(f"production serves the dummy after {time.monotonic() - started:.0f} s")
 
         # 2. Traffic like the training data: a whole window of it checked, no drift.
-        traffic = Traffic(environment=production, population=Population.load(Path(features.path)))
+        traffic = Traffic(environment=production, population=Population.load(features.path))
         traffic.start()
         calm = datetime.now(tz=UTC)
         ok = wait_for(lambda: calm_check(production, calm), 60, interval=0.5)

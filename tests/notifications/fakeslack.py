@@ -6,6 +6,7 @@ monitoring tests that run a real worker (the worker gets the URL in its environm
 import itertools
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +33,7 @@ class SlackHandler(BaseHTTPRequestHandler):
         else:
             data = {k: v[0] for k, v in parse_qs(body.decode() or parsed.query).items()}
         request = {
+            "at": time.time(),  # when it arrived (bench/drift_alert.py times alerts by it)
             "method": self.command,
             "path": parsed.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
