@@ -4,9 +4,10 @@ web, worker and beat processes); ``manage.py demo_drift`` turns the injected dri
 
 Requests are rows of the example's raw data (``data/raw.csv``, what its model is trained on;
 rows without a 0/1 label left out) drawn at random with a little noise, posted to the
-environment's service ``/predict`` with a ``request_id`` each. The service logs its predictions to the control plane itself (its
-telemetry client); this process only plays the world, which later tells the control plane the
-true outcome of each request (``…/labels/``, with the environment's ingest token).
+environment's service ``/predict`` with a ``request_id`` each. The service logs its
+predictions to the control plane itself (its telemetry client); this process only plays the
+world, which later tells the control plane the true outcome of each request (``…/labels/``,
+with the environment's ingest token).
 
 Drift: ``var/demo-drift`` holds a shift in standard deviations (absent: none), added to the
 first four features of every request while it is there, so four of six features drift.
