@@ -184,7 +184,7 @@ def main() -> None:
         project=project, kind="slack", destination=CHANNEL, min_severity="warning"
     )
     _token, raw = ingest_token_create(environment=production, name="bench", actor="bench")
-    service = Service(Client(), production, raw)
+    service = Service(Client(HTTP_HOST="127.0.0.1"), production, raw)
 
     worker = _stack.start_worker(concurrency=4, beat=True)
     every = args.every
