@@ -25,10 +25,10 @@ from apps.pipelines import services as pipeline_services
 from apps.pipelines.choices import Trigger
 from apps.pipelines.models import Schedule
 from apps.releases.choices import PromotionStatus
-from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Promotion, Release
 from apps.releases.services import promotion_approve
+from tests.monitoring.closed_loop import serve_on_free_ports
 from tests.pipelines.worker import WorkerProcess, wait_for
 
 from .test_ct_demo import deployed, succeeded
@@ -63,10 +63,7 @@ def test_demo_traffic_is_observed_and_demo_drift_is_detected(setup_demo, live_se
     # The first (push) run is the newcomer test's; the CT path below is the demo's own.
     push = pipeline_services.run_prepare(run_id=project.runs.get().pk)
     pipeline_services.run_cancel(run=push, actor="test", reason="Not this one.")
-    for env in project.environments.all():
-        env.deployer, env.service_port, env.health_check_timeout = "process", free_port(), 60
-        env.service_url = f"http://127.0.0.1:{env.service_port}/"
-        env.save()
+    serve_on_free_ports(project)
     lead = get_user_model().objects.get(username="lead")
     schedule = Schedule.objects.get(project=project, name="refresh-features")
     worker = WorkerProcess(

@@ -17,9 +17,8 @@ from django.conf import settings
 from apps.demo.traffic import Population, Sender, ticks
 from apps.monitoring.services.ingest import TOKEN_VARIABLE
 from apps.projects.models import Environment, Variable
-from apps.training import datafiles
-from apps.training.profile import profile as profile_of
-from apps.training.services import dataset_version_record
+from apps.releases.deployers.health import free_port
+from tests.monitoring.checks_setup import dataset_from_file
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn-model"
 
@@ -34,16 +33,16 @@ def features_version(project, folder: Path):
         check=True,
         capture_output=True,
     )
-    description = datafiles.describe(out)
-    stored = datafiles.store(out, settings.DATASET_DIR)
-    return dataset_version_record(
-        project=project,
-        name="features",
-        description=description.to_dict(),
-        path=str(stored),
-        profile=profile_of(stored, description=description),
-        announce=False,
-    )
+    return dataset_from_file(project, out)
+
+
+def serve_on_free_ports(project) -> None:
+    """Every environment deploys with the process deployer on a free port (fixed ports may be
+    taken on a shared machine)."""
+    for env in project.environments.all():
+        env.deployer, env.service_port, env.health_check_timeout = "process", free_port(), 60
+        env.service_url = f"http://127.0.0.1:{env.service_port}/"
+        env.save()
 
 
 @dataclass

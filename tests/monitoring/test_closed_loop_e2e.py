@@ -35,7 +35,6 @@ from apps.pipelines.commits import Commit
 from apps.pipelines.models import PipelineRun
 from apps.projects.services import variable_set
 from apps.releases.choices import DeploymentStatus, PromotionStatus
-from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Deployment, Promotion, Release
 from apps.releases.services import promotion_approve
@@ -46,7 +45,7 @@ from tests.pipelines.gitrepo import Repo
 from tests.pipelines.test_worker import finished, log_of
 from tests.pipelines.worker import WorkerProcess, wait_for
 
-from .closed_loop import Traffic, features_version
+from .closed_loop import Traffic, features_version, serve_on_free_ports
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -127,11 +126,7 @@ def test_drift_alerts_in_slack_and_retrains_up_to_the_approval_once_per_cooldown
     )
     project.repository_url = repo.url
     project.save()
-    envs = {e.name: e for e in project.environments.all()}
-    for env in envs.values():
-        env.deployer, env.service_port, env.health_check_timeout = "process", free_port(), 60
-        env.service_url = f"http://127.0.0.1:{env.service_port}/"
-        env.save()
+    serve_on_free_ports(project)
     dev, lead = member("developer", "dev"), member("approver", "lead")
     # The services flush their observations every second (the example's default is 5 s).
     variable_set(project=project, key="CONTROLPLANE_INGEST_FLUSH_SECONDS", value="1", actor=dev)
@@ -168,8 +163,7 @@ def test_drift_alerts_in_slack_and_retrains_up_to_the_approval_once_per_cooldown
             deployed(champion, name)
         promotion_approve(promotion=pending_promotion(champion), user=lead, comment="Baseline.")
         deployed(champion, "production")
-        production = envs["production"]
-        production.refresh_from_db()
+        production = project.environments.get(name="production")
         # Warnings and worse page the channel: a dataset drift does; one column drifting
         # alone (an info alert, K-S at p < 0.05 on each of six columns: ~8 % of calm windows
         # here) does not.
