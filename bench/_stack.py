@@ -89,9 +89,12 @@ def start_worker(
     concurrency: int = 4,
     queues: str = "default,test,build,deploy,train,monitor",
     name: str = "",
+    *,
+    beat: bool = False,
 ):
     """A real Celery worker process on the same settings (threads pool, like the demo);
-    ``name`` tells several apart (their node names and logs)."""
+    ``name`` tells several apart (their node names and logs); with ``beat``, running beat too
+    (``-B``, the database scheduler), as the demo's worker does."""
     log_name = f"worker-{name}.log" if name else "worker.log"
     log = open(Path(os.environ["CONTROLPLANE_VAR_DIR"]) / log_name, "ab")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -112,6 +115,11 @@ def start_worker(
             "-l",
             "WARNING",
             *([f"--hostname={name}@%h"] if name else []),
+            *(
+                ["-B", "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+                if beat
+                else []
+            ),
         ],
         cwd=ROOT,
         env=dict(os.environ),

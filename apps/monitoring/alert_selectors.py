@@ -38,3 +38,17 @@ def alert_history(*, alert: Alert) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(
         content_type=ContentType.objects.get_for_model(Alert), object_id=str(alert.pk)
     ).order_by("created", "id")
+
+
+def alert_route(alert: Alert) -> tuple[str, ...] | None:
+    """The channel kinds (slack, email, webhook) ``monitor.route`` of the spec serving in the
+    alert's environment sends an alert of its severity to; None when it names none for it (or
+    the alert has no monitored environment): every target, by its min_severity."""
+    if alert.environment_id is None:
+        return None
+    from .checks import monitored_environments
+
+    monitored = next(iter(monitored_environments(alert.environment_id)), None)
+    if monitored is None:
+        return None
+    return monitored.monitor.route.get(alert.severity)

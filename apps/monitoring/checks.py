@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
@@ -205,6 +206,11 @@ def run_check(
     except Exception:  # noqa: BLE001 - gauges must not keep the alerts and the retrain back
         logger.exception("Could not publish the drift gauges of %s", environment)
     alert = check_alerts(check=check, monitor=monitor)
+    if check.status in (CheckStatus.OK, CheckStatus.DRIFT):
+        # What the check fired is told now, not at the dispatcher's next beat (RULES_INTERVAL).
+        from .tasks import dispatch_alerts_task
+
+        transaction.on_commit(dispatch_alerts_task.delay, robust=True)  # beat's pass is the net
     if check.status == CheckStatus.DRIFT and monitor.on_drift == "retrain":
         from .retrain import drift_retrain
 

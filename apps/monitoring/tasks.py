@@ -1,3 +1,5 @@
+import logging
+
 from celery import shared_task
 from django.core.cache import cache
 from django.utils.dateparse import parse_datetime
@@ -6,6 +8,8 @@ from controlplane.celery import CeleryQueue
 
 from . import checks, dispatch, rules, services_health
 from .services.ingest import observations_prune
+
+logger = logging.getLogger(__name__)
 
 # A due window's message is sent again after this long if its check has not been stored
 # (the message was lost, or the worker died): until then beat's next passes do not resend it.
@@ -76,3 +80,28 @@ def check_environment_task(environment_id: int, window_start: str, window_end: s
         window_end=parse_datetime(window_end),
     )
     return check.pk if check else None
+
+
+@shared_task(
+    name="monitoring.build_reference", ignore_result=True, soft_time_limit=600, time_limit=660
+)
+def build_reference_task(environment_id: int, model_version_id: int | None) -> int | None:
+    """The reference of a model version that started serving (``receivers.reference_prepare``)."""
+    from apps.projects.models import Environment
+    from apps.training.models import ModelVersion
+
+    from .reference import ReferenceError, reference_for
+
+    environment = Environment.objects.filter(pk=environment_id).first()
+    if environment is None:
+        return None
+    model_version = (
+        ModelVersion.objects.filter(pk=model_version_id).first() if model_version_id else None
+    )
+    try:
+        reference = reference_for(environment, model_version)
+    except ReferenceError as exc:
+        # Not retried: the check stores the same error where the page shows it.
+        logger.warning("No reference for %s / %s: %s", environment, model_version_id, exc)
+        return None
+    return reference.pk if reference else None

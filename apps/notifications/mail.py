@@ -10,11 +10,11 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.template.loader import render_to_string
 
 from apps.accounts.models import Membership
-from apps.accounts.permissions import has_role
 from apps.core.transient import TransientError
 from apps.projects.models import Project
 from apps.releases.choices import ApprovalDecision, PromotionStatus
 from apps.releases.models import Promotion
+from apps.releases.services import promotion_decision_blocker
 
 from . import events
 from .choices import EMAIL_APPROVER_EVENTS, DeliveryStatus, Event
@@ -32,29 +32,17 @@ class Email:
 
 
 def approver_addresses(promotion: Promotion) -> list[str]:
-    """Members who may decide on the promotion (the environment's approver role, by
-    :func:`has_role`), with an email address. Unless the environment allows self-approval,
-    the requester and the commit's author are left out: they may not approve it."""
+    """Members who may decide on the promotion, with an email address: those the releases
+    app's own rule (``promotion_decision_blocker``: the approver role, and four eyes — not
+    the requester, not whoever triggered the run that built the release, not the commit's
+    author, unless the environment allows self-approval) lets approve."""
     env = promotion.environment
-    excluded_emails: set[str] = set()
-    excluded_ids: set[int] = set()
-    if not env.allow_self_approval:
-        if promotion.requested_by_id:
-            excluded_ids.add(promotion.requested_by_id)
-        run = promotion.release.pipeline_run
-        if run is not None and run.commit_author_email:
-            excluded_emails.add(run.commit_author_email.lower())
-    addresses = []
-    for membership in Membership.objects.filter(project_id=env.project_id).select_related("user"):
-        user = membership.user
-        if (
-            user.email
-            and user.pk not in excluded_ids
-            and user.email.lower() not in excluded_emails
-            and has_role(user, env.project_id, env.approver_min_role)
-        ):
-            addresses.append(user.email)
-    return addresses
+    members = Membership.objects.filter(project_id=env.project_id).select_related("user")
+    return [
+        m.user.email
+        for m in members
+        if m.user.email and promotion_decision_blocker(promotion=promotion, user=m.user) is None
+    ]
 
 
 def unique_addresses(*groups: list[str]) -> list[str]:

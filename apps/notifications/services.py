@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps.core.exceptions import ConflictError, ServiceError
 from apps.core.services import StateMachine, audit_log
 from apps.core.transient import TransientError
+from apps.monitoring.alert_selectors import alert_route
 from apps.monitoring.choices import AlertStatus, Severity
 from apps.monitoring.models import Alert
 from apps.projects.models import Project
@@ -337,6 +338,11 @@ def dispatch(
         targets = list(NotificationTarget.objects.filter(project=project, enabled=True))
     severity = subject.severity if object_type == ObjectType.ALERT else None
     targets = [t for t in targets if t.project_id == project.pk and t.wants(event, severity)]
+    if object_type == ObjectType.ALERT and targets:
+        # The spec's monitor.route: which channels get an alert of this severity.
+        kinds = alert_route(subject)
+        if kinds is not None:
+            targets = [t for t in targets if t.kind in kinds]
     if object_type == ObjectType.ALERT and event in ALERT_UPDATE_EVENTS:
         targets = _told_of_alert(subject, targets)
     if not targets:

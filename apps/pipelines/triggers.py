@@ -35,7 +35,9 @@ def pipeline_commit(project: Project, environment: Environment | None) -> Commit
     """What a run of ``environment`` (None: project level) runs: the pipelines of the release
     serving there when it records one, else the default branch head."""
     if environment is not None and environment.pipeline_commit_sha:
-        return Commit(sha=environment.pipeline_commit_sha)
+        # That commit came from a release, and releases come from runs of ``releases_from``:
+        # the run is of that branch again, so a retrain there can release its model too.
+        return Commit(sha=environment.pipeline_commit_sha, ref=project.releases_from)
     return Commit(ref=project.default_branch)
 
 

@@ -282,6 +282,7 @@ CELERY_TASK_ROUTES = {
     "releases.prune_deploy_files": {"queue": "deploy"},
     "monitoring.run_due_checks": {"queue": "default"},
     "monitoring.check_environment": {"queue": "monitor"},
+    "monitoring.build_reference": {"queue": "monitor"},
     "monitoring.prune_observations": {"queue": "monitor"},
     "monitoring.probe_services": {"queue": "monitor"},
     "monitoring.evaluate_rules": {"queue": "default"},

@@ -26,12 +26,12 @@ from apps.pipelines import triggers as pipeline_triggers
 from apps.pipelines.choices import JobStatus, RunStatus, Trigger
 from apps.pipelines.models import PipelineRun, Schedule
 from apps.releases.choices import DeploymentStatus, PromotionStatus
-from apps.releases.deployers.health import free_port
 from apps.releases.deployers.process import ProcessDeployer
 from apps.releases.models import Deployment, Promotion, Release
 from apps.releases.services import promotion_approve
 from apps.training.models import DatasetVersion, GateVerdict
 from apps.training.selectors import champion_for
+from tests.monitoring.closed_loop import serve_on_free_ports
 from tests.pipelines.test_worker import finished, log_of
 from tests.pipelines.worker import WorkerProcess, wait_for
 
@@ -78,11 +78,7 @@ def test_scheduled_features_cached_step_first_model_then_a_dummy_that_fails(setu
     # compete for the environments; tests/demo/test_newcomer.py runs it).
     push = pipeline_services.run_prepare(run_id=project.runs.get().pk)
     pipeline_services.run_cancel(run=push, actor="test", reason="Not this one.")
-    # Free ports: the demo's fixed ones (8101-8103) may be taken on a shared machine.
-    for env in project.environments.all():
-        env.deployer, env.service_port, env.health_check_timeout = "process", free_port(), 60
-        env.service_url = f"http://127.0.0.1:{env.service_port}/"
-        env.save()
+    serve_on_free_ports(project)
 
     # The demo's short schedule exists, is enabled, and beat knows it as a 2-minute interval.
     schedule = Schedule.objects.get(project=project, name="refresh-features")

@@ -82,6 +82,21 @@ class World:
     extra: dict = field(default_factory=dict)
 
 
+def dataset_from_file(project, path: Path, name: str = "features"):
+    """``path`` stored and recorded as the next version of dataset ``name``, as a job that
+    produced it would record it, without starting what its ``on_dataset`` names."""
+    description = datafiles.describe(path)
+    stored = datafiles.store(path, settings.DATASET_DIR)
+    return dataset_version_record(
+        project=project,
+        name=name,
+        description=description.to_dict(),
+        path=str(stored),
+        profile=profile_of(stored, description=description),
+        announce=False,
+    )
+
+
 def make_world(project, tmp_path: Path, spec: str = SPEC, train_rows: int = 2000) -> World:
     source = tmp_path / "source"
     source.mkdir()
@@ -94,16 +109,7 @@ def make_world(project, tmp_path: Path, spec: str = SPEC, train_rows: int = 2000
     table = pa.table({**rows, "churned": churned(rows)})
     path = tmp_path / "features.csv"
     pcsv.write_csv(table, path)
-    description = datafiles.describe(path)
-    stored = datafiles.store(path, settings.DATASET_DIR)
-    version = dataset_version_record(
-        project=project,
-        name="features",
-        description=description.to_dict(),
-        path=str(stored),
-        profile=profile_of(stored, description=description),
-        announce=False,
-    )
+    version = dataset_from_file(project, path)
     model_version = ModelVersion.objects.create(project=project, name="churn", version=1)
     model_version.trained_on.add(version)
     # The run that made the release, with the spec it ran (references read the block there).

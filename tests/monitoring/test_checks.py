@@ -102,6 +102,25 @@ def test_a_window_is_checked_once(world):
     assert ColumnDrift.objects.count() == 3
 
 
+def test_a_check_that_decided_tells_its_alerts_at_once(
+    world, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Not at the dispatcher's next beat: a dispatcher pass is sent after the check commits
+    (what bench/drift_alert.py times)."""
+    sent = []
+    monkeypatch.setattr(tasks.dispatch_alerts_task, "delay", lambda: sent.append("dispatch"))
+    end = aligned()
+    observe(world, frame(400, shift=1.0, plan_b=0.8, seed=8), end - timedelta(minutes=55))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check(world, end).status == CheckStatus.DRIFT
+    assert sent == ["dispatch"]
+    later = end + timedelta(hours=1)
+    observe(world, frame(40, seed=9), later - timedelta(minutes=55))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert check(world, later).status == CheckStatus.INSUFFICIENT
+    assert sent == ["dispatch"]  # nothing decided, nothing to tell
+
+
 def test_too_few_rows_decide_nothing_and_leave_alerts_firing(world):
     end = aligned()
     observe(world, frame(400, shift=1.0, plan_b=0.8, seed=8), end - timedelta(minutes=55))

@@ -88,3 +88,40 @@ def test_spec_reference_read_at_the_serving_commit(project, tmp_path, settings):
     release.save()
     newer = reference_for(environment, mv)
     assert newer.pk != reference.pk and newer.rows < reference.rows
+
+
+def test_a_monitored_release_that_starts_serving_has_its_reference_built_on_the_monitor_queue(
+    served, monkeypatch, django_capture_on_commit_callbacks
+):
+    from apps.monitoring.tasks import build_reference_task
+    from apps.releases.models import Deployment
+    from apps.releases.signals import deployment_status_changed
+
+    sent = []
+
+    def apply_async(*, args, queue):
+        sent.append(queue)
+        return build_reference_task.apply(args=args)
+
+    monkeypatch.setattr(build_reference_task, "apply_async", apply_async)
+    deployment = Deployment.objects.get(environment=served.environment)
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment_status_changed.send(
+            sender=Deployment, deployment=deployment, from_status="running", to_status="succeeded"
+        )
+    assert sent == ["monitor"]
+    reference = Reference.objects.get(environment=served.environment)
+    assert reference.model_version == served.model_version and reference.rows == 300
+
+    # A release whose spec has no monitor block asks for nothing.
+    served.release.pipeline_run.spec = {"version": 1}
+    served.release.pipeline_run.save(update_fields=["spec"])
+    deployment.release.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment_status_changed.send(
+            sender=Deployment,
+            deployment=Deployment.objects.get(pk=deployment.pk),
+            from_status="running",
+            to_status="succeeded",
+        )
+    assert sent == ["monitor"]

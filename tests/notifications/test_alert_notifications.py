@@ -375,6 +375,45 @@ def test_min_severity_routes_alerts_and_leaves_other_events_alone(
     assert pager.wants("build.failed") and not pager.wants("alert.firing", "warning")
 
 
+def test_monitor_route_sends_each_severity_to_the_channels_it_names(
+    slack_server, project, tmp_path, tell
+):
+    from apps.monitoring import checks
+    from tests.monitoring.checks_setup import SPEC, make_world
+
+    checks._SPEC_CACHE.clear()
+    route = "  route: {critical: [email], warning: [slack, email], info: []}\n"
+    world = make_world(project, tmp_path, spec=SPEC + route)
+    slack = NotificationTarget.objects.create(project=project, kind="slack", destination="C0ALL")
+    email = NotificationTarget.objects.create(
+        project=project, kind="email", destination="oncall@example.com"
+    )
+    production = world.environment
+    critical = _alert(project, production, rule="service_down", severity="critical", n=1)
+    warning = _alert(project, production, rule="latency_p95", severity="warning", n=2)
+    info = _alert(project, production, rule="column_drift", severity="info", n=3)
+    # An environment the spec does not serve in: no route, every target.
+    dev = project.environments.get(name="dev")
+    elsewhere = _alert(project, dev, rule="service_down", severity="critical", n=4)
+    tell([critical, warning, info, elsewhere])
+    checks._SPEC_CACHE.clear()
+
+    sent = set(NotificationDelivery.objects.values_list("target_id", "object_id"))
+    assert sent == {
+        (email.pk, critical.pk),
+        (slack.pk, warning.pk),
+        (email.pk, warning.pk),
+        (slack.pk, elsewhere.pk),
+        (email.pk, elsewhere.pk),
+    }
+    assert len(api_calls(slack_server, "chat.postMessage")) == 2
+    assert sorted(m.subject.split(":")[0] for m in mail.outbox) == [
+        "[churn-model] FIRING critical",
+        "[churn-model] FIRING critical",
+        "[churn-model] FIRING warning",
+    ]
+
+
 def test_targets_are_per_project(slack_server, slack_target, admin_user, production, tell):
     other = project_create(name="Fraud model", actor=admin_user)
     NotificationTarget.objects.create(project=other, kind="slack", destination="C0FRAUD")

@@ -55,6 +55,26 @@ def test_a_pending_promotion_mails_the_approvers_and_the_target(
     assert len(delivery.recipients) == 4
 
 
+def test_whoever_triggered_the_run_is_not_asked_to_approve_its_release(
+    email_target, team, member, request_promotion, project, production, admin_user
+):
+    from apps.releases.services import release_create
+    from tests.factories import RunFactory
+
+    trigger = member("approver", "approver-2")
+    run = RunFactory(project=project, created_by=trigger, commit_author_email="")
+    release = release_create(
+        project=project, version="v4", commit_sha="abc1234d", actor=admin_user, pipeline_run=run
+    )
+    request_promotion(release, production)
+    assert _to(mail.outbox) == {
+        team["approver"].email,
+        team["admin"].email,
+        "ops@example.com",
+        "oncall@example.com",
+    }
+
+
 def test_an_admin_only_environment_mails_admins_only(
     email_target, team, request_promotion, release, production
 ):

@@ -138,6 +138,9 @@ def test_an_environment_runs_the_pipelines_of_its_release_commit(git_project, ad
     dev.save()
     run = start(git_project, admin_user, environment=dev)
     assert run.commit_sha == released and run.environment == dev
+    # A run of the releases branch, as the run that released that commit was: its gated
+    # model makes a release (a drift retrain's, a schedule's there).
+    assert run.ref == git_project.releases_from == "main"
     assert start(git_project, admin_user).commit_sha == newer  # project level: the head
 
 

@@ -176,6 +176,8 @@ def expected_for(*, environment: Environment, model_version_id: int | None) -> E
                 column="model_version",
             )
     try:
+        # Built on the monitor queue when the deployment succeeded (receivers.reference_prepare);
+        # a batch that comes first builds it here.
         reference = reference_for(environment, model_version)
     except ReferenceError as exc:
         # The data must not be lost because the reference cannot be built now; the check

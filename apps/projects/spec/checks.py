@@ -416,10 +416,4 @@ def spec_warnings(data: dict[str, Any], index: NodeIndex) -> list[str]:
     retrain = isinstance(monitor, dict) and monitor.get("retrain")
     if retrain and monitor.get("on_drift") != "retrain":
         warn(("monitor", "retrain"), "on_drift is not 'retrain', so a drift starts no run")
-    if isinstance(monitor, dict) and monitor.get("route"):
-        warn(
-            ("monitor", "route"),
-            "alerts go to the project's notification targets, filtered by each target's "
-            "min_severity (docs/notifications.md)",
-        )
     return [text for _, text in sorted(found, key=lambda item: item[0])]

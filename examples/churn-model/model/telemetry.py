@@ -8,7 +8,8 @@ dropped when the queue is full. One daemon thread takes rows off the queue and p
 gzipped columnar JSON (``POST $CONTROLPLANE_INGEST_URL?model_version=$CONTROLPLANE_MODEL_VERSION``
 with ``{"columns": {"request_id": [...], "f0": [...], ...}}``, the shape the control plane
 parses fastest)
-every ``flush_seconds`` or ``batch_rows`` rows, whichever comes first. A batch the control
+every ``flush_seconds`` (5 s; ``$CONTROLPLANE_INGEST_FLUSH_SECONDS``) or ``batch_rows`` rows,
+whichever comes first. A batch the control
 plane did not take (unreachable, timeout, an error answer) is dropped and counted, and the
 thread waits longer before the next attempt (up to ``max_backoff``), so a control plane that
 is down costs a prediction nothing but the rows it would have reported.
@@ -66,6 +67,12 @@ class Telemetry:
         url, token = env.get("CONTROLPLANE_INGEST_URL"), env.get("CONTROLPLANE_INGEST_TOKEN")
         if not url or not token:
             return None
+        flush = env.get("CONTROLPLANE_INGEST_FLUSH_SECONDS")
+        if flush and "flush_seconds" not in kwargs:
+            try:
+                kwargs["flush_seconds"] = max(0.1, float(flush))
+            except ValueError:
+                log.warning("CONTROLPLANE_INGEST_FLUSH_SECONDS=%r is not a number", flush)
         return cls(url, token, env.get("CONTROLPLANE_MODEL_VERSION") or None, **kwargs)
 
     # --- the prediction side: never blocks, never raises ------------------------------------

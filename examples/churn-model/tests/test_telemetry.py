@@ -186,6 +186,11 @@ def test_from_env():
                             "CONTROLPLANE_INGEST_TOKEN": "cpi_x",
                             "CONTROLPLANE_MODEL_VERSION": "12"})
     assert t.url == "http://cp/obs/?model_version=12" and t.token == "cpi_x"
+    assert t.flush_seconds == 5.0
+    quick = Telemetry.from_env({"CONTROLPLANE_INGEST_URL": "http://cp/obs/",
+                                "CONTROLPLANE_INGEST_TOKEN": "cpi_x",
+                                "CONTROLPLANE_INGEST_FLUSH_SECONDS": "0.5"})
+    assert quick.flush_seconds == 0.5
 
 
 def test_metrics_text(trained):
