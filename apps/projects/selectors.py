@@ -26,15 +26,15 @@ def job_variables(
     not stand in for a protected environment one. Returns the mapping and the secret values
     to mask in logs (every secret of the project, given or not: a job may print one it read
     elsewhere)."""
-    scope = Variable.objects.filter(project=project)
-    rows = list(scope.filter(environment__isnull=True))
+    every = list(Variable.objects.filter(project=project))  # one query: values and masks
+    rows = [v for v in every if v.environment_id is None]
     if environment is not None:
-        rows += list(scope.filter(environment=environment))
+        rows += [v for v in every if v.environment_id == environment.pk]
     values: dict[str, str] = {}
     for v in rows:  # project-wide first, then the environment's, which win
         if protected or not v.protected:
             values[v.key] = v.value
         else:
             values.pop(v.key, None)
-    secrets = sorted({v.value for v in scope if v.is_secret and v.value})
+    secrets = sorted({v.value for v in every if v.is_secret and v.value})
     return values, secrets
