@@ -2,8 +2,8 @@
 drifting until the Slack message about it arrives, with a real worker running beat (``-B``),
 on PostgreSQL + Redis.
 
-    .venv/bin/python bench/drift_alert.py [--rounds 5] [--every 10] [--check-delay 2]
-                                          [--due-interval 1] [--group-wait 0]
+    .venv/bin/python bench/drift_alert.py [--rounds 5] [--every 10] [--check-delay 6]
+                                          [--due-interval 3] [--group-wait 0]
 
 A project monitors production (``monitor.every`` = ``--every`` seconds, a 2,000-row reference
 of six normal features committed in its repository, ``on_drift: alert``); a Slack target
@@ -118,8 +118,9 @@ def main() -> None:
         __doc__,
         rounds={"type": int, "default": 5},
         every={"type": int, "default": 10, "help": "monitor.every, seconds"},
-        check_delay={"type": int, "default": 2},
-        due_interval={"type": int, "default": 1},
+        # The settings' defaults (controlplane/settings/base.py).
+        check_delay={"type": int, "default": 6},
+        due_interval={"type": int, "default": 3},
         group_wait={"type": int, "default": 0},
     )
     if args.embedded:
@@ -224,7 +225,13 @@ def main() -> None:
             latency = message["at"] - start
             latencies.append(latency)
             window_start = datetime.fromtimestamp(start, tz=UTC)
-            check = DriftCheck.objects.get(environment=production, window_start=window_start)
+            check = DriftCheck.objects.filter(
+                environment=production, window_start=window_start
+            ).first()
+            if check is None:
+                windows = DriftCheck.objects.filter(environment=production).order_by("-pk")
+                recent = [(c.window_start, c.status, c.created) for c in windows[:6]]
+                raise SystemExit(f"no check of the window from {window_start}: {recent}; {message}")
             alert = Alert.objects.filter(rule="dataset_drift").order_by("-pk").first()
             window_end = check.window_end.timestamp()
             for name, a, b in (

@@ -318,18 +318,21 @@ APPROVAL_REMINDER_BEFORE = timedelta(
     minutes=env.int("CONTROLPLANE_APPROVAL_REMINDER_MINUTES", default=120)
 )
 # --- Drift checks (docs/monitoring.md) -------------------------------------------------------
-# How often beat looks for monitored environments whose next check window is due.
-MONITOR_DUE_INTERVAL = env.int("CONTROLPLANE_MONITOR_DUE_INTERVAL", default=30)
-# A window is checked this long after it ended: observations arrive in batches, a little late.
-MONITOR_CHECK_DELAY_SECONDS = env.int("CONTROLPLANE_MONITOR_CHECK_DELAY_SECONDS", default=60)
+# How often beat looks for monitored environments whose next check window is due (one query).
+MONITOR_DUE_INTERVAL = env.int("CONTROLPLANE_MONITOR_DUE_INTERVAL", default=3)
+# A window is checked this long after it ended: observations arrive in batches, a little late
+# (the example's telemetry flushes every 5 s). Delay + due interval + the check itself is what
+# a drift alert waits after its window closes: one interval + ~10 s (bench/drift_alert.py).
+MONITOR_CHECK_DELAY_SECONDS = env.int("CONTROLPLANE_MONITOR_CHECK_DELAY_SECONDS", default=6)
 # How often every deployed service is probed (health, /metrics, CPU, memory): monitoring.
 SERVICE_PROBE_INTERVAL = env.int("CONTROLPLANE_SERVICE_PROBE_INTERVAL", default=30)
 # --- Alerts (docs/alerts.md) -----------------------------------------------------------------
 # The control plane's own rules (and the alert dispatcher after them) run this often.
 RULES_INTERVAL = env.int("CONTROLPLANE_RULES_INTERVAL", default=30)
-# A new alert is told this long after its group's first alert started (batching); a firing
-# alert is told again every ALERT_REPEAT_HOURS.
-ALERT_GROUP_WAIT_SECONDS = env.int("CONTROLPLANE_ALERT_GROUP_WAIT_SECONDS", default=30)
+# A new alert is told this long after its group's first alert started (batching; alerts that
+# fire in one pass are told together anyway); a firing alert is told again every
+# ALERT_REPEAT_HOURS.
+ALERT_GROUP_WAIT_SECONDS = env.int("CONTROLPLANE_ALERT_GROUP_WAIT_SECONDS", default=0)
 ALERT_REPEAT_HOURS = env.float("CONTROLPLANE_ALERT_REPEAT_HOURS", default=4.0)
 # Defaults of the rules when the spec's monitor.alerts does not say (0 turns a rule off).
 ALERT_WEBHOOK_FAILURES = env.int("CONTROLPLANE_ALERT_WEBHOOK_FAILURES", default=3)
