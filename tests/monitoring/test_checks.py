@@ -187,7 +187,11 @@ def test_the_routes_and_the_beat_entry(settings):
 
     assert app.amqp.router.route({}, "monitoring.check_environment")["queue"].name == "monitor"
     entry = settings.CELERY_BEAT_SCHEDULE["monitoring.run_due_checks"]
-    assert entry["schedule"] == timedelta(seconds=30)
+    assert (
+        entry["schedule"]
+        == timedelta(seconds=settings.MONITOR_DUE_INTERVAL)
+        == timedelta(seconds=3)
+    )
 
 
 def test_only_environments_serving_a_release_whose_spec_monitors_are_checked(world, project):
