@@ -559,15 +559,12 @@ def execute_job(job: Job) -> Job:
         result, artifacts = hit.result, hit.artifacts
     except (JobSetupError, JobStepError, git.GitError, BuildError, JobTakenAway) as exc:
         error = str(exc)
-    except OSError as exc:
-        if not is_disk_full(exc):
+    except Exception as exc:
+        if is_disk_full(exc):  # a volume other than the log's and the artifacts' (the workspace)
+            error = disk_full_message(exc.filename or "a file", exc)
+        else:
             logger.exception("Job %s crashed in the executor", job.pk)
             error = f"Runner error: {exc}"
-        else:  # a volume other than the log's and the artifacts' (the workspace, say)
-            error = disk_full_message(exc.filename or "a file", exc)
-    except Exception as exc:
-        logger.exception("Job %s crashed in the executor", job.pk)
-        error = f"Runner error: {exc}"
     finally:
         stop.set()
         heartbeat.join(timeout=5)
