@@ -1,7 +1,8 @@
 """The audit log and the one state-transition routine every state machine goes through."""
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,9 +36,11 @@ def audit_log(
     reason: str = "",
     data: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Record an action. ``actor`` is a user, a system name ("reaper") or None."""
+    """Record an action. ``actor`` is a user, a system name ("reaper") or None.
+
+    Inside :func:`audit_batch` the row is inserted with the block's others when it ends."""
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         actor=user,
         actor_label=actor_label(actor),
         action=action,
@@ -50,6 +53,34 @@ def audit_log(
         reason=reason,
         data=dict(data or {}),
     )
+    pending = getattr(_audit_pending, "events", None)
+    if pending is not None:
+        pending.append(event)
+    else:
+        event.save(force_insert=True)
+    return event
+
+
+_audit_pending = threading.local()
+
+
+@contextlib.contextmanager
+def audit_batch() -> Iterator[None]:
+    """Insert the audit rows written inside the block in one statement when it ends: for the
+    hot paths that move several objects in one transaction (a job finishing queues the next
+    and may end the run). Use it inside that transaction, around code that rolls no savepoint
+    back (a row of a rolled-back savepoint would still be written); an exception out of the
+    block writes none. Nested blocks write with the outermost."""
+    if getattr(_audit_pending, "events", None) is not None:
+        yield
+        return
+    _audit_pending.events = events = []
+    try:
+        yield
+    finally:
+        _audit_pending.events = None
+    if events:
+        AuditEvent.objects.bulk_create(events)
 
 
 def _keep_related(source: models.Model, target: models.Model) -> None:

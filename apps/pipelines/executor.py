@@ -4,16 +4,14 @@ then what the job's kind adds (reproducibility check, bundle) and its reports an
 Called by the ``pipelines.run_job`` task after :func:`services.job_claim` succeeded.
 """
 
-import glob
-import hashlib
 import logging
 import os
 import shlex
 import shutil
 import socket
-import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +23,30 @@ from apps.core.storage import disk_full_message, is_disk_full
 from apps.projects.selectors import job_variables
 
 from . import cache, git, orphans, routing, services
-from .artifacts import bundle_store_path, bundle_store_put
+from .artifacts import bundle_store_path
 from .builder import BuildError, build_image
 from .choices import JobKind, JobStatus
 from .logs import LogWriter, log_path
 from .models import Artifact, Job
+from .outputs import artifacts_collect, bundle_build, wants_image
 from .resources import job_resources
 from .runners import RunOutcome, RunRequest, get_runner
 from .series import METRICS_LOG, MetricsTail
 from .signals import JobStepError, job_script_succeeded, job_setup
+from .workspace import (
+    OUTPUT_DIR,
+    RUNNER_WORKSPACE,
+    JobSetupError,
+    cache_restore,
+    cache_save,
+    inside,
+)
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_DIR = ".controlplane"  # inside the workspace: what the control plane itself writes
-
-
-class JobSetupError(Exception):
-    """The job could not be prepared (checkout, paths); the message goes on the job."""
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# Where the workspace is as the job's script sees it (the docker runner mounts it).
-RUNNER_WORKSPACE = {"docker": "/workspace"}
 
 
 def metrics_log_path(job: Job, workspace: Path) -> str:
@@ -96,65 +93,6 @@ def _param_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _inside(workspace: Path, relative: str) -> Path:
-    path = (workspace / relative).resolve()
-    if not path.is_relative_to(workspace.resolve()):
-        raise JobSetupError(f"'{relative}' points outside the workspace.")
-    return path
-
-
-def _file_inside(workspace: Path, path: Path) -> Path:
-    """``path`` (a file the job left in its workspace) with its symlinks resolved, refused when
-    they lead out of the workspace: a job, or a commit, must not turn an artifact or a bundle
-    into a copy of the worker's files (another project's mirror, the control plane's data)."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(workspace.resolve()):
-        rel = path.relative_to(workspace) if path.is_relative_to(workspace) else path
-        raise JobSetupError(
-            f"'{rel}' is a symlink to a file outside the workspace; artifacts and bundles "
-            "never follow a symlink out of it."
-        )
-    return resolved
-
-
-def _open_inside(workspace: Path, path: Path):
-    """Open for reading a file of the workspace, not following a symlink swapped in since."""
-    fd = os.open(_file_inside(workspace, path), os.O_RDONLY | os.O_NOFOLLOW)
-    return os.fdopen(fd, "rb")
-
-
-def cache_root(job: Job) -> Path:
-    return Path(settings.WORKSPACE_DIR) / "cache" / str(job.run.project_id)
-
-
-def _cache_restore(job: Job, workspace: Path, log: LogWriter) -> None:
-    """Move the project's cached folders into the workspace (a rename: instant). Two jobs of
-    one project running at once: the second starts cold, like a cache miss."""
-    for rel in job.options.get("cache", []):
-        src, dst = cache_root(job) / rel, _inside(workspace, rel)
-        try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(src, dst)
-            log.line(f"cache {rel}: restored")
-        except FileNotFoundError:
-            log.line(f"cache {rel}: empty, starting cold")
-        except OSError as exc:
-            log.line(f"cache {rel}: not restored ({exc.strerror})")
-
-
-def _cache_save(job: Job, workspace: Path) -> None:
-    for rel in job.options.get("cache", []):
-        src, dst = _inside(workspace, rel), cache_root(job) / rel
-        if not src.is_dir():
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(dst, ignore_errors=True)
-        try:
-            os.rename(src, dst)
-        except OSError:
-            logger.warning("Could not keep cache %s of job %s", rel, job.pk, exc_info=True)
 
 
 def _script(job: Job, workspace: Path) -> list[str]:
@@ -232,14 +170,13 @@ def _model_from_build(job: Job, workspace: Path, in_image: dict | None, log: Log
     handed = {"digest": model["digest"], "path": model["path"], "build_job": build.name}
     if in_image and in_image.get("image"):
         return {**handed, "in_image": True}
-    from .artifacts import bundle_store_path
     from .reproducibility import ModelHandoffError, extract_model
 
     try:
         extract_model(
             bundle_store_path(build.result["bundle_digest"]),
             model["path"],
-            _inside(workspace, model["path"]),
+            inside(workspace, model["path"]),
             digest=model["digest"],
         )
     except (ModelHandoffError, ValueError) as exc:
@@ -256,7 +193,7 @@ def _check_reproducibility(job: Job, workspace: Path, log: LogWriter) -> tuple[d
     if not actual.is_file():
         return {}, "The predict command wrote no output file."
     result = compare_predictions(
-        _inside(workspace, opts["expected"]),
+        inside(workspace, opts["expected"]),
         actual,
         tolerance=float(opts.get("tolerance", 1e-6)),
         key=opts.get("key"),
@@ -267,107 +204,13 @@ def _check_reproducibility(job: Job, workspace: Path, log: LogWriter) -> tuple[d
     return {"reproducibility": result.to_dict()}, "" if result.passed else result.reason
 
 
-def _bundle_files(job: Job, workspace: Path) -> list[Path]:
-    """What goes into a bundle: the files of the commit (``git ls-files``; no job leftovers
-    such as virtualenvs or caches) plus the model and metrics files the build wrote."""
-    tracked = git.tracked_files(workspace) if (workspace / ".git").exists() else None
-    if tracked is None:  # no checkout (manual run without a repository): everything but ours
-        files = {
-            p.relative_to(workspace)
-            for p in workspace.rglob("*")
-            if p.is_file() and p.relative_to(workspace).parts[0] not in (".git", OUTPUT_DIR)
-        }
-    else:
-        files = {Path(name) for name in tracked if (workspace / name).is_file()}
-    for key in ("model", "metrics"):
-        if job.options.get(key):
-            path = _inside(workspace, job.options[key])
-            if not path.is_file():
-                raise JobSetupError(f"The build declared {key} {job.options[key]}, not written.")
-            files.add(path.relative_to(workspace.resolve()))
-    return sorted(files)
-
-
-def _build_bundle(job: Job, workspace: Path, log: LogWriter, with_model: bool = True) -> dict:
-    """A content-addressed bundle (code at the commit + model + locked requirements): the same
-    inputs always give the same digest (sorted members, fixed times and owners). Kept in the
-    bundle store so releases can be deployed from it later."""
-    import gzip
-
-    out = workspace / OUTPUT_DIR / "bundle.tar.gz"
-    if out.parent.is_symlink():  # the job may have swapped the folder for a link out
-        raise JobSetupError(f"'{OUTPUT_DIR}' is a symlink; the bundle is not written through it.")
-    out.parent.mkdir(exist_ok=True)
-    out.unlink(missing_ok=True)  # a symlink left there is removed, not written through
-    files = _bundle_files(job, workspace)
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with (
-        os.fdopen(fd, "wb") as raw,
-        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
-        tarfile.open(fileobj=gz, mode="w") as tar,
-    ):
-        for rel in files:
-            # A symlink is stored as the file it names, which must be in the workspace.
-            with _open_inside(workspace, workspace / rel) as fh:
-                info = tar.gettarinfo(arcname=str(rel), fileobj=fh)
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                tar.addfile(info, fh)
-    digest = "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
-    try:
-        bundle_store_put(out, digest)  # atomic: a full disk leaves no partial bundle
-    except OSError as exc:
-        if not is_disk_full(exc):
-            raise
-        raise JobSetupError(
-            disk_full_message(bundle_store_path(digest), exc, what="the bundle to")
-        ) from exc
-    log.line(f"bundle {digest} ({out.stat().st_size} bytes, {len(files)} files)")
-    result: dict[str, Any] = {"bundle_digest": digest, "bundle_files": len(files)}
-    if with_model and job.options.get("model"):
-        model = _inside(workspace, job.options["model"])
-        result["model"] = {
-            "name": job.options.get("model_name") or Path(job.options["model"]).stem,
-            "path": job.options["model"],
-            "digest": "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest(),
-            "metrics": _read_metrics(job, workspace, log),
-        }
-    return result
-
-
-def _read_metrics(job: Job, workspace: Path, log: LogWriter) -> dict:
-    if not job.options.get("metrics"):
-        return {}
-    import json
-
-    try:
-        metrics = json.loads(_inside(workspace, job.options["metrics"]).read_text())
-    except (OSError, ValueError) as exc:
-        raise JobSetupError(f"Metrics file {job.options['metrics']}: {exc}") from exc
-    if not isinstance(metrics, dict):
-        raise JobSetupError(f"Metrics file {job.options['metrics']} must hold a JSON object.")
-    if isinstance(metrics.get("metrics"), dict) and set(metrics) <= {"metrics", "params", "tags"}:
-        # {"metrics": {...}, "params": {...}, "tags": {...}}: the registry keeps the sections.
-        kept = {s: _scalars(metrics.get(s)) for s in ("metrics", "params", "tags")}
-        shown = kept["metrics"]
-    else:
-        kept = shown = _scalars(metrics)
-    log.line("metrics " + ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
-    return kept
-
-
-def _scalars(values: Any) -> dict:
-    if not isinstance(values, dict):
-        return {}
-    return {k: v for k, v in values.items() if isinstance(v, int | float | str | bool)}
-
-
 def _reports(job: Job, workspace: Path, log: LogWriter) -> dict:
     junit = job.options.get("reports", {}).get("junit")
     if not junit:
         return {}
     from .reports import parse_junit
 
-    path = _inside(workspace, junit)
+    path = inside(workspace, junit)
     if not path.is_file():
         log.line(f"JUnit report {junit} was not written")
         return {}
@@ -379,65 +222,17 @@ def _reports(job: Job, workspace: Path, log: LogWriter) -> dict:
     return {"junit": summary.to_dict()}
 
 
-def _collect_artifacts(job: Job, workspace: Path, log: LogWriter) -> list[Artifact]:
-    patterns = list(job.options.get("artifacts", []))
-    if job.kind == JobKind.BUILD:
-        patterns.append(f"{OUTPUT_DIR}/bundle.tar.gz")
-    if job.kind == JobKind.TRAIN and job.options.get("model"):
-        patterns.append(glob.escape(job.options["model"]))  # the model, kept by itself
-    if not patterns:
-        return []
-    dest_root = Path(settings.ARTIFACT_DIR) / str(job.run_id) / str(job.pk)
-    found: dict[str, Path] = {}
-    for pattern in patterns:
-        matches = sorted(p for p in workspace.glob(pattern) if p.is_file())
-        if not matches:
-            log.line(f"artifact {pattern}: no file matched")
-        for path in matches:
-            rel = str(path.relative_to(workspace))
-            if ".." in Path(rel).parts:
-                raise JobSetupError(f"Artifact '{rel}' points outside the workspace.")
-            _file_inside(workspace, path)  # every one checked before anything is stored
-            found.setdefault(rel, path)
-    artifacts = []
-    for rel, path in found.items():
-        target = dest_root / rel
-        # Written under a temporary name, then renamed: a stored file (an earlier attempt's, or
-        # one the step cache hard-linked) is never half overwritten.
-        incoming = target.with_name(f".incoming-{target.name}")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            sha = hashlib.sha256()
-            with _open_inside(workspace, path) as src, open(incoming, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    sha.update(chunk)
-                    dst.write(chunk)
-            os.replace(incoming, target)
-        except OSError as exc:
-            incoming.unlink(missing_ok=True)
-            if not is_disk_full(exc):
-                raise
-            # The volume is full: what this job stored so far goes too (the job fails, no row
-            # will point at it), which gives the next job its space back.
-            for kept in artifacts:
-                (dest_root / kept.path).unlink(missing_ok=True)
-            raise JobSetupError(disk_full_message(target, exc, what=f"artifact {rel} to")) from exc
-        artifacts.append(
-            Artifact(job=job, path=rel, size=target.stat().st_size, sha256=sha.hexdigest())
-        )
-    log.line(f"{len(artifacts)} artifact(s) kept")
-    return artifacts
-
-
-def _wants_image(project) -> bool:
-    """Build an image when asked to, or when an environment deploys images."""
-    return (
-        settings.CONTROLPLANE_BUILD_IMAGES
-        or project.environments.filter(deployer__in=("docker", "kubernetes")).exists()
-    )
-
-
-def execute_job(job: Job) -> Job:
+def execute_job(
+    job: Job,
+    *,
+    take: Callable[[Job], bool] | None = None,
+    later: list[Callable[[], None]] | None = None,
+) -> Job:
+    """Run the claimed ``job`` and record its outcome; returns the finished job. ``take``:
+    see :func:`services.job_finish` (the finished job's ``taken`` is the next one to run).
+    ``later``: the bookkeeping left after the outcome (the step-cache key of a job that was
+    not looked up) is appended there for the caller to do after the jobs it runs next,
+    instead of being done before this returns."""
     worker = job.worker
     run, project = job.run, job.run.project
     # A run in an environment (a schedule of it) gets that environment's variables too; only
@@ -481,7 +276,7 @@ def execute_job(job: Job) -> Job:
             log.line(f"checked out {run.commit_sha[:12]} in {time.monotonic() - started:.2f}s")
         else:
             workspace.mkdir(parents=True)
-        _cache_restore(job, workspace, log)
+        cache_restore(job, workspace, log)
         (workspace / OUTPUT_DIR).mkdir(exist_ok=True)
         env = job_environment(job, variables, workspace)
         job_setup.send(sender=Job, job=job, workspace=workspace, log=log, env=env)
@@ -542,8 +337,8 @@ def execute_job(job: Job) -> Job:
             # made from its gate's pass deploys that bundle (training described the model).
             if not error and job.kind in (JobKind.BUILD, JobKind.TRAIN):
                 with_model = job.kind == JobKind.BUILD
-                result.update(_build_bundle(job, workspace, log, with_model=with_model))
-                if _wants_image(project):
+                result.update(bundle_build(job, workspace, log, with_model=with_model))
+                if wants_image(project):
                     result.update(
                         build_image(
                             job=job,
@@ -553,8 +348,8 @@ def execute_job(job: Job) -> Job:
                             model=result.get("model"),
                         )
                     )
-            artifacts = _collect_artifacts(job, workspace, log)
-            _cache_save(job, workspace)
+            artifacts = artifacts_collect(job, workspace, log)
+            cache_save(job, workspace)
     except cache.CacheHit as hit:
         result, artifacts = hit.result, hit.artifacts
     except (JobSetupError, JobStepError, git.GitError, BuildError, JobTakenAway) as exc:
@@ -594,20 +389,33 @@ def execute_job(job: Job) -> Job:
                 artifacts=artifacts,
                 cache_key=step_cache.key,
                 cached_from=step_cache.source,
+                take=take,
             ),
             timeout=settings.JOB_HEARTBEAT_TIMEOUT.total_seconds(),
             what=f"Recording the outcome of job {job.pk}",
         )
         if not step_cache.key:
-            # Keyed after the outcome is in: the next job is on its way meanwhile.
-            step_cache.key_later()
-            if step_cache.key:
-                services.job_cache_key_record(job_id=job.pk, cache_key=step_cache.key)
+            # Keyed after the outcome is in: the next job is on its way meanwhile (or, when
+            # this worker runs it itself, after it: ``later``).
+            keying = _cache_key_later(step_cache, job.pk)
+            if later is None:
+                keying()
+            else:
+                later.append(keying)
         return finished
     finally:
         # After the outcome is recorded (the next job is on its way meanwhile); a worker that
         # dies first leaves the folder to the next attempt, which starts by removing it.
         shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _cache_key_later(step_cache: cache.StepCache, job_id: int) -> Callable[[], None]:
+    def record() -> None:
+        step_cache.key_later()
+        if step_cache.key:
+            services.job_cache_key_record(job_id=job_id, cache_key=step_cache.key)
+
+    return record
 
 
 def _after_script(job, workspace, log, env, runner, image, cancel, recorder) -> dict[str, Any]:
@@ -643,8 +451,12 @@ class JobTakenAway(Exception):
 def _recorder(job: Job, worker: str):
     """``RunRequest.started``: record what the runner starts on the job before it runs."""
 
+    recorded: dict = {}  # what this attempt started so far (its leftovers were ended first)
+
     def started(entry: dict, kind: str) -> None:
-        if not services.job_processes_record(job_id=job.pk, worker=worker, entry=entry, kind=kind):
+        nonlocal recorded
+        recorded = orphans.processes_add(recorded, **{kind: entry})
+        if not services.job_processes_record(job_id=job.pk, worker=worker, processes=recorded):
             raise JobTakenAway(f"job {job.pk} is no longer run by {worker}")
 
     return started

@@ -119,6 +119,8 @@ def on_ref(project: Project, sha: str, ref: str) -> bool:
     path = mirror_path(project)
     if not SHA_RE.match(sha or "") or not ref or ref.startswith("-"):
         return False
+    if _refs(path).get(f"refs/heads/{ref}") == sha:
+        return True  # the branch's head (a push): no git process to ask
     for full, tag in ((f"refs/heads/{ref}", False), (f"refs/tags/{ref}", True)):
         head = git("rev-parse", "--verify", "--quiet", f"{full}^{{commit}}", cwd=path, check=False)
         if head.returncode != 0:
@@ -372,7 +374,24 @@ def tree_ids(project: Project, sha: str, paths: list[str]) -> dict[str, str | No
     ``""`` is the root tree), or None where the commit has no such path: what
     ``git rev-parse <sha>:<path>`` answers, for every path in ONE ``git cat-file
     --batch-check``. Fetches into the mirror first when it lacks the commit; raises
-    :class:`GitError` when it cannot be had."""
+    :class:`GitError` when it cannot be had.
+
+    Kept per process: a commit's content never changes, so neither do these answers (the
+    jobs of one run ask for the same commit's trees, each for its step-cache key)."""
+    key = (sha, tuple(paths))  # content-addressed: whichever project's mirror answered
+    if key not in _TREE_IDS:
+        if len(_TREE_IDS) >= TREE_IDS_KEPT:
+            _TREE_IDS.pop(next(iter(_TREE_IDS), None), None)  # the oldest
+        _TREE_IDS[key] = _tree_ids(project, sha, paths)
+    return dict(_TREE_IDS[key])
+
+
+#: How many (commit, paths) answers of :func:`tree_ids` a process keeps.
+TREE_IDS_KEPT = 1024
+_TREE_IDS: dict[tuple[str, tuple[str, ...]], dict[str, str | None]] = {}
+
+
+def _tree_ids(project: Project, sha: str, paths: list[str]) -> dict[str, str | None]:
     if not SHA_RE.match(sha or ""):
         raise GitError(f"Not a commit sha: {sha!r}.")
     names = [p.strip().strip("/").removeprefix("./") for p in paths]

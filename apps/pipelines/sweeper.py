@@ -84,7 +84,7 @@ def job_reap_lost(*, now: datetime | None = None) -> int:
             logger.warning("Job %s is lost but may still run (%s)", job_id, ending.describe())
             continue
         with transaction.atomic():
-            job = _lock_job(job_id)
+            job, _ = _lock_job(job_id)
             if job is None or job.status != JobStatus.RUNNING or job.heartbeat_at >= cutoff:
                 continue  # it moved on while we looked
             silent = int((now - job.heartbeat_at).total_seconds())

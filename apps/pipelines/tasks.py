@@ -1,9 +1,18 @@
 """Thin Celery tasks: take an id, call a service. The DB row decides what happens."""
 
+import logging
+import time
+from collections.abc import Callable
+
 from celery import shared_task
+from django.conf import settings
 
 from . import schedules, services, sweeper
 from .executor import execute_job, worker_name
+from .models import Job
+from .routing import job_queue
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -13,7 +22,34 @@ def run_job_task(job_id: int) -> None:
     job = services.job_claim(job_id=job_id, worker=worker_name())
     if job is None:
         return  # already taken, finished or canceled: a duplicate message is harmless
-    execute_job(job)
+    if not settings.JOBS_TAKE_NEXT:
+        execute_job(job)
+        return
+    take, later = next_job_taker(run_job_task.app), []
+    try:
+        while job is not None:  # then each job of the run its finish handed to this worker
+            job = execute_job(job, take=take, later=later).taken
+    finally:
+        for step in later:  # off the way from one job to the next (the step-cache keys)
+            try:
+                step()
+            except Exception:
+                logger.exception("Bookkeeping after a job failed")
+
+
+def next_job_taker(app) -> Callable[[Job], bool]:
+    """Which job made ready by a finished one this worker runs next itself, claimed in the
+    finishing transaction (no broker hop): one whose queue it consumes, and whose timeout
+    still fits in this task's time limit (the chain runs in one task)."""
+    queues = set(app.amqp.queues.consume_from or ())
+    limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+    started = time.monotonic()
+
+    def take(job: Job) -> bool:
+        fits = time.monotonic() - started + job.timeout_seconds < limit
+        return fits and job_queue(job) in queues
+
+    return take
 
 
 @shared_task(name="pipelines.sweep_unclaimed_jobs", ignore_result=True)

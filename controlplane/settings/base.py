@@ -306,6 +306,9 @@ JOB_UNCLAIMED_AFTER = timedelta(seconds=env.int("CONTROLPLANE_JOB_UNCLAIMED_AFTE
 # Running jobs write a heartbeat this often; one silent for JOB_HEARTBEAT_TIMEOUT is "worker lost".
 JOB_HEARTBEAT_INTERVAL = env.float("CONTROLPLANE_JOB_HEARTBEAT_INTERVAL", default=5.0)
 JOB_HEARTBEAT_TIMEOUT = timedelta(seconds=env.int("CONTROLPLANE_JOB_HEARTBEAT_TIMEOUT", default=45))
+# A worker that finishes a job runs the next ready job of the run itself when it serves that
+# job's queue, claimed in the finishing transaction (no broker hop; docs/architecture.md).
+JOBS_TAKE_NEXT = env.bool("CONTROLPLANE_JOBS_TAKE_NEXT", default=True)
 # Per-step metric points a job may log to $CONTROLPLANE_METRICS_LOG (more are dropped, counted).
 METRICS_MAX_POINTS = env.int("CONTROLPLANE_METRICS_MAX_POINTS", default=100_000)
 # --- Deploys (see docs/deployers.md) --------------------------------------------------------

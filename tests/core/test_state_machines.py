@@ -123,3 +123,44 @@ def test_transition_uses_the_row_not_a_stale_copy(django_capture_on_commit_callb
     # The stale copy still says "queued" (→ failed would be legal); the row says succeeded.
     with pytest.raises(IllegalTransition):
         run_transition(run=stale, to=RunStatus.FAILED, actor="t")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_audit_batch_writes_its_rows_in_one_insert_at_the_end():
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.core.services import audit_batch
+
+    job = JobFactory(status=JobStatus.QUEUED)
+    before = AuditEvent.objects.count()
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        with audit_batch():
+            job_transition(job=job, to=JobStatus.RUNNING, actor="t", held_lock=False)
+            with audit_batch():  # nested: written with the outer block's
+                job_transition(job=job, to=JobStatus.SUCCEEDED, actor="t")
+            assert AuditEvent.objects.count() == before  # not yet
+    inserts = [q for q in queries if q["sql"].startswith('INSERT INTO "core_auditevent"')]
+    assert len(inserts) == 1
+    rows = AuditEvent.objects.filter(object_id=str(job.pk)).order_by("id")
+    assert [r.action for r in rows] == ["job.running", "job.succeeded"]
+    assert all(r.created for r in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_audit_batch_writes_nothing_when_the_block_fails():
+    from django.db import transaction
+
+    from apps.core.services import audit_batch
+
+    job = JobFactory(status=JobStatus.QUEUED)
+    before = AuditEvent.objects.count()
+    with pytest.raises(RuntimeError), transaction.atomic(), audit_batch():
+        job_transition(job=job, to=JobStatus.RUNNING, actor="t")
+        raise RuntimeError("boom")
+    assert AuditEvent.objects.count() == before
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    # Outside a block, each row is written at once again.
+    job_transition(job=job, to=JobStatus.RUNNING, actor="t")
+    assert AuditEvent.objects.count() == before + 1

@@ -10,9 +10,11 @@ from django.conf import settings
 
 from apps.pipelines import services
 from apps.pipelines.choices import JobStatus, RunStatus
-from apps.pipelines.executor import OUTPUT_DIR, JobSetupError, _build_bundle, execute_job
+from apps.pipelines.executor import execute_job
 from apps.pipelines.logs import LogWriter
 from apps.pipelines.models import Artifact, Job, PipelineRun
+from apps.pipelines.outputs import bundle_build
+from apps.pipelines.workspace import OUTPUT_DIR, JobSetupError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,7 +89,7 @@ def test_a_bundle_refuses_a_file_symlinked_out_of_the_workspace(tmp_path, outsid
     (ws / "src" / "config.py").symlink_to(outside)
     log = LogWriter(tmp_path / "job.log")
     with pytest.raises(JobSetupError, match="'src/config.py' is a symlink to a file outside"):
-        _build_bundle(Job(kind="build", options={}), ws, log)
+        bundle_build(Job(kind="build", options={}), ws, log)
 
 
 def test_a_bundle_is_not_written_through_a_planted_link(tmp_path, outside):
@@ -96,7 +98,7 @@ def test_a_bundle_is_not_written_through_a_planted_link(tmp_path, outside):
     (ws / OUTPUT_DIR).mkdir()
     (ws / OUTPUT_DIR / "bundle.tar.gz").symlink_to(outside)
     log = LogWriter(tmp_path / "job.log")
-    result = _build_bundle(Job(kind="build", options={}), ws, log)
+    result = bundle_build(Job(kind="build", options={}), ws, log)
     assert outside.read_text() == "worker-only secret\n"  # not overwritten
     out = ws / OUTPUT_DIR / "bundle.tar.gz"
     assert not out.is_symlink()
@@ -112,5 +114,5 @@ def test_a_bundle_refuses_an_output_folder_swapped_for_a_link(tmp_path, outside)
     ws = _workspace(tmp_path)
     (ws / OUTPUT_DIR).symlink_to(outside.parent)
     with pytest.raises(JobSetupError, match="is a symlink"):
-        _build_bundle(Job(kind="build", options={}), ws, LogWriter(tmp_path / "job.log"))
+        bundle_build(Job(kind="build", options={}), ws, LogWriter(tmp_path / "job.log"))
     assert sorted(p.name for p in outside.parent.iterdir()) == ["credentials"]
