@@ -2,7 +2,11 @@
 with a real worker, until the first command of the run's only job starts (it writes bash's
 $EPOCHREALTIME into a file). One push at a time, each waited for to the end of its run.
 
-    .venv/bin/python bench/push_latency.py [--pushes 30] [--stack production|embedded]
+    .venv/bin/python bench/push_latency.py [--pushes 30] [--same-commit]
+        [--stack production|embedded]
+
+Each push is of a new commit (the worker fetches it into its mirror first, as for a
+developer's push) unless ``--same-commit``.
 
 In the same run, the floor: the bare Celery chain of ``bench/bare_chain.py`` (three tasks
 each running ``true``) on the same broker.
@@ -48,7 +52,11 @@ def _phases(phases: dict, sent: float, delivery_id: int, run_id: int, started: f
 
 
 def main() -> None:
-    args = _stack.parse_args(__doc__, pushes={"type": int, "default": 30})
+    args = _stack.parse_args(
+        __doc__,
+        pushes={"type": int, "default": 30},
+        same_commit={"action": "store_true", "help": "push one commit again and again"},
+    )
     var = _stack.setup(args, "push")
     import pipeline_latency
     import webhook
@@ -80,7 +88,6 @@ def main() -> None:
         with_default_environments=False,
     )
     variable_set(project=project, key="MARKS", value=str(marks), actor="bench")
-    body = push_body(sha, url)
     worker = _stack.start_worker()
     spy = _stack.profile(worker)
     port = _stack.free_port()
@@ -91,6 +98,12 @@ def main() -> None:
     latencies, answers, phases = [], [], {}
     try:
         for i in range(args.pushes + 2):
+            # A new commit each time, as a developer pushes: the worker fetches it into the
+            # mirror on the way to its first command (made before the clock starts).
+            if not args.same_commit:
+                (repo / "pushed.txt").write_text(f"push {i}\n")
+                sha = pipeline_latency.commit_all(repo, f"push {i}")
+            body = push_body(sha, url)
             headers = sign("github", SECRET, body, event="push", delivery_id=f"lat-{i}")
             request = urllib.request.Request(hook, data=body, headers=headers, method="POST")
             sent = time.time()
@@ -119,9 +132,10 @@ def main() -> None:
         _stack.stop_profile(spy)
         _stack.stop(worker)
     lat, ans, base = _stack.summary(latencies), _stack.summary(answers), _stack.summary(bare)
+    what = "the same commit each time" if args.same_commit else "a new commit each"
     print(
         f"stack: {_stack.stack_name(args)}; gunicorn, {webhook.WORKERS} sync worker; "
-        f"{lat['n']} pushes"
+        f"{lat['n']} pushes, {what}"
     )
     print(
         f"floor, bare Celery chain of 3 subprocess tasks: median {base['median']:.1f} ms, "

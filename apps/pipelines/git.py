@@ -84,8 +84,14 @@ def has_commit(project: Project, sha: str) -> bool:
     return git("cat-file", "-e", f"{sha}^{{commit}}", cwd=path, check=False).returncode == 0
 
 
-def mirror_update(project: Project, *, want: str = "") -> Path:
-    """Make sure the mirror exists and holds ``want`` (a sha); fetch only when needed."""
+def mirror_update(project: Project, *, want: str = "", lacking: bool = False) -> Path:
+    """Make sure the mirror exists and holds ``want`` (a sha); fetch only when needed.
+    ``lacking``: the caller just found the mirror without ``want``, so it is not asked again
+    before the lock (under the lock it is: another worker may have fetched it meanwhile).
+
+    Fetched from the project's URL as it is now (a mirror's refspec, given on the command
+    line), whatever URL the mirror was cloned from; no automatic maintenance afterwards (one
+    process less on the way to a pushed commit's first job; gc is off in mirrors anyway)."""
     if not project.repository_url:
         raise GitError("The project has no repository URL.")
     try:  # again here: the install's settings or a symlink may have changed since it was set
@@ -93,7 +99,8 @@ def mirror_update(project: Project, *, want: str = "") -> Path:
     except ValidationError as exc:
         raise GitError(f"Repository URL refused: {' '.join(exc.messages)}") from None
     path = mirror_path(project)
-    if want and SHA_RE.match(want) and has_commit(project, want):
+    wanted = bool(want and SHA_RE.match(want))
+    if wanted and not lacking and has_commit(project, want):
         return path  # commits are immutable: what the mirror has is right, whatever the URL
     with _mirror_lock(project):
         if not (path / "HEAD").exists():
@@ -102,13 +109,18 @@ def mirror_update(project: Project, *, want: str = "") -> Path:
             # No automatic gc: job checkouts borrow objects from the mirror.
             git("config", "gc.auto", "0", cwd=path)
         else:
-            # The project's URL may have changed since the mirror was made.
-            current = git("config", "--get", "remote.origin.url", cwd=path, check=False)
-            if current.stdout.decode().strip() != project.repository_url:
-                git("remote", "set-url", "origin", project.repository_url, cwd=path)
-            if want and SHA_RE.match(want) and has_commit(project, want):
+            if wanted and has_commit(project, want):
                 return path  # another worker fetched it while we waited for the lock
-            git("fetch", "--prune", "--quiet", "origin", cwd=path)
+            git(
+                "fetch",
+                "--prune",
+                "--quiet",
+                "--no-auto-maintenance",
+                "--",
+                project.repository_url,
+                "+refs/*:refs/*",
+                cwd=path,
+            )
     return path
 
 
@@ -177,7 +189,7 @@ def commit_and_file(project: Project, sha: str, name: str) -> tuple[dict[str, st
         found = _batch_commit_and_file(project, sha, name)
         if found is not None:
             return found
-    mirror_update(project, want=sha)
+    mirror_update(project, want=sha, lacking=True)
     found = _batch_commit_and_file(project, sha, name)
     if found is None:
         raise GitError(f"Commit {sha[:12]} is not in {project.repository_url}.")
@@ -311,7 +323,7 @@ def checkout_commit(project: Project, sha: str, dest: Path) -> None:
         return
     except GitError:
         shutil.rmtree(dest, ignore_errors=True)
-    mirror_update(project, want=sha)
+    mirror_update(project, want=sha, lacking=True)
     checkout(project, sha, dest)
 
 
@@ -402,7 +414,7 @@ def _tree_ids(project: Project, sha: str, paths: list[str]) -> dict[str, str | N
     query = "".join(f"{line}\n" for line in lines).encode()
     answers = _batch_check(project, query)
     if not answers[0].endswith(" commit"):  # the mirror lacks it (or there is no mirror)
-        mirror_update(project, want=sha)
+        mirror_update(project, want=sha, lacking=True)
         answers = _batch_check(project, query)
         if not answers[0].endswith(" commit"):
             raise GitError(f"Commit {sha[:12]} is not in {project.repository_url}.")

@@ -112,3 +112,17 @@ def test_every_app_is_placed_in_the_doc():
 def test_the_check_itself(path, source, wrong):
     """The checker catches a wrong arrow, also one hidden in a function, and lets right ones by."""
     assert bool(violations(source, path, documented_order())) is wrong
+
+
+MAX_MODULE_LINES = 650
+
+
+def test_no_module_is_over_650_lines():
+    """A module that grows past this holds more than one noun: split it (migrations aside)."""
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in APPS.rglob("*.py")
+        if "migrations" not in path.parts
+        and (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"over {MAX_MODULE_LINES} lines: {long}"
