@@ -25,9 +25,14 @@ def run_job_task(job_id: int) -> None:
     if not settings.JOBS_TAKE_NEXT:
         execute_job(job)
         return
-    take, later = next_job_taker(run_job_task.app), []
+    execute_chain(job, next_job_taker(run_job_task.app))
+
+
+def execute_chain(job: Job, take: Callable[[Job], bool]) -> None:
+    """Execute ``job``, then each job of its run that a finish handed to this worker."""
+    later: list[Callable[[], None]] = []
     try:
-        while job is not None:  # then each job of the run its finish handed to this worker
+        while job is not None:
             job = execute_job(job, take=take, later=later).taken
     finally:
         for step in later:  # off the way from one job to the next (the step-cache keys)
@@ -64,7 +69,16 @@ def reap_lost_jobs_task() -> int:
 
 @shared_task(name="pipelines.prepare_run", ignore_result=True, acks_late=True)
 def prepare_run_task(run_id: int) -> None:
-    services.run_prepare(run_id=run_id)
+    """Prepare the run; a first job this worker may run (it consumes its queue) is claimed
+    for it as the run starts, and run here (no broker hop to the first command)."""
+    if not settings.JOBS_TAKE_NEXT:
+        services.run_prepare(run_id=run_id)
+        return
+    take = next_job_taker(prepare_run_task.app)
+    run = services.run_prepare(run_id=run_id, take=take, worker=worker_name())
+    first = getattr(run, "taken", None)
+    if first is not None:
+        execute_chain(first, take)
 
 
 @shared_task(name="pipelines.fire_schedule", ignore_result=True, acks_late=True)

@@ -130,3 +130,37 @@ def test_finishing_and_taking_costs_no_more_statements_than_finishing(project, a
             _finish(test, take=take)
         counts.append(len(queries))
     assert counts[1] == counts[0] + 1, counts
+
+
+def test_the_worker_preparing_a_run_takes_its_first_job(
+    project, tmp_path, sent, django_capture_on_commit_callbacks
+):
+    from apps.pipelines.commits import Commit
+
+    from .gitrepo import Repo
+
+    repo = Repo(tmp_path)
+    spec = (
+        "version: 1\njobs:\n"
+        "  first: {kind: test, script: ['true']}\n"
+        "  second: {kind: test, script: ['true']}\n"
+    )
+    sha = repo.commit("two jobs at once", {".controlplane.yml": spec})
+    project.repository_url = repo.url
+    project.save()
+    run = services.run_request(
+        project=project, actor="t", commit=Commit(sha=sha, ref="main"), send_prepare=False
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        prepared = services.run_prepare(run_id=run.pk, take=lambda job: True, worker="w")
+    assert prepared.status != RunStatus.FAILED, prepared.error_message
+    first, second = prepared.jobs.order_by("id")
+    assert prepared.taken.pk == first.pk
+    assert (first.status, first.worker) == (JobStatus.RUNNING, "w")
+    assert prepared.status == RunStatus.RUNNING
+    assert sent == [second.pk]  # both were ready: the other one goes to the broker
+
+    other = services.run_request(
+        project=project, actor="t", commit=Commit(sha=sha, ref="main"), send_prepare=False
+    )
+    assert services.run_prepare(run_id=other.pk).taken is None  # no taker: all are sent

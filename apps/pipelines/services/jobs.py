@@ -16,7 +16,14 @@ from ..choices import (
     RunStatus,
 )
 from ..models import Artifact, Job, PipelineRun
-from .scheduling import _lock_job, job_transition, run_advance, run_transition
+from .scheduling import (
+    _claim_locked,
+    _lock_job,
+    _take_ready,
+    job_transition,
+    run_advance,
+    run_transition,
+)
 
 
 def job_retry(*, job: Job, actor: Any) -> Job:
@@ -87,23 +94,6 @@ def job_claim(*, job_id: int, worker: str) -> Job | None:
         if job is None or job.status != JobStatus.QUEUED or job.run.status in RUN_TERMINAL:
             return None
         return _claim_locked(job, worker)
-
-
-def _claim_locked(job: Job, worker: str) -> Job:
-    """queued → running for ``worker``; the job and its run (with its project) are locked."""
-    run, project = job.run, job.run.project
-    again = {"started_at": job.started_at, "finished_at": None} if job.started_at else {}
-    claimed = job_transition(
-        job=job,
-        to=JobStatus.RUNNING,
-        actor=f"worker:{worker}",
-        update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None} | again,
-        held_lock=True,
-    )
-    if run.status == RunStatus.QUEUED:  # the run's first job starts it
-        run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}", held_lock=True)
-    claimed.run, run.project = run, project
-    return claimed
 
 
 def job_heartbeat(*, job_id: int, worker: str, log_size: int) -> str | None:
@@ -182,11 +172,8 @@ def job_finish(
             )
         pending = [j for j in jobs if j.status == JobStatus.PENDING]
         run = run_advance(run=job.run, actor=f"worker:{worker}", locked=True, jobs=jobs)
-        ready = [j for j in pending if j.status == JobStatus.QUEUED]
         taken = None
         if take is not None and run.status == RunStatus.RUNNING:
-            taken = next((j for j in ready if take(j)), None)
-            if taken is not None:
-                taken = _claim_locked(taken, worker)
+            taken = _take_ready(pending, take, worker)
     job.taken = taken
     return job

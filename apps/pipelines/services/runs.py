@@ -3,7 +3,7 @@ spec read, the jobs created), and ending them (cancel, fail)."""
 
 import logging
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import transaction
@@ -25,7 +25,7 @@ from ..choices import (
 from ..commits import Commit
 from ..models import Job, PipelineRun
 from ..specs import SpecUnavailable, spec_at
-from .scheduling import job_transition, run_start_waiting, run_transition
+from .scheduling import _take_ready, job_transition, run_start_waiting, run_transition
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +191,17 @@ def _run_protected(run: PipelineRun, sha: str) -> bool:
         return False
 
 
-def run_prepare(*, run_id: int) -> PipelineRun | None:
+def run_prepare(
+    *, run_id: int, take: Callable[[Job], bool] | None = None, worker: str = ""
+) -> PipelineRun | None:
     """Fetch the run's commit, read and validate its `.controlplane.yml`, create the jobs.
 
     Idempotent: a run that has jobs or is no longer queued is left alone. An invalid or missing
     spec fails the run at once with the validation errors as its message.
+
+    ``take`` (with ``worker``): of the jobs the run starts with, the first ``take`` accepts is
+    claimed for ``worker`` in the same transaction, as :func:`job_finish` hands the next job
+    on; it is the returned run's ``taken`` (None when none).
     """
     # One query: the run, its project and whether it has jobs already.
     run = (
@@ -212,6 +218,7 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
     except SpecUnavailable as exc:
         return run_fail(run=run, actor="scheduler", message=exc.message)
     protected = _run_protected(run, info["sha"])  # git, outside the transaction
+    taken = None
     with transaction.atomic(), audit_batch():
         run = (
             PipelineRun.objects.select_for_update(of=("self",))
@@ -266,13 +273,18 @@ def run_prepare(*, run_id: int) -> PipelineRun | None:
                 )
         # The run and its new jobs are locked here already (bulk_create inserted the rows):
         # when it is the one to start, they are not read and locked a second time.
-        run_start_waiting(project=project, held=(run, jobs) if all(j.pk for j in jobs) else None)
+        held = all(j.pk for j in jobs)
+        started = run_start_waiting(project=project, held=(run, jobs) if held else None)
+        if take is not None and held and started:
+            taken = _take_ready(jobs, take, worker)
         if run.ref == project.default_branch and not run.environment_id:
             # The default branch's spec says which schedules exist (see pipelines/schedules.py).
             # After commit and after the ready jobs' messages went out (on_commit callbacks
             # run in order): not on the way to the first job's first command.
             transaction.on_commit(lambda: _schedules_sync(project, spec, run.commit_sha))
     run.refresh_from_db()
+    run.project = project  # dropped by the refresh; the taken job's executor reads it
+    run.taken = taken
     return run
 
 

@@ -4,6 +4,7 @@ on: which jobs are ready, skipped or done (:func:`run_advance`). TRICKY: the loc
 writer keeps (run, then its jobs) is :func:`_lock_job`'s."""
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -208,3 +209,28 @@ def run_advance(
                 final = RunStatus.SUCCEEDED
             run = run_transition(run=run, to=final, actor=actor, held_lock=True)
     return run
+
+
+def _claim_locked(job: Job, worker: str) -> Job:
+    """queued → running for ``worker``; the job and its run (with its project) are locked."""
+    run, project = job.run, job.run.project
+    again = {"started_at": job.started_at, "finished_at": None} if job.started_at else {}
+    claimed = job_transition(
+        job=job,
+        to=JobStatus.RUNNING,
+        actor=f"worker:{worker}",
+        update={"worker": worker, "heartbeat_at": timezone.now(), "exit_code": None} | again,
+        held_lock=True,
+    )
+    if run.status == RunStatus.QUEUED:  # the run's first job starts it
+        run_transition(run=run, to=RunStatus.RUNNING, actor=f"worker:{worker}", held_lock=True)
+    claimed.run, run.project = run, project
+    return claimed
+
+
+def _take_ready(jobs: list[Job], take: Callable[[Job], bool], worker: str) -> Job | None:
+    """The first of ``jobs`` that is queued now (an advance just made it ready) and that
+    ``take`` accepts, claimed for ``worker``, or None. The caller holds the run's and the
+    jobs' locks; no message goes out for the job taken (see ``_job_changed``)."""
+    job = next((j for j in jobs if j.status == JobStatus.QUEUED and take(j)), None)
+    return _claim_locked(job, worker) if job is not None else None
