@@ -22,13 +22,10 @@ def run_job_task(job_id: int) -> None:
     job = services.job_claim(job_id=job_id, worker=worker_name())
     if job is None:
         return  # already taken, finished or canceled: a duplicate message is harmless
-    if not settings.JOBS_TAKE_NEXT:
-        execute_job(job)
-        return
     execute_chain(job, next_job_taker(run_job_task.app))
 
 
-def execute_chain(job: Job, take: Callable[[Job], bool]) -> None:
+def execute_chain(job: Job, take: Callable[[Job], bool] | None) -> None:
     """Execute ``job``, then each job of its run that a finish handed to this worker."""
     later: list[Callable[[], None]] = []
     try:
@@ -42,10 +39,13 @@ def execute_chain(job: Job, take: Callable[[Job], bool]) -> None:
                 logger.exception("Bookkeeping after a job failed")
 
 
-def next_job_taker(app) -> Callable[[Job], bool]:
+def next_job_taker(app) -> Callable[[Job], bool] | None:
     """Which job made ready by a finished one this worker runs next itself, claimed in the
     finishing transaction (no broker hop): one whose queue it consumes, and whose timeout
-    still fits in this task's time limit (the chain runs in one task)."""
+    still fits in this task's time limit (the chain runs in one task). None: it takes none
+    (``CONTROLPLANE_JOBS_TAKE_NEXT`` off), every ready job goes to the broker."""
+    if not settings.JOBS_TAKE_NEXT:
+        return None
     queues = set(app.amqp.queues.consume_from or ())
     limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
     started = time.monotonic()
@@ -71,9 +71,6 @@ def reap_lost_jobs_task() -> int:
 def prepare_run_task(run_id: int) -> None:
     """Prepare the run; a first job this worker may run (it consumes its queue) is claimed
     for it as the run starts, and run here (no broker hop to the first command)."""
-    if not settings.JOBS_TAKE_NEXT:
-        services.run_prepare(run_id=run_id)
-        return
     take = next_job_taker(prepare_run_task.app)
     run = services.run_prepare(run_id=run_id, take=take, worker=worker_name())
     first = getattr(run, "taken", None)

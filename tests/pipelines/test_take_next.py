@@ -115,6 +115,8 @@ def test_the_taker_takes_jobs_of_the_queues_the_worker_consumes_only(project, ad
         # A job whose timeout no longer fits in the task's time limit is sent instead.
         settings.CELERY_TASK_SOFT_TIME_LIMIT = deploy.timeout_seconds
         assert next_job_taker(app)(deploy) is False
+        settings.JOBS_TAKE_NEXT = False  # every ready job goes to the broker
+        assert next_job_taker(app) is None
     finally:
         queues._consume_from = None
 

@@ -171,9 +171,8 @@ def job_finish(
                 held_lock=True,
             )
         pending = [j for j in jobs if j.status == JobStatus.PENDING]
-        run = run_advance(run=job.run, actor=f"worker:{worker}", locked=True, jobs=jobs)
-        taken = None
-        if take is not None and run.status == RunStatus.RUNNING:
-            taken = _take_ready(pending, take, worker)
+        run_advance(run=job.run, actor=f"worker:{worker}", locked=True, jobs=jobs)
+        # Only jobs this advance queued: one queued before has its message out already.
+        taken = _take_ready(pending, take, worker) if take is not None else None
     job.taken = taken
     return job

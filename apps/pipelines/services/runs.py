@@ -273,9 +273,8 @@ def run_prepare(
                 )
         # The run and its new jobs are locked here already (bulk_create inserted the rows):
         # when it is the one to start, they are not read and locked a second time.
-        held = all(j.pk for j in jobs)
-        started = run_start_waiting(project=project, held=(run, jobs) if held else None)
-        if take is not None and held and started:
+        run_start_waiting(project=project, held=(run, jobs) if all(j.pk for j in jobs) else None)
+        if take is not None:  # only jobs the start queued (not held: none, they read pending)
             taken = _take_ready(jobs, take, worker)
         if run.ref == project.default_branch and not run.environment_id:
             # The default branch's spec says which schedules exist (see pipelines/schedules.py).
