@@ -146,6 +146,10 @@ def main() -> None:
         f"push -> first job command started: median {lat['median']:.0f} ms, "
         f"p95 {lat['p95']:.0f} ms (target: median <= {TARGET_MEDIAN} ms, p95 <= {TARGET_P95} ms)"
     )
+    print(
+        f"ratio push / floor: median {lat['median'] / base['median']:.1f}x, "
+        f"p95 {lat['p95'] / base['p95']:.1f}x"
+    )
     print("where the time goes (medians from the rows' timestamps):")
     for name, values in phases.items():
         print(f"  {name:<44} {_stack.summary(values)['median']:7.1f} ms")
